@@ -1,0 +1,44 @@
+# var-attn for fairseq: set up, test, demo.
+#
+#   make install   virtual environment in $(VENV) with torch, fairseq, the plugin
+#   make test      install if needed, then run the test suite
+#   make demo      install if needed, then the offline De->En demo (see README)
+
+PYTHON ?= python3
+VENV ?= .venv
+# A CPU build of torch; override for CUDA, e.g. make install TORCH_SPEC="torch==2.13.0 --index-url ..."
+TORCH_SPEC ?= torch==2.13.0
+# fairseq 0.12.2 does not import on Python >= 3.11; fairseq-fixed is upstream main with that fix.
+FAIRSEQ_SPEC ?= fairseq-fixed==0.12.3.1
+# fairseq's runtime dependencies, minus torchaudio (not needed for translation; see README).
+FAIRSEQ_DEPS = cffi hydra-core==1.3.2 omegaconf==2.3.0 regex "sacrebleu>=2.0" tqdm bitarray packaging scikit-learn
+
+BIN = $(VENV)/bin
+PIP = $(BIN)/python -m pip
+STAMP = $(VENV)/.installed
+
+.PHONY: install test demo lint clean-venv
+
+install: $(STAMP)
+
+$(STAMP): setup.py Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet $(TORCH_SPEC) numpy cython setuptools wheel
+	$(BIN)/python -c "import fairseq" 2>/dev/null || \
+		$(PIP) install --no-build-isolation --no-deps $(FAIRSEQ_SPEC)
+	$(PIP) install --quiet $(FAIRSEQ_DEPS)
+	$(PIP) install --quiet --no-build-isolation -e ".[dev]"
+	$(BIN)/python -c "import fairseq, var_attn_plugin; print('fairseq', fairseq.__version__)"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+demo: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" bash examples/demo.sh
+
+lint: $(STAMP)
+	$(BIN)/python -m ruff check var_attn_plugin tests
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,15 @@
+"""Variational attention for fairseq (Deng et al., "Latent Alignment and Variational
+Attention", NeurIPS 2018).
+
+Use with ``--user-dir var_attn_plugin``. Importing the package registers the
+``varattn_lstm`` model, the ``varattn_elbo`` criterion and the ``varattn_translation``
+task, and makes fairseq checkpoints loadable with torch >= 2.6.
+"""
+
+from .checkpoint_compat import allow_fairseq_checkpoints
+
+allow_fairseq_checkpoints()
+
+from . import criterion, model, task  # noqa: E402,F401  (registers with fairseq)
+
+__version__ = "0.1.0"

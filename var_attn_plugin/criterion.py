@@ -1,0 +1,97 @@
+"""The ``varattn_elbo`` criterion: wires the mode's objective, masks, sums and logs.
+
+The objective itself lives in :mod:`var_attn_plugin.objectives`; this class hands the target
+to the model, picks the objective of the model's attention mode once, excludes target pads
+(EOS counts, METHOD.md pitfall 3) and logs each term as its own metric.
+
+Logged metrics (all in base 2 like fairseq's, per target token unless said otherwise):
+
+- ``loss``: the mode's objective (the true value, never a surrogate), per ``sample_size``
+- ``nll_loss`` / ``ppl``: the model's exact log-likelihood: the marginal under the prior
+  for latent modes (enumeration), the soft output for ``soft``
+- ``bound`` / ``bound_ppl``: the objective per token (for variational modes the negative
+  ELBO, the paper's model-selection metric)
+- ``rec``, ``kl``: reconstruction term and KL(q || p) of the objective
+- ``prior_ent``, ``post_ent``: entropy of the prior and of the posterior, per token
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from fairseq import metrics, utils
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.dataclass import FairseqDataclass
+from omegaconf import II
+
+from .objectives import OBJECTIVES, categorical_entropy, log_marginal
+
+
+@dataclass
+class VarAttnCriterionConfig(FairseqDataclass):
+    sentence_avg: bool = II("optimization.sentence_avg")
+    report_entropy: bool = field(
+        default=True, metadata={"help": "log prior and posterior entropies"})
+
+
+@register_criterion("varattn_elbo", dataclass=VarAttnCriterionConfig)
+class VarAttnCriterion(FairseqCriterion):
+    def __init__(self, task, sentence_avg: bool, report_entropy: bool = True):
+        super().__init__(task)
+        self.sentence_avg = sentence_avg
+        self.report_entropy = report_entropy
+
+    def forward(self, model, sample, reduce: bool = True):
+        mode = getattr(model, "attention_mode", None)
+        if mode is None:
+            raise TypeError(
+                "--criterion varattn_elbo needs a model from this plugin: use --arch varattn_lstm "
+                f"(or varattn_lstm_iwslt_de_en), not {type(model).__name__}")
+        target = sample["target"]
+        out = model(**sample["net_input"], target=target)
+        terms = OBJECTIVES[mode](out)
+        target_mask = target.ne(self.padding_idx)  # B x T
+
+        def total(per_token):
+            return per_token.masked_fill(~target_mask, 0.0).sum()
+
+        loss = terms.loss.masked_fill(~target_mask, 0.0)
+        ntokens = sample["ntokens"]
+        sample_size = target.size(0) if self.sentence_avg else ntokens
+        logging_output = {
+            "loss": total(terms.objective).data,
+            "bound": total(terms.objective).data,
+            "rec": total(terms.reconstruction).data,
+            "kl": total(terms.kl).data,
+            "ntokens": ntokens,
+            "nsentences": target.size(0),
+            "sample_size": sample_size,
+        }
+        if out.token_log_probs is not None:
+            logging_output["nll_loss"] = -total(log_marginal(out.prior_log_probs, out.token_log_probs)).data
+        elif out.soft_token_log_probs is not None:
+            logging_output["nll_loss"] = -total(out.soft_token_log_probs).data
+        if self.report_entropy:
+            logging_output["prior_ent"] = total(categorical_entropy(out.prior_log_probs)).data
+            if out.posterior_log_probs is not None:
+                logging_output["post_ent"] = total(categorical_entropy(out.posterior_log_probs)).data
+        return (loss.sum() if reduce else loss.view(-1)), sample_size, logging_output
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        def summed(key):
+            return sum(log.get(key, 0) for log in logging_outputs)
+
+        ntokens = summed("ntokens")
+        sample_size = summed("sample_size")
+        metrics.log_scalar("loss", summed("loss") / sample_size / math.log(2), sample_size, round=3)
+        for key in ("bound", "rec", "kl", "nll_loss", "prior_ent", "post_ent"):
+            if any(key in log for log in logging_outputs):
+                metrics.log_scalar(key, summed(key) / ntokens / math.log(2), ntokens, round=3)
+        metrics.log_derived("bound_ppl", lambda meters: utils.get_perplexity(meters["bound"].avg))
+        if any("nll_loss" in log for log in logging_outputs):
+            metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg))
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True

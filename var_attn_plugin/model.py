@@ -1,0 +1,197 @@
+"""The variational-attention encoder-decoder, registered as ``varattn_lstm`` (METHOD.md §3-4).
+
+``forward`` has two uses:
+
+- without ``target`` (generation, ``--score-reference``, fairseq's own criteria): returns
+  ``((B, T, V) log-probabilities, {"attn": [prior]})`` under the decoding option;
+- with ``target`` (our criterion, which hands the target tokens to the model): returns the
+  :class:`~var_attn_plugin.objectives.LatentOutputs` that the objective of the attention
+  mode needs: the prior, and where needed ``ℓ_t(j)`` for every source position, the soft
+  output ``b_t`` and the posterior q.
+
+Dimensions: B batch, S source length, T target length, V vocabulary.
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.models import FairseqEncoderDecoderModel, register_model, register_model_architecture
+from torch import Tensor, nn
+
+from .decoder import DecodingOptions, VarAttnDecoder
+from .encoder import VarAttnEncoder
+from .inference_network import InferenceNetwork
+from .modes import ATTENTION_MODES, LATENT_DECODINGS, mode_spec
+from .objectives import LatentOutputs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class VarAttnLSTMConfig(FairseqDataclass):
+    # Defaults are the paper's IWSLT14 De-En sizes (METHOD.md §3-4).
+    attention_mode: ChoiceEnum(list(ATTENTION_MODES)) = field(
+        default="var-enum",
+        metadata={"help": "training objective, one row of the paper's Table 1: "
+                  + "; ".join(f"{k}: {v.description}" for k, v in ATTENTION_MODES.items())},
+    )
+    encoder_embed_dim: int = field(default=512, metadata={"help": "source embedding size"})
+    encoder_hidden_size: int = field(default=512, metadata={"help": "encoder LSTM size per direction"})
+    encoder_layers: int = field(default=2, metadata={"help": "bidirectional encoder LSTM layers"})
+    decoder_embed_dim: int = field(default=512, metadata={"help": "target embedding size"})
+    decoder_hidden_size: int = field(default=768, metadata={"help": "decoder LSTM size"})
+    decoder_layers: int = field(default=2, metadata={"help": "decoder LSTM layers"})
+    attention_dim: int = field(default=512, metadata={"help": "hidden size of the prior's MLP scorer"})
+    decoder_output_dim: int = field(default=768, metadata={"help": "size of the output layer o_tj"})
+    inference_hidden_size: int = field(
+        default=512, metadata={"help": "inference network LSTM size per direction (variational modes)"})
+    inference_layers: int = field(default=2, metadata={"help": "inference network LSTM layers"})
+    dropout: float = field(
+        default=0.3, metadata={"help": "dropout on embeddings, between LSTM layers and on the output layer"})
+    init_scale: float = field(default=0.1, metadata={"help": "parameters start uniform in [-s, s]"})
+    enum_chunk_mb: int = field(
+        default=256,
+        metadata={"help": "memory budget (MiB) for one chunk of enumerated output logits "
+                  "(tokens x source positions x vocabulary); bounds peak memory, never changes results"},
+    )
+    default_latent_decoding: ChoiceEnum(list(LATENT_DECODINGS) + ["auto"]) = field(
+        default="auto",
+        metadata={"help": "decoding used when the task does not say: auto = soft for the soft mode, "
+                  "exact enumeration for latent modes"},
+    )
+    max_source_positions: int = field(default=1024, metadata={"help": "longest source accepted"})
+    max_target_positions: int = field(default=1024, metadata={"help": "longest target accepted"})
+
+
+def build_embedding(dictionary, dim: int) -> nn.Embedding:
+    return nn.Embedding(len(dictionary), dim, padding_idx=dictionary.pad())
+
+
+@register_model("varattn_lstm", dataclass=VarAttnLSTMConfig)
+class VarAttnModel(FairseqEncoderDecoderModel):
+    def __init__(self, cfg: VarAttnLSTMConfig, encoder, decoder, inference_network):
+        super().__init__(encoder, decoder)
+        self.cfg = cfg
+        self.attention_mode = str(cfg.attention_mode)
+        self.spec = mode_spec(self.attention_mode)
+        self.inference_network = inference_network
+
+    @classmethod
+    def build_model(cls, cfg: VarAttnLSTMConfig, task):
+        src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
+        spec = mode_spec(str(cfg.attention_mode))
+        encoder = VarAttnEncoder(
+            src_dict, build_embedding(src_dict, cfg.encoder_embed_dim), cfg.encoder_hidden_size,
+            cfg.encoder_layers, cfg.dropout, cfg.dropout,
+        )
+        decoding = str(cfg.default_latent_decoding)
+        if decoding == "auto":
+            decoding = "exact" if spec.latent else "soft"
+        decoder = VarAttnDecoder(
+            tgt_dict, build_embedding(tgt_dict, cfg.decoder_embed_dim), encoder.output_dim,
+            cfg.decoder_hidden_size, cfg.decoder_layers, cfg.attention_dim, cfg.decoder_output_dim,
+            cfg.dropout, cfg.enum_chunk_mb * 2**20, DecodingOptions(latent_decoding=decoding),
+        )
+        inference_network = None
+        if spec.variational:
+            inference_network = InferenceNetwork(
+                cfg.encoder_embed_dim, cfg.decoder_embed_dim, cfg.inference_hidden_size,
+                cfg.inference_layers, cfg.dropout,
+            )
+        model = cls(cfg, encoder, decoder, inference_network)
+        model.reset_parameters(cfg.init_scale)
+        return model
+
+    def reset_parameters(self, scale: float):
+        """Every parameter uniform in [-scale, scale] (METHOD.md §3); padding embeddings 0."""
+        for p in self.parameters():
+            nn.init.uniform_(p, -scale, scale)
+        with torch.no_grad():
+            for embedding in (self.encoder.embed_tokens, self.decoder.embed_tokens):
+                embedding.weight[embedding.padding_idx].zero_()
+
+    def configure_decoding(self, options: DecodingOptions):
+        """Choose how generation turns states into word distributions (task options)."""
+        if options.latent_decoding != "soft" and not self.spec.latent:
+            logger.warning(
+                "decoding a %s-trained model with %s enumeration: its output layer was trained on "
+                "the soft context only", self.attention_mode, options.latent_decoding)
+        if options.latent_decoding == "soft" and self.spec.latent:
+            logger.warning("decoding a %s-trained model with soft attention (usually much worse, "
+                           "METHOD.md §6)", self.attention_mode)
+        self.decoder.decoding = options
+
+    def max_positions(self):
+        return (self.cfg.max_source_positions, self.cfg.max_target_positions)
+
+    def get_normalized_probs(self, net_output, log_probs: bool, sample=None):
+        # The decoder already returns normalised log-probabilities.
+        lprobs = net_output[0]
+        return lprobs if log_probs else lprobs.exp()
+
+    def forward(self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor,
+                target: Tensor = None, **kwargs):
+        encoder_out = self.encoder(src_tokens, src_lengths=src_lengths)
+        if target is None:
+            if self.training and self.spec.latent:
+                raise RuntimeError(
+                    f"--attention-mode {self.attention_mode} must be trained with "
+                    "--criterion varattn_elbo (it hands the target to the model)")
+            return self.decoder(prev_output_tokens, encoder_out=encoder_out)
+        states = self.decoder.extract_features(prev_output_tokens, encoder_out)
+        return self.latent_outputs(states, encoder_out, target)
+
+    def latent_outputs(self, states, encoder_out, target: Tensor) -> LatentOutputs:
+        """Compute what the mode's objective needs; in evaluation, what the exact metrics need."""
+        pad = self.decoder.dictionary.pad()
+        src_padding_mask = encoder_out["encoder_padding_mask"][0]  # B x S
+        tgt_padding_mask = target.eq(pad)  # B x T
+        B, T, S = states.prior_log_probs.shape
+        enumerate_all = self.spec.enumerates or (not self.training and self.spec.latent)
+        soft_output = self.spec.soft_output
+
+        # only real target tokens are scored: rows of the flattened B x T grid
+        row_batch, row_step = (~tgt_padding_mask).nonzero(as_tuple=True)  # N, N
+        layer = self.decoder.alignment_output
+        queries = layer.query_proj(states.hidden[row_batch, row_step])  # N x O
+        row_target = target[row_batch, row_step]  # N
+        out = LatentOutputs(prior_log_probs=states.prior_log_probs)
+
+        if enumerate_all:
+            rows = layer.candidate_token_log_probs(queries, states.output_sources, row_batch, row_target)  # N x S
+            grid = rows.new_zeros(B, T, S)
+            grid[row_batch, row_step] = rows
+            out.token_log_probs = grid.masked_fill(src_padding_mask.unsqueeze(1), 0.0)  # B x T x S
+
+        if soft_output:
+            context = layer.source_proj(states.context[row_batch, row_step])  # N x O
+            soft = layer.soft_log_probs(queries, context).gather(-1, row_target.unsqueeze(-1)).squeeze(-1)
+            grid = soft.new_zeros(B, T)
+            grid[row_batch, row_step] = soft
+            out.soft_token_log_probs = grid  # B x T
+
+        if self.spec.variational:
+            tgt_embeddings = F.dropout(
+                self.decoder.embed_tokens(target), p=self.cfg.dropout, training=self.training)
+            out.posterior_log_probs = self.inference_network(
+                encoder_out["src_embeddings"][0], src_padding_mask, tgt_embeddings, tgt_padding_mask)
+        return out
+
+
+@register_model_architecture("varattn_lstm", "varattn_lstm_iwslt_de_en")
+def varattn_lstm_iwslt_de_en(args):
+    """The paper's IWSLT14 De-En model (METHOD.md §3-4); identical to ``varattn_lstm``'s defaults."""
+    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 512)
+    args.encoder_hidden_size = getattr(args, "encoder_hidden_size", 512)
+    args.encoder_layers = getattr(args, "encoder_layers", 2)
+    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", 512)
+    args.decoder_hidden_size = getattr(args, "decoder_hidden_size", 768)
+    args.decoder_layers = getattr(args, "decoder_layers", 2)
+    args.attention_dim = getattr(args, "attention_dim", 512)
+    args.decoder_output_dim = getattr(args, "decoder_output_dim", 768)
+    args.inference_hidden_size = getattr(args, "inference_hidden_size", 512)
+    args.inference_layers = getattr(args, "inference_layers", 2)
+    args.dropout = getattr(args, "dropout", 0.3)

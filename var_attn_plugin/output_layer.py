@@ -1,0 +1,147 @@
+"""The output layer for one alignment, and its enumeration in memory-bounded chunks.
+
+For target step t and candidate alignment j (METHOD.md §3):
+
+    o_tj = tanh(W_o [h_t; x̃_j] + b_o)                     (then dropout)
+    log p(y | x, y_<t, z_t = j) = log softmax(W_g o_tj + b_g)
+
+``W_o [h; x̃] = W_oh h + W_ox x̃`` is split so that the source half is projected once per
+sentence. The soft output is the same layers applied to the context ``c_t``, and since
+``W_ox`` is linear, ``W_ox c_t = Σ_j p_t(j) W_ox x̃_j``.
+
+Enumerating all candidates materialises ``N · K · V`` logits (N target tokens, K candidates,
+V vocabulary). They are computed in chunks of rows whose logits fit ``chunk_bytes``; when
+gradients are needed and there is more than one chunk, each chunk is recomputed in the
+backward pass (activation checkpointing), so peak memory stays bounded by the budget
+whatever the batch size. The result is the same as the unchunked computation.
+
+Dimensions: N target tokens (flattened B·T rows), K candidates, O output size, V vocabulary.
+"""
+
+from typing import Callable, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from .scoring import Projection
+
+
+class AlignmentOutputLayer(nn.Module):
+    def __init__(
+        self,
+        query_dim: int,
+        source_dim: int,
+        output_dim: int,
+        vocab_size: int,
+        dropout: float,
+        chunk_bytes: int,
+    ):
+        super().__init__()
+        self.query_proj = nn.Linear(query_dim, output_dim)  # W_oh, b_o
+        self.source_proj = Projection(source_dim, output_dim)  # W_ox
+        self.generator = nn.Linear(output_dim, vocab_size)  # W_g, b_g
+        self.dropout = dropout
+        self.chunk_bytes = chunk_bytes
+
+    def logits(self, projected_queries: Tensor, projected_sources: Tensor) -> Tensor:
+        """``W_g dropout(tanh(W_oh h + b_o + W_ox x̃)) + b_g``, broadcasting the two inputs."""
+        hidden = torch.tanh(projected_queries + projected_sources)
+        hidden = F.dropout(hidden, p=self.dropout, training=self.training)
+        return self.generator(hidden).float()
+
+    def soft_log_probs(self, projected_queries: Tensor, projected_context: Tensor) -> Tensor:
+        """``(..., O)`` projected h, projected context -> ``(..., V)`` log-probabilities."""
+        return torch.log_softmax(self.logits(projected_queries, projected_context), dim=-1)
+
+    # ------------------------------------------------------------------ enumeration
+
+    def rows_per_chunk(self, num_candidates: int) -> int:
+        per_row = num_candidates * self.generator.out_features * 4  # float32 logits
+        return max(1, self.chunk_bytes // per_row)
+
+    def _candidate_sources(self, projected_sources, row_batch, candidates, rows):
+        """``(n, K, O)`` projected sources of the candidates of ``rows``."""
+        sources = projected_sources[row_batch[rows]]  # n x S x O
+        if candidates is None:
+            return sources
+        index = candidates[rows].unsqueeze(-1).expand(-1, -1, sources.size(-1))
+        return sources.gather(1, index)
+
+    def _chunked(self, fn: Callable, num_rows: int, num_candidates: int, *row_tensors) -> Tensor:
+        """Apply ``fn(rows, *tensors[rows])`` chunk by chunk and concatenate along rows."""
+        step = self.rows_per_chunk(num_candidates)
+        recompute = torch.is_grad_enabled() and num_rows > step
+        outputs: List[Tensor] = []
+        for start in range(0, num_rows, step):
+            rows = torch.arange(start, min(start + step, num_rows), device=row_tensors[0].device)
+            if recompute:
+                outputs.append(checkpoint(fn, rows, *row_tensors, use_reentrant=False))
+            else:
+                outputs.append(fn(rows, *row_tensors))
+        return torch.cat(outputs, dim=0)
+
+    def candidate_token_log_probs(
+        self,
+        projected_queries: Tensor,
+        projected_sources: Tensor,
+        row_batch: Tensor,
+        target: Tensor,
+        candidates: Optional[Tensor] = None,
+    ) -> Tensor:
+        """``ℓ(j) = log p(y | ..., z = j)`` of the target token for every candidate j.
+
+        Args:
+            projected_queries: ``(N, O)`` ``W_oh h + b_o`` of each target token.
+            projected_sources: ``(B, S, O)`` ``W_ox x̃`` of each sentence.
+            row_batch: ``(N,)`` sentence index of each row.
+            target: ``(N,)`` the token to score at each row.
+            candidates: ``(N, K)`` source positions to score, or None for all ``S``.
+
+        Returns:
+            ``(N, K)`` log-probabilities (``K = S`` for None).
+        """
+
+        def chunk(rows, queries, sources, tgt):
+            logits = self.logits(
+                queries[rows].unsqueeze(1),
+                self._candidate_sources(sources, row_batch, candidates, rows),
+            )  # n x K x V
+            picked = logits.gather(-1, tgt[rows].view(-1, 1, 1).expand(-1, logits.size(1), 1))
+            return picked.squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+        K = projected_sources.size(1) if candidates is None else candidates.size(1)
+        return self._chunked(chunk, row_batch.numel(), K, projected_queries, projected_sources, target)
+
+    def marginal_log_probs(
+        self,
+        projected_queries: Tensor,
+        projected_sources: Tensor,
+        row_batch: Tensor,
+        candidate_log_probs: Tensor,
+        candidates: Optional[Tensor] = None,
+    ) -> Tensor:
+        """``log Σ_j r(j) p(y | ..., z = j)`` for every y in the vocabulary (METHOD.md §6).
+
+        Args:
+            candidate_log_probs: ``(N, K)`` log r(j) of each candidate (the prior, or the
+                renormalised K-max prior); ``-inf`` for candidates to ignore.
+            others: as for :meth:`candidate_token_log_probs`.
+
+        Returns:
+            ``(N, V)`` log-probabilities.
+        """
+
+        def chunk(rows, queries, sources, weights):
+            logits = self.logits(
+                queries[rows].unsqueeze(1),
+                self._candidate_sources(sources, row_batch, candidates, rows),
+            )  # n x K x V
+            log_probs = torch.log_softmax(logits, dim=-1) + weights[rows].unsqueeze(-1)
+            return torch.logsumexp(log_probs, dim=1)
+
+        K = candidate_log_probs.size(1)
+        return self._chunked(
+            chunk, row_batch.numel(), K, projected_queries, projected_sources, candidate_log_probs
+        )

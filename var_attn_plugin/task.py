@@ -1,0 +1,72 @@
+"""The ``varattn_translation`` task: fairseq's translation task plus decoding options.
+
+The options are task options so that they work at generation time
+(``fairseq-generate`` / ``-interactive`` / ``--eval-bleu``); the attention mode itself is a
+model option stored in the checkpoint.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+from fairseq.dataclass import ChoiceEnum
+from fairseq.tasks import register_task
+from fairseq.tasks.translation import TranslationConfig, TranslationTask
+
+from .decoder import DecodingOptions
+from .generator import GnmtSequenceGenerator, GnmtSequenceGeneratorWithAlignment
+from .modes import LATENT_DECODINGS
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class VarAttnTranslationConfig(TranslationConfig):
+    latent_decoding: ChoiceEnum(["auto"] + list(LATENT_DECODINGS)) = field(
+        default="auto",
+        metadata={"help": "exact: marginalise the latent alignment under the prior (METHOD.md §6); "
+                  "kmax: the same over the --kmax most probable source positions, renormalised; "
+                  "soft: soft attention; auto: exact for latent modes, soft for --attention-mode soft"},
+    )
+    kmax: int = field(default=5, metadata={"help": "source positions kept by --latent-decoding kmax"})
+    gnmt_lenpen: Optional[float] = field(
+        default=None,
+        metadata={"help": "rank finished hypotheses by score / ((5+|Y|)/6)^ALPHA (the paper: 1.0) "
+                  "instead of fairseq's --lenpen"},
+    )
+    eos_penalty: float = field(
+        default=0.0,
+        metadata={"help": "subtract BETA * |src| / (n+1) from the EOS log-probability at every "
+                  "beam-search step, n = tokens so far counting BOS (the paper: 3.0)"},
+    )
+
+
+@register_task("varattn_translation", dataclass=VarAttnTranslationConfig)
+class VarAttnTranslationTask(TranslationTask):
+    cfg: VarAttnTranslationConfig
+
+    def decoding_options(self, model) -> DecodingOptions:
+        latent_decoding = str(self.cfg.latent_decoding)
+        if latent_decoding == "auto":
+            latent_decoding = "exact" if model.spec.latent else "soft"
+        return DecodingOptions(latent_decoding, self.cfg.kmax, self.cfg.eos_penalty)
+
+    def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kwargs):
+        for model in models:
+            if hasattr(model, "configure_decoding"):
+                model.configure_decoding(self.decoding_options(model))
+        if self.cfg.gnmt_lenpen is not None:
+            if getattr(args, "lenpen", 1) != 1:
+                raise ValueError(
+                    "--gnmt-lenpen and --lenpen are two length penalties: pass only one "
+                    f"(got --lenpen {args.lenpen}, --gnmt-lenpen {self.cfg.gnmt_lenpen})")
+            if seq_gen_cls is not None:
+                raise ValueError(f"--gnmt-lenpen cannot be combined with {seq_gen_cls.__name__}")
+            extra_gen_cls_kwargs = dict(extra_gen_cls_kwargs or {}, gnmt_lenpen=self.cfg.gnmt_lenpen)
+            if getattr(args, "print_alignment", False):
+                seq_gen_cls = GnmtSequenceGeneratorWithAlignment
+                extra_gen_cls_kwargs["print_alignment"] = args.print_alignment
+            else:
+                seq_gen_cls = GnmtSequenceGenerator
+        return super().build_generator(
+            models, args, seq_gen_cls=seq_gen_cls, extra_gen_cls_kwargs=extra_gen_cls_kwargs, **kwargs)
