@@ -51,6 +51,16 @@ class VarAttnTranslationTask(TranslationTask):
             latent_decoding = "exact" if model.spec.latent else "soft"
         return DecodingOptions(latent_decoding, self.cfg.kmax, self.cfg.eos_penalty)
 
+    def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, max_positions=None,
+                           ignore_invalid_inputs=False, required_batch_size_multiple=1, **kwargs):
+        # fairseq's batch_by_size (upstream main, also in fairseq-fixed) drops the last batch
+        # when its size is not a multiple of --required-batch-size-multiple, and batches are
+        # built from length-sorted indices, so the longest sentences silently vanished from
+        # validation, generation and every training epoch. Batch sizes stay free here.
+        return super().get_batch_iterator(
+            dataset, max_tokens, max_sentences, max_positions, ignore_invalid_inputs,
+            required_batch_size_multiple=1, **kwargs)
+
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kwargs):
         for model in models:
             if hasattr(model, "configure_decoding"):

@@ -1,0 +1,122 @@
+"""Shared test helpers: tiny models, synthetic corpora, the real fairseq command lines.
+
+Sizes are tiny and pairwise distinct (so a swapped axis fails loudly).
+"""
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Dict, List, Optional
+
+import torch
+from fairseq.data import Dictionary
+
+import var_attn_plugin  # noqa: F401  (registers the plugin)
+from var_attn_plugin.model import VarAttnLSTMConfig, VarAttnModel
+
+PLUGIN_DIR = Path(var_attn_plugin.__file__).resolve().parent
+BIN_DIR = Path(sys.executable).parent
+
+TINY_SIZES = dict(
+    encoder_embed_dim=6, encoder_hidden_size=5, encoder_layers=2,
+    decoder_embed_dim=7, decoder_hidden_size=9, decoder_layers=2,
+    attention_dim=4, decoder_output_dim=8, inference_hidden_size=3, inference_layers=2,
+)
+
+# the flags that give the same tiny sizes on the command line
+TINY_FLAGS = [
+    "--encoder-embed-dim", "16", "--encoder-hidden-size", "16", "--decoder-embed-dim", "16",
+    "--decoder-hidden-size", "24", "--attention-dim", "16", "--decoder-output-dim", "24",
+    "--inference-hidden-size", "16",
+]
+
+
+def make_dictionary(num_words: int) -> Dictionary:
+    d = Dictionary()
+    for i in range(num_words):
+        d.add_symbol(f"w{i}")
+    d.finalize(padding_factor=1)
+    return d
+
+
+def build_model(mode: str, src_words: int = 11, tgt_words: int = 13, seed: int = 0,
+                **overrides) -> VarAttnModel:
+    """A tiny model built the way fairseq builds it (``build_model`` with a task)."""
+    torch.manual_seed(seed)
+    cfg = VarAttnLSTMConfig(attention_mode=mode, dropout=0.0, **{**TINY_SIZES, **overrides})
+    task = SimpleNamespace(source_dictionary=make_dictionary(src_words),
+                           target_dictionary=make_dictionary(tgt_words))
+    return VarAttnModel.build_model(cfg, task)
+
+
+def random_batch(model: VarAttnModel, lengths_src: List[int], lengths_tgt: List[int],
+                 seed: int = 0, left_pad_source: bool = True) -> Dict:
+    """A fairseq-style batch: left-padded sources, right-padded targets ending in EOS."""
+    g = torch.Generator().manual_seed(seed)
+    src_dict, tgt_dict = model.encoder.dictionary, model.decoder.dictionary
+    B = len(lengths_src)
+    S, T = max(lengths_src), max(lengths_tgt)
+    src = torch.full((B, S), src_dict.pad())
+    tgt = torch.full((B, T), tgt_dict.pad())
+    prev = torch.full((B, T), tgt_dict.pad())
+    for b, (ls, lt) in enumerate(zip(lengths_src, lengths_tgt)):
+        words = torch.randint(src_dict.nspecial, len(src_dict), (ls - 1,), generator=g)
+        row = torch.cat([words, torch.tensor([src_dict.eos()])])
+        if left_pad_source:
+            src[b, S - ls:] = row
+        else:
+            src[b, :ls] = row
+        words = torch.randint(tgt_dict.nspecial, len(tgt_dict), (lt - 1,), generator=g)
+        tgt[b, :lt] = torch.cat([words, torch.tensor([tgt_dict.eos()])])
+        prev[b, :lt] = torch.cat([torch.tensor([tgt_dict.eos()]), words])
+    return {
+        "id": torch.arange(B),
+        "nsentences": B,
+        "ntokens": int(sum(lengths_tgt)),
+        "net_input": {"src_tokens": src, "src_lengths": torch.tensor(lengths_src),
+                      "prev_output_tokens": prev},
+        "target": tgt,
+    }
+
+
+# ------------------------------------------------------------------ synthetic corpora
+
+
+def permutation_pair(words: List[str]) -> List[str]:
+    """The synthetic task with a known alignment: reverse the sentence and map each word
+    w_k to W_k. Target position i is aligned to source position n-1-i."""
+    return [w.upper() for w in reversed(words)]
+
+
+def write_synthetic_corpus(directory: Path, sizes=(("train", 600), ("valid", 40), ("test", 20)),
+                           vocab: int = 20, min_len: int = 2, max_len: int = 8, seed: int = 1) -> Path:
+    rng = random.Random(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, n in sizes:
+        with open(directory / f"{split}.src", "w") as fs, open(directory / f"{split}.tgt", "w") as ft:
+            for _ in range(n):
+                words = [f"w{rng.randrange(vocab)}" for _ in range(rng.randint(min_len, max_len))]
+                fs.write(" ".join(words) + "\n")
+                ft.write(" ".join(permutation_pair(words)) + "\n")
+    return directory
+
+
+def fairseq_cli(tool: str, *args, cwd: Optional[Path] = None, check: bool = True,
+                input: Optional[str] = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a real fairseq console script (``fairseq-train`` …) from this environment."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    proc = subprocess.run([str(BIN_DIR / tool), *map(str, args)], cwd=cwd, env=env, input=input,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{tool} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def preprocess(raw: Path, dest: Path) -> Path:
+    fairseq_cli("fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt",
+                "--trainpref", raw / "train", "--validpref", raw / "valid", "--testpref", raw / "test",
+                "--destdir", dest, "--workers", "1")
+    return dest
