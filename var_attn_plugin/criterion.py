@@ -49,7 +49,7 @@ class VarAttnCriterion(FairseqCriterion):
                 f"(or varattn_lstm_iwslt_de_en), not {type(model).__name__}")
         target = sample["target"]
         out = model(**sample["net_input"], target=target)
-        terms = OBJECTIVES[mode](out)
+        terms = OBJECTIVES[model.objective_name()](out)
         target_mask = target.ne(self.padding_idx)  # B x T
 
         def total(per_token):

@@ -19,7 +19,7 @@ size, H decoder hidden size, A attention size, O output size, V vocabulary.
 """
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from .masking import masked_log_softmax
 from .modes import LATENT_DECODINGS
 from .output_layer import AlignmentOutputLayer
+from .sampling import dirichlet_mean
 from .scoring import MLPAlignmentScorer
 
 IncrementalState = Dict[str, Dict[str, Optional[Tensor]]]
@@ -58,6 +59,7 @@ class DecoderStates:
     """Per-step quantities of the generative model for a batch of target prefixes."""
 
     hidden: Tensor  # B x T x H    h_t, the top LSTM output
+    prior_scores: Tensor  # B x T x S    e_tj, unnormalised (-inf at source pads)
     prior_log_probs: Tensor  # B x T x S    log p_t(j), -inf at source pads
     context: Tensor  # B x T x D    c_t = Σ_j p_t(j) x̃_j
     output_sources: Tensor  # B x S x O    W_ox x̃_j, the source half of the output layer
@@ -81,6 +83,8 @@ class VarAttnDecoder(FairseqIncrementalDecoder):
             hidden_size, source_dim, output_dim, len(dictionary), dropout, chunk_bytes
         )
         self.decoding = decoding
+        # scores -> Dirichlet concentrations, set for var-relaxed models ("dirichlet-mean")
+        self.prior_concentration: Optional[Callable[[Tensor], Tensor]] = None
 
     # ------------------------------------------------------------------ recurrence
 
@@ -115,7 +119,7 @@ class VarAttnDecoder(FairseqIncrementalDecoder):
         hidden = list(state["hidden"].unbind(1))
         cell = list(state["cell"].unbind(1))
         input_feed = state["input_feed"]
-        tops, priors, contexts = [], [], []
+        tops, all_scores, priors, contexts = [], [], [], []
         for t in range(T):
             # 1. input: [emb(y_{t-1}); c_{t-1}]
             x = torch.cat([embeddings[:, t], input_feed], dim=-1)
@@ -124,10 +128,12 @@ class VarAttnDecoder(FairseqIncrementalDecoder):
                 hidden[i], cell[i] = layer(x, (hidden[i], cell[i]))
                 x = F.dropout(hidden[i], p=self.dropout, training=self.training) if i + 1 < len(self.layers) else hidden[i]
             # 3. prior over real source positions
-            prior = masked_log_softmax(self.prior_scorer(x, state["prior_keys"]), src_padding_mask)  # B x S
+            scores = self.prior_scorer(x, state["prior_keys"]).masked_fill(src_padding_mask, float("-inf"))
+            prior = masked_log_softmax(scores, src_padding_mask)  # B x S
             # 4. input feed: the prior's expected source state
             input_feed = torch.bmm(prior.exp().unsqueeze(1).to(src_states.dtype), src_states).squeeze(1)
             tops.append(x)
+            all_scores.append(scores)
             priors.append(prior)
             contexts.append(input_feed)
 
@@ -141,6 +147,7 @@ class VarAttnDecoder(FairseqIncrementalDecoder):
             })
         return DecoderStates(
             hidden=torch.stack(tops, 1),
+            prior_scores=torch.stack(all_scores, 1),
             prior_log_probs=torch.stack(priors, 1),
             context=torch.stack(contexts, 1),
             output_sources=state["output_sources"],
@@ -160,10 +167,27 @@ class VarAttnDecoder(FairseqIncrementalDecoder):
         layer = self.alignment_output
         return layer.soft_log_probs(layer.query_proj(hidden), layer.source_proj(context))
 
+    def relaxed_log_probs(self, states: DecoderStates, weights: Tensor) -> Tensor:
+        """``(B, T, V)`` output for a point ``weights`` ``(B, T, S)`` of the simplex.
+
+        The output layer reads ``Σ_j weights_j x̃_j``; ``W_ox`` is linear, so its projection
+        is ``Σ_j weights_j W_ox x̃_j``.
+        """
+        layer = self.alignment_output
+        context = torch.bmm(weights.to(states.output_sources.dtype), states.output_sources)
+        return layer.soft_log_probs(layer.query_proj(states.hidden), context)
+
+    def dirichlet_mean_weights(self, states: DecoderStates) -> Tensor:
+        """Mean of the Dirichlet prior of a var-relaxed model, ``(B, T, S)``."""
+        alpha = self.prior_concentration(states.prior_scores)
+        return dirichlet_mean(alpha, torch.isinf(states.prior_scores))
+
     def word_log_probs(self, states: DecoderStates) -> Tensor:
         """``(B, T, V)`` log p(y_t | x, y_<t) under ``self.decoding.latent_decoding``."""
         if self.decoding.latent_decoding == "soft":
             return self.soft_log_probs(states.hidden, states.context)
+        if self.decoding.latent_decoding == "dirichlet-mean":
+            return self.relaxed_log_probs(states, self.dirichlet_mean_weights(states))
         B, T, S = states.prior_log_probs.shape
         queries = self.alignment_output.query_proj(states.hidden).view(B * T, -1)  # N x O
         row_batch = torch.arange(B, device=queries.device).repeat_interleave(T)  # N

@@ -24,6 +24,13 @@ class InferenceNetwork(nn.Module):
         self.target_rnn = PackedBiLSTM(tgt_embed_dim, hidden_size, num_layers, dropout_between)
         self.scorer = BilinearAlignmentScorer(self.target_rnn.output_size, self.source_rnn.output_size)
 
+    def scores(self, src_embeddings: Tensor, src_padding_mask: Tensor,
+               tgt_embeddings: Tensor, tgt_padding_mask: Tensor) -> Tensor:
+        """Unnormalised posterior scores ``s_tj``, ``(B, T, S)`` (arguments as for forward)."""
+        f = self.source_rnn(src_embeddings, src_padding_mask)  # B x S x D
+        g = self.target_rnn(tgt_embeddings, tgt_padding_mask)  # B x T x D
+        return self.scorer(g, f)  # B x T x S
+
     def forward(self, src_embeddings: Tensor, src_padding_mask: Tensor,
                 tgt_embeddings: Tensor, tgt_padding_mask: Tensor) -> Tensor:
         """Posterior log-probabilities.
@@ -37,7 +44,5 @@ class InferenceNetwork(nn.Module):
         Returns:
             ``(B, T, S)`` log q(z_t = j | x, y), ``-inf`` at source pads.
         """
-        f = self.source_rnn(src_embeddings, src_padding_mask)  # B x S x D
-        g = self.target_rnn(tgt_embeddings, tgt_padding_mask)  # B x T x D
-        scores = self.scorer(g, f)  # B x T x S
+        scores = self.scores(src_embeddings, src_padding_mask, tgt_embeddings, tgt_padding_mask)
         return masked_log_softmax(scores, expand_padding_mask(src_padding_mask, scores.size(1)))

@@ -25,7 +25,10 @@ from .decoder import DecodingOptions, VarAttnDecoder
 from .encoder import VarAttnEncoder
 from .inference_network import InferenceNetwork
 from .modes import ATTENTION_MODES, LATENT_DECODINGS, mode_spec
+from .masking import expand_padding_mask, masked_log_softmax
 from .objectives import LatentOutputs
+from .sampling import (dirichlet_concentration, dirichlet_rsample, gumbel_softmax,
+                       sample_categorical)
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +65,19 @@ class VarAttnLSTMConfig(FairseqDataclass):
         metadata={"help": "decoding used when the task does not say: auto = soft for the soft mode, "
                   "exact enumeration for latent modes"},
     )
+    # training-time options of the sampled modes (METHOD.md §5), paper defaults
+    wsram_samples: int = field(default=5, metadata={"help": "var-wsram: samples from q per target token"})
+    gumbel_temperature: float = field(
+        default=0.1, metadata={"help": "var-gumbel: temperature τ of the Gumbel-softmax relaxation"})
+    dirichlet_transform: ChoiceEnum(["softplus", "exp"]) = field(
+        default="softplus", metadata={"help": "var-relaxed: positive transform of scores into concentrations"})
+    dirichlet_min_alpha: float = field(default=0.01, metadata={"help": "var-relaxed: smallest concentration"})
+    dirichlet_max_alpha: float = field(default=100.0, metadata={"help": "var-relaxed: largest concentration"})
+    dirichlet_warmup_updates: int = field(
+        default=0,
+        metadata={"help": "var-relaxed: train the generative model with the hard-enum objective for "
+                  "this many updates before adding q (the paper pretrains this way)"},
+    )
     max_source_positions: int = field(default=1024, metadata={"help": "longest source accepted"})
     max_target_positions: int = field(default=1024, metadata={"help": "longest target accepted"})
 
@@ -78,6 +94,9 @@ class VarAttnModel(FairseqEncoderDecoderModel):
         self.attention_mode = str(cfg.attention_mode)
         self.spec = mode_spec(self.attention_mode)
         self.inference_network = inference_network
+        self.num_updates = 0
+        if self.spec.relaxation == "dirichlet":
+            decoder.prior_concentration = self.concentration
 
     @classmethod
     def build_model(cls, cfg: VarAttnLSTMConfig, task):
@@ -113,8 +132,34 @@ class VarAttnModel(FairseqEncoderDecoderModel):
             for embedding in (self.encoder.embed_tokens, self.decoder.embed_tokens):
                 embedding.weight[embedding.padding_idx].zero_()
 
+    def set_num_updates(self, num_updates):
+        self.num_updates = num_updates
+        super().set_num_updates(num_updates)
+
+    def objective_name(self) -> str:
+        """The row of ATTENTION_MODES whose objective applies now.
+
+        Training: the attention mode (hard-enum during var-relaxed warm-up). Evaluation: the
+        exact objective the mode is validated with.
+        """
+        if not self.training:
+            return self.spec.validation or self.attention_mode
+        if self.spec.relaxation == "dirichlet" and self.num_updates < self.cfg.dirichlet_warmup_updates:
+            return "hard-enum"
+        return self.attention_mode
+
+    def concentration(self, scores: Tensor) -> Tensor:
+        """Dirichlet concentrations from prior or posterior scores (var-relaxed)."""
+        cfg = self.cfg
+        return dirichlet_concentration(
+            scores, str(cfg.dirichlet_transform), cfg.dirichlet_min_alpha, cfg.dirichlet_max_alpha)
+
     def configure_decoding(self, options: DecodingOptions):
         """Choose how generation turns states into word distributions (task options)."""
+        if options.latent_decoding == "dirichlet-mean" and self.spec.relaxation != "dirichlet":
+            raise ValueError(
+                "--latent-decoding dirichlet-mean needs a model trained with --attention-mode "
+                f"var-relaxed; this one is {self.attention_mode}: use exact, kmax or soft")
         if options.latent_decoding != "soft" and not self.spec.latent:
             logger.warning(
                 "decoding a %s-trained model with %s enumeration: its output layer was trained on "
@@ -145,39 +190,64 @@ class VarAttnModel(FairseqEncoderDecoderModel):
         return self.latent_outputs(states, encoder_out, target)
 
     def latent_outputs(self, states, encoder_out, target: Tensor) -> LatentOutputs:
-        """Compute what the mode's objective needs; in evaluation, what the exact metrics need."""
+        """Compute what the current objective needs (see :meth:`objective_name`)."""
+        spec = mode_spec(self.objective_name())
         pad = self.decoder.dictionary.pad()
+        src_states = encoder_out["encoder_out"][0]  # B x S x D
         src_padding_mask = encoder_out["encoder_padding_mask"][0]  # B x S
         tgt_padding_mask = target.eq(pad)  # B x T
         B, T, S = states.prior_log_probs.shape
-        enumerate_all = self.spec.enumerates or (not self.training and self.spec.latent)
-        soft_output = self.spec.soft_output
-
-        # only real target tokens are scored: rows of the flattened B x T grid
-        row_batch, row_step = (~tgt_padding_mask).nonzero(as_tuple=True)  # N, N
         layer = self.decoder.alignment_output
+
+        # only real target tokens are scored: N rows of the flattened B x T grid
+        row_batch, row_step = (~tgt_padding_mask).nonzero(as_tuple=True)  # N, N
         queries = layer.query_proj(states.hidden[row_batch, row_step])  # N x O
         row_target = target[row_batch, row_step]  # N
-        out = LatentOutputs(prior_log_probs=states.prior_log_probs)
 
-        if enumerate_all:
-            rows = layer.candidate_token_log_probs(queries, states.output_sources, row_batch, row_target)  # N x S
-            grid = rows.new_zeros(B, T, S)
+        def to_grid(rows: Tensor) -> Tensor:
+            """``(N, ...)`` per-token values -> ``(B, T, ...)``, 0 at target pads."""
+            grid = rows.new_zeros((B, T) + rows.shape[1:])
             grid[row_batch, row_step] = rows
-            out.token_log_probs = grid.masked_fill(src_padding_mask.unsqueeze(1), 0.0)  # B x T x S
+            return grid
 
-        if soft_output:
-            context = layer.source_proj(states.context[row_batch, row_step])  # N x O
-            soft = layer.soft_log_probs(queries, context).gather(-1, row_target.unsqueeze(-1)).squeeze(-1)
-            grid = soft.new_zeros(B, T)
-            grid[row_batch, row_step] = soft
-            out.soft_token_log_probs = grid  # B x T
+        def output_at(weights: Tensor) -> Tensor:
+            """log p(y_t | Σ_j weights_tj x̃_j) for a ``(B, T, S)`` point of the simplex."""
+            context = torch.bmm(weights, states.output_sources)[row_batch, row_step]  # N x O
+            return to_grid(layer.soft_log_probs(queries, context).gather(-1, row_target[:, None]).squeeze(-1))
 
-        if self.spec.variational:
-            tgt_embeddings = F.dropout(
-                self.decoder.embed_tokens(target), p=self.cfg.dropout, training=self.training)
-            out.posterior_log_probs = self.inference_network(
+        out = LatentOutputs(prior_log_probs=states.prior_log_probs)
+        if spec.enumerates:  # ℓ_t(j) for every source position
+            rows = layer.candidate_token_log_probs(queries, states.output_sources, row_batch, row_target)
+            out.token_log_probs = to_grid(rows).masked_fill(src_padding_mask.unsqueeze(1), 0.0)
+        if spec.soft_output:  # b_t
+            out.soft_token_log_probs = output_at(states.prior_log_probs.exp())
+
+        posterior_scores = None
+        if spec.variational:
+            tgt_embeddings = F.dropout(self.decoder.embed_tokens(target), p=self.cfg.dropout, training=self.training)
+            posterior_scores = self.inference_network.scores(
                 encoder_out["src_embeddings"][0], src_padding_mask, tgt_embeddings, tgt_padding_mask)
+            out.posterior_log_probs = masked_log_softmax(
+                posterior_scores, expand_padding_mask(src_padding_mask, T))  # B x T x S
+
+        if spec.sample_from is not None:  # ℓ_t at K sampled positions
+            sampled = out.prior_log_probs if spec.sample_from == "prior" else out.posterior_log_probs
+            num_samples = self.cfg.wsram_samples if self.attention_mode == "var-wsram" else 1
+            out.sample_indices = sample_categorical(sampled, num_samples)  # B x T x K
+            rows = layer.candidate_token_log_probs(
+                queries, states.output_sources, row_batch, row_target,
+                candidates=out.sample_indices[row_batch, row_step])  # N x K
+            out.sample_token_log_probs = to_grid(rows)
+
+        if spec.relaxation == "gumbel":
+            weights = gumbel_softmax(out.posterior_log_probs, self.cfg.gumbel_temperature)
+            out.relaxed_token_log_probs = output_at(weights)
+        elif spec.relaxation == "dirichlet":
+            mask = src_padding_mask.unsqueeze(1)  # B x 1 x S
+            out.src_padding_mask = mask
+            out.prior_alpha = self.concentration(states.prior_scores)
+            out.posterior_alpha = self.concentration(posterior_scores)
+            out.relaxed_token_log_probs = output_at(dirichlet_rsample(out.posterior_alpha, mask))
         return out
 
 
