@@ -169,6 +169,21 @@ class VarAttnModel(FairseqEncoderDecoderModel):
                            "METHOD.md §6)", self.attention_mode)
         self.decoder.decoding = options
 
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        """fairseq's loading, with a clear error when the data's dictionaries differ from the
+        ones the checkpoint was trained with (otherwise a bare tensor size mismatch)."""
+        for side, dictionary, key in (
+            ("source", self.encoder.dictionary, "encoder.embed_tokens.weight"),
+            ("target", self.decoder.dictionary, "decoder.embed_tokens.weight"),
+        ):
+            if key in state_dict and state_dict[key].size(0) != len(dictionary):
+                raise ValueError(
+                    f"the checkpoint was trained with a {side} dictionary of "
+                    f"{state_dict[key].size(0)} entries, but the data directory's {side} dictionary "
+                    f"has {len(dictionary)}: pass the data-bin the model was trained on (its dict.*.txt "
+                    "files), binarising new text with fairseq-preprocess --srcdict/--tgtdict from it")
+        return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
+
     def max_positions(self):
         return (self.cfg.max_source_positions, self.cfg.max_target_positions)
 
