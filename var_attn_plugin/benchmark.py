@@ -1,0 +1,395 @@
+"""Speed and memory of the attention modes next to fairseq's own LSTM, on the same data.
+
+    python -m var_attn_plugin.benchmark DATA_BIN [--preset paper|small] [--json out.json]
+
+One run measures, alternating the systems window by window on the same batches:
+
+- training throughput (target tokens per second, median over windows after a warm-up) of
+  fairseq's ``lstm`` at our sizes and of our ``soft``, ``var-sample``, ``var-enum`` and
+  ``marginal`` modes; peak memory of each (a fresh process per system: the growth of its peak
+  resident set during training on CPU, ``max_memory_allocated`` on CUDA);
+- generation speed (sentences per second, beam search, batches of ``--gen-batch-size``) of
+  fairseq's ``lstm`` and of ours with exact enumeration, K-max and soft decoding, with every
+  hypothesis forced to the same length so all systems do the same number of steps;
+- the analytic cost model (multiply-adds per target token from the layer sizes, the
+  vocabulary and the mean source length) next to each measured ratio.
+
+Weights are untrained: speed does not depend on their values.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import torch
+
+PLUGIN_DIR = Path(__file__).resolve().parent
+
+PRESETS: Dict[str, Dict[str, int]] = {
+    # the paper's IWSLT14 sizes (METHOD.md §3-4)
+    "paper": dict(embed=512, encoder_hidden=512, decoder_hidden=768, attention=512, output=768,
+                  inference_hidden=512),
+    # for quick checks
+    "small": dict(embed=64, encoder_hidden=64, decoder_hidden=96, attention=64, output=96,
+                  inference_hidden=64),
+}
+
+TRAIN_SYSTEMS = ("fairseq-lstm", "soft", "var-sample", "var-enum", "marginal")
+DECODINGS = ("fairseq-lstm", "soft", "kmax", "exact")
+
+
+# ---------------------------------------------------------------------------- systems
+
+
+def system_argv(data: str, system: str, sizes: Dict[str, int], max_tokens: int) -> List[str]:
+    """fairseq-train arguments that build ``system`` at ``sizes``."""
+    common = [data, "--user-dir", str(PLUGIN_DIR), "--task", "varattn_translation", "--cpu",
+              "--max-tokens", str(max_tokens), "--optimizer", "adam", "--lr", "3e-4",
+              "--dropout", "0.3", "--encoder-layers", "2", "--decoder-layers", "2",
+              "--encoder-embed-dim", str(sizes["embed"]), "--decoder-embed-dim", str(sizes["embed"]),
+              "--encoder-hidden-size", str(sizes["encoder_hidden"]),
+              "--decoder-hidden-size", str(sizes["decoder_hidden"])]
+    if system == "fairseq-lstm":
+        return common + ["--arch", "lstm", "--criterion", "cross_entropy",
+                         "--encoder-bidirectional", "--decoder-out-embed-dim", str(sizes["output"])]
+    return common + ["--arch", "varattn_lstm", "--criterion", "varattn_elbo",
+                     "--attention-mode", system, "--attention-dim", str(sizes["attention"]),
+                     "--decoder-output-dim", str(sizes["output"]),
+                     "--inference-hidden-size", str(sizes["inference_hidden"])]
+
+
+def build_system(argv: List[str]):
+    from fairseq import options, tasks, utils
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(parser, argv)
+    cfg = convert_namespace_to_omegaconf(args)
+    utils.import_user_module(cfg.common)
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    criterion = task.build_criterion(cfg.criterion)
+    return task, model, criterion
+
+
+def load_batches(task, model, split: str, max_tokens: int, count: int, seed: int = 1):
+    from fairseq import utils
+
+    task.load_dataset(split)
+    itr = task.get_batch_iterator(
+        dataset=task.dataset(split), max_tokens=max_tokens, seed=seed,
+        max_positions=utils.resolve_max_positions(task.max_positions(), model.max_positions()),
+        ignore_invalid_inputs=True,
+    ).next_epoch_itr(shuffle=True)
+    batches = []
+    for sample in itr:
+        batches.append(sample)
+        if len(batches) == count:
+            break
+    return batches
+
+
+def move(sample, device):
+    from fairseq import utils
+
+    return utils.move_to_cuda(sample) if device.type == "cuda" else sample
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def train_window(model, criterion, optimizer, batches) -> int:
+    tokens = 0
+    for sample in batches:
+        loss, _, _ = criterion(model, sample)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        tokens += int(sample["ntokens"])
+    return tokens
+
+
+def measure_training(args, sizes) -> Dict[str, Dict[str, float]]:
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+    systems = {}
+    batches = None
+    for system in args.train_systems:
+        task, model, criterion = build_system(system_argv(args.data, system, sizes, args.max_tokens))
+        model.to(device).train()
+        if batches is None:
+            batches = [move(b, device) for b in load_batches(
+                task, model, "train", args.max_tokens, args.window * (args.windows + 1))]
+        systems[system] = (model, criterion, torch.optim.Adam(model.parameters(), lr=3e-4))
+    windows = [batches[i * args.window:(i + 1) * args.window] for i in range(args.windows + 1)]
+    rates: Dict[str, List[float]] = {s: [] for s in systems}
+    for w, window in enumerate(windows):  # window 0 is the warm-up
+        for system, (model, criterion, optimizer) in systems.items():
+            start = time.perf_counter()
+            tokens = train_window(model, criterion, optimizer, window)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if w > 0:
+                rates[system].append(tokens / (time.perf_counter() - start))
+        print(f"  training window {w}/{args.windows} done", file=sys.stderr, flush=True)
+    return {s: {"tokens_per_s": statistics.median(r), "windows": r} for s, r in rates.items()}
+
+
+def peak_memory_mb(args, system: str) -> float:
+    """Peak memory growth of ``system`` training on the first batches, in a fresh process."""
+    cmd = [sys.executable, "-m", "var_attn_plugin.benchmark", args.data, "--preset", args.preset,
+           "--max-tokens", str(args.max_tokens), "--window", str(args.window),
+           "--memory-of", system] + (["--cpu"] if args.cpu else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def current_rss_kib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1024
+
+
+def memory_child(args, sizes) -> float:
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+    task, model, criterion = build_system(system_argv(args.data, args.memory_of, sizes, args.max_tokens))
+    model.to(device).train()
+    batches = [move(b, device) for b in load_batches(task, model, "train", args.max_tokens, args.window)]
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    for p in model.parameters():  # create Adam's state before measuring (a zero step)
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        train_window(model, criterion, optimizer, batches)
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    base = current_rss_kib()
+    train_window(model, criterion, optimizer, batches)
+    return max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+
+
+# ---------------------------------------------------------------------------- generation
+
+
+def measure_generation(args, sizes) -> Dict[str, Dict[str, float]]:
+    from fairseq.sequence_generator import SequenceGenerator
+
+    from .decoder import DecodingOptions
+
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+    task, lstm, _ = build_system(system_argv(args.data, "fairseq-lstm", sizes, args.max_tokens))
+    _, ours, _ = build_system(system_argv(args.data, "var-enum", sizes, args.max_tokens))
+    task.load_dataset(args.gen_subset)
+    dataset = task.dataset(args.gen_subset)
+    count = min(len(dataset), args.gen_batch_size * args.gen_batches)
+    samples = [dataset[i] for i in range(count)]
+    batches = [move(dataset.collater(samples[i:i + args.gen_batch_size]), device)
+               for i in range(0, count, args.gen_batch_size)]
+    length = round(statistics.mean(len(s["target"]) for s in samples))
+    options = {"soft": DecodingOptions("soft"), "kmax": DecodingOptions("kmax", kmax=args.kmax),
+               "exact": DecodingOptions("exact")}
+    generators = {}
+    for decoding in args.decodings:
+        model = lstm if decoding == "fairseq-lstm" else ours
+        model.to(device).eval()
+        if decoding != "fairseq-lstm":
+            model.configure_decoding(options[decoding])
+        # every hypothesis gets exactly `length` tokens: the same number of steps for all
+        generators[decoding] = (model, options.get(decoding), SequenceGenerator(
+            [model], task.target_dictionary, beam_size=args.beam, max_len_a=0, max_len_b=length,
+            min_len=length))
+    rates: Dict[str, List[float]] = {d: [] for d in generators}
+    with torch.no_grad():
+        for r in range(args.gen_rounds + 1):  # round 0 is the warm-up
+            for decoding, (model, option, generator) in generators.items():
+                if option is not None:
+                    model.configure_decoding(option)
+                start = time.perf_counter()
+                sentences = 0
+                for batch in batches:
+                    generator.generate([model], batch)
+                    sentences += batch["nsentences"]
+                if r > 0:
+                    rates[decoding].append(sentences / (time.perf_counter() - start))
+            print(f"  generation round {r}/{args.gen_rounds} done", file=sys.stderr, flush=True)
+    mean_src = statistics.mean(len(s["source"]) for s in samples)
+    return {"length": length, "mean_source_length": mean_src,
+            **{d: {"sentences_per_s": statistics.median(r), "rounds": r} for d, r in rates.items()}}
+
+
+# ---------------------------------------------------------------------------- cost model
+
+
+@dataclass
+class CostModel:
+    """Multiply-adds per target token (forward pass) from the layer sizes.
+
+    ``S`` mean source length, ``ratio`` source tokens per target token, ``V`` vocabulary.
+    """
+
+    E: int
+    He: int
+    Hd: int
+    A: int
+    O: int
+    Hq: int
+    V: int
+    S: float
+    ratio: float
+
+    def encoder(self) -> float:  # 2-layer bidirectional LSTM, per target token
+        D = 2 * self.He
+        return self.ratio * 2 * 4 * self.He * ((self.E + self.He) + (D + self.He))
+
+    def fairseq_lstm_step(self) -> float:
+        D, H = 2 * self.He, self.Hd
+        lstm = 4 * H * (self.E + H + H) + 4 * H * (H + H)
+        attention = H * D + self.S * D * 2 + (D + H) * H
+        return lstm + attention + H * self.O + self.O * self.V
+
+    def ours_step(self) -> float:
+        """Recurrence and prior: everything but the output layer's vocabulary projection."""
+        D, H = 2 * self.He, self.Hd
+        lstm = 4 * H * (self.E + D + H) + 4 * H * (H + H)
+        prior = H * self.A + self.S * self.A + self.S * D
+        keys = self.ratio * D * (self.A + self.O)  # per-sentence projections
+        return lstm + prior + keys + self.O * H
+
+    def soft_output(self) -> float:
+        """Projection of the context and the vocabulary projection."""
+        return self.O * 2 * self.He + self.O * self.V
+
+    def enum_output(self, candidates: float) -> float:
+        return candidates * self.O * self.V
+
+    def inference_network(self) -> float:
+        D = 2 * self.Hq
+        bilstm = 2 * 4 * self.Hq * ((self.E + self.Hq) + (D + self.Hq))
+        return (1 + self.ratio) * bilstm + D * D + self.S * D
+
+    def training(self, system: str) -> float:
+        """Forward + backward (x3); enumeration in chunks recomputes its forward once more."""
+        if system == "fairseq-lstm":
+            return 3 * (self.encoder() + self.fairseq_lstm_step())
+        base = self.encoder() + self.ours_step()
+        if system == "soft":
+            return 3 * (base + self.soft_output())
+        if system == "var-sample":
+            return 3 * (base + self.inference_network() + self.soft_output() + self.enum_output(1))
+        extra = self.inference_network() if system.startswith("var") else 0.0
+        return 3 * (base + extra) + 3 * self.enum_output(self.S)
+
+    def decoding(self, system: str, kmax: int) -> float:
+        """Per hypothesis and step (the encoder runs once per sentence and is left out)."""
+        if system == "fairseq-lstm":
+            return self.fairseq_lstm_step()
+        step = self.ours_step() - self.ratio * 2 * self.He * (self.A + self.O)
+        if system == "soft":
+            return step + self.soft_output()
+        return step + self.enum_output(self.S if system == "exact" else min(kmax, self.S))
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def report(results, cost: CostModel, args) -> str:
+    lines = [f"## Training (`--max-tokens {args.max_tokens}`, preset `{args.preset}`, "
+             f"{results['device']})", "",
+             "| system | tokens/s | vs fairseq lstm | vs soft | predicted vs soft | measured/predicted | peak memory (MiB) | vs soft |",
+             "|---|---|---|---|---|---|---|---|"]
+    train = results["training"]
+    memory = results.get("memory", {})
+    for system, r in train.items():
+        rate = r["tokens_per_s"]
+        vs_lstm = rate / train["fairseq-lstm"]["tokens_per_s"] if "fairseq-lstm" in train else float("nan")
+        vs_soft = rate / train["soft"]["tokens_per_s"] if "soft" in train else float("nan")
+        predicted = cost.training("soft") / cost.training(system)
+        mem = memory.get(system, float("nan"))
+        mem_soft = memory.get("soft", 0.0) or float("nan")
+        lines.append(f"| {system} | {rate:.0f} | {vs_lstm:.2f}x | {vs_soft:.2f}x | {predicted:.2f}x | "
+                     f"{(1 / vs_soft) / (1 / predicted):.2f} | {mem:.0f} | {mem / mem_soft:.2f}x |")
+    gen = results["generation"]
+    lines += ["", f"## Generation (beam {args.beam}, batches of {args.gen_batch_size}, "
+              f"{gen['length']} tokens per hypothesis, mean source length {gen['mean_source_length']:.1f})", "",
+              "| decoding | sentences/s | vs fairseq lstm | predicted vs fairseq lstm | measured/predicted |",
+              "|---|---|---|---|---|"]
+    for decoding in args.decodings:
+        rate = gen[decoding]["sentences_per_s"]
+        ratio = rate / gen["fairseq-lstm"]["sentences_per_s"] if "fairseq-lstm" in gen else float("nan")
+        predicted = cost.decoding("fairseq-lstm", args.kmax) / cost.decoding(decoding, args.kmax)
+        lines.append(f"| {decoding} | {rate:.1f} | {ratio:.2f}x | {predicted:.2f}x | {predicted / ratio:.2f} |")
+    lines += ["", "`measured/predicted` is the measured cost ratio over the cost model's: 1.00 means no "
+              "overhead beyond the arithmetic."]
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] = None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", help="binarised data directory (fairseq-preprocess output)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="paper")
+    p.add_argument("--max-tokens", type=int, default=4096)
+    p.add_argument("--window", type=int, default=3, help="training batches per timing window")
+    p.add_argument("--windows", type=int, default=5, help="timed windows per system (after one warm-up)")
+    p.add_argument("--train-systems", nargs="+", default=list(TRAIN_SYSTEMS), choices=TRAIN_SYSTEMS)
+    p.add_argument("--decodings", nargs="+", default=list(DECODINGS), choices=DECODINGS)
+    p.add_argument("--beam", type=int, default=10)
+    p.add_argument("--kmax", type=int, default=5)
+    p.add_argument("--gen-subset", default="valid")
+    p.add_argument("--gen-batch-size", type=int, default=64)
+    p.add_argument("--gen-batches", type=int, default=2)
+    p.add_argument("--gen-rounds", type=int, default=3)
+    p.add_argument("--no-memory", action="store_true", help="skip the per-system memory processes")
+    p.add_argument("--cpu", action="store_true", help="stay on the CPU even when CUDA is available")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--memory-of", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] = None):
+    args = parse_args(argv)
+    sizes = PRESETS[args.preset]
+    torch.manual_seed(1)
+    if args.memory_of:
+        print(memory_child(args, sizes))
+        return
+    device = "cuda" if torch.cuda.is_available() and not args.cpu else f"cpu ({os.cpu_count()} cores)"
+    results = {"device": device, "preset": args.preset, "sizes": sizes, "torch": torch.__version__}
+    print("measuring training throughput", file=sys.stderr)
+    results["training"] = measure_training(args, sizes)
+    if not args.no_memory:
+        print("measuring peak memory", file=sys.stderr)
+        results["memory"] = {s: peak_memory_mb(args, s) for s in args.train_systems}
+    print("measuring generation speed", file=sys.stderr)
+    results["generation"] = measure_generation(args, sizes)
+
+    task, _, _ = build_system(system_argv(args.data, "soft", sizes, args.max_tokens))
+    task.load_dataset("train")
+    dataset = task.dataset("train")
+    src_tokens = float(dataset.src_sizes.sum())
+    tgt_tokens = float(dataset.tgt_sizes.sum())
+    cost = CostModel(E=sizes["embed"], He=sizes["encoder_hidden"], Hd=sizes["decoder_hidden"],
+                     A=sizes["attention"], O=sizes["output"], Hq=sizes["inference_hidden"],
+                     V=len(task.target_dictionary), S=float(dataset.src_sizes.mean()),
+                     ratio=src_tokens / tgt_tokens)
+    results["cost_model"] = {
+        "vocabulary": cost.V, "mean_source_length": cost.S,
+        "training_macs_per_token": {s: cost.training(s) for s in TRAIN_SYSTEMS},
+        "decoding_macs_per_step": {d: cost.decoding(d, args.kmax) for d in DECODINGS},
+    }
+    table = report(results, cost, args)
+    print(table)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
