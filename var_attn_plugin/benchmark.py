@@ -239,7 +239,7 @@ class CostModel:
     He: int
     Hd: int
     A: int
-    O: int
+    O: int  # noqa: E741  (the output size, as in the docstrings)
     Hq: int
     V: int
     S: float
@@ -303,7 +303,8 @@ class CostModel:
 def report(results, cost: CostModel, args) -> str:
     lines = [f"## Training (`--max-tokens {args.max_tokens}`, preset `{args.preset}`, "
              f"{results['device']})", "",
-             "| system | tokens/s | vs fairseq lstm | vs soft | predicted vs soft | measured/predicted | peak memory (MiB) | vs soft |",
+             "| system | tokens/s | vs fairseq lstm | vs soft | predicted vs soft | measured/predicted "
+             "| peak memory (MiB) | vs soft |",
              "|---|---|---|---|---|---|---|---|"]
     train = results["training"]
     memory = results.get("memory", {})

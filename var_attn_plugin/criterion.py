@@ -18,7 +18,6 @@ Logged metrics (all in base 2 like fairseq's, per target token unless said other
 import math
 from dataclasses import dataclass, field
 
-import torch
 from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass

@@ -24,11 +24,10 @@ from torch import Tensor, nn
 from .decoder import DecodingOptions, VarAttnDecoder
 from .encoder import VarAttnEncoder
 from .inference_network import InferenceNetwork
-from .modes import ATTENTION_MODES, LATENT_DECODINGS, mode_spec
 from .masking import expand_padding_mask, masked_log_softmax
+from .modes import ATTENTION_MODES, LATENT_DECODINGS, mode_spec
 from .objectives import LatentOutputs
-from .sampling import (dirichlet_concentration, dirichlet_rsample, gumbel_softmax,
-                       sample_categorical)
+from .sampling import dirichlet_concentration, dirichlet_rsample, gumbel_softmax, sample_categorical
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +207,6 @@ class VarAttnModel(FairseqEncoderDecoderModel):
         """Compute what the current objective needs (see :meth:`objective_name`)."""
         spec = mode_spec(self.objective_name())
         pad = self.decoder.dictionary.pad()
-        src_states = encoder_out["encoder_out"][0]  # B x S x D
         src_padding_mask = encoder_out["encoder_padding_mask"][0]  # B x S
         tgt_padding_mask = target.eq(pad)  # B x T
         B, T, S = states.prior_log_probs.shape
@@ -227,7 +225,8 @@ class VarAttnModel(FairseqEncoderDecoderModel):
 
         def output_at(weights: Tensor) -> Tensor:
             """log p(y_t | Σ_j weights_tj x̃_j) for a ``(B, T, S)`` point of the simplex."""
-            context = torch.bmm(weights.to(states.output_sources.dtype), states.output_sources)[row_batch, row_step]  # N x O
+            sources = states.output_sources  # B x S x O
+            context = torch.bmm(weights.to(sources.dtype), sources)[row_batch, row_step]  # N x O
             return to_grid(layer.soft_log_probs(queries, context).gather(-1, row_target[:, None]).squeeze(-1))
 
         out = LatentOutputs(prior_log_probs=states.prior_log_probs)
