@@ -244,6 +244,7 @@ class CostModel:
     V: int
     S: float
     ratio: float
+    recompute: bool = True  # the enumeration is chunked (recomputed in the backward pass)
 
     def encoder(self) -> float:  # 2-layer bidirectional LSTM, per target token
         D = 2 * self.He
@@ -285,7 +286,7 @@ class CostModel:
         if system == "var-sample":
             return 3 * (base + self.inference_network() + self.soft_output() + self.enum_output(1))
         extra = self.inference_network() if system.startswith("var") else 0.0
-        return 3 * (base + extra) + 3 * self.enum_output(self.S)
+        return 3 * (base + extra) + (4 if self.recompute else 3) * self.enum_output(self.S)
 
     def decoding(self, system: str, kmax: int) -> float:
         """Per hypothesis and step (the encoder runs once per sentence and is left out)."""
@@ -371,7 +372,7 @@ def main(argv: Sequence[str] = None):
     print("measuring generation speed", file=sys.stderr)
     results["generation"] = measure_generation(args, sizes)
 
-    task, _, _ = build_system(system_argv(args.data, "soft", sizes, args.max_tokens))
+    task, soft_model, _ = build_system(system_argv(args.data, "soft", sizes, args.max_tokens))
     task.load_dataset("train")
     dataset = task.dataset("train")
     src_tokens = float(dataset.src_sizes.sum())
@@ -380,6 +381,8 @@ def main(argv: Sequence[str] = None):
                      A=sizes["attention"], O=sizes["output"], Hq=sizes["inference_hidden"],
                      V=len(task.target_dictionary), S=float(dataset.src_sizes.mean()),
                      ratio=src_tokens / tgt_tokens)
+    # as AlignmentOutputLayer decides: chunks (and recomputation) when the logits exceed the budget
+    cost.recompute = args.max_tokens * cost.S * cost.V * 4 > soft_model.cfg.enum_chunk_mb * 2**20
     results["cost_model"] = {
         "vocabulary": cost.V, "mean_source_length": cost.S,
         "training_macs_per_token": {s: cost.training(s) for s in TRAIN_SYSTEMS},
