@@ -27,5 +27,9 @@ setup(
     extras_require={
         "dev": ["pytest>=7", "hypothesis", "tensorboardX", "ruff"],
     },
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": [
+        "varattn-aer = var_attn_plugin.tools.aer:main",
+        "varattn-align = var_attn_plugin.tools.align:main",
+        "varattn-plot = var_attn_plugin.tools.plot:main",
+    ]},
 )
