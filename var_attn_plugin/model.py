@@ -233,8 +233,9 @@ class VarAttnModel(FairseqEncoderDecoderModel):
         if spec.enumerates:  # ℓ_t(j) for every source position
             rows = layer.candidate_token_log_probs(queries, states.output_sources, row_batch, row_target)
             out.token_log_probs = to_grid(rows).masked_fill(src_padding_mask.unsqueeze(1), 0.0)
-        if spec.soft_output:  # b_t
-            out.soft_token_log_probs = output_at(states.prior_log_probs.exp())
+        if spec.soft_output:  # b_t: the objective (soft), or a detached baseline (sampling modes)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and spec.sample_from is None):
+                out.soft_token_log_probs = output_at(states.prior_log_probs.exp())
 
         posterior_scores = None
         if spec.variational:
