@@ -10,6 +10,11 @@ import torch
 from torch import Tensor
 
 
+def at_least_float32(x: Tensor) -> Tensor:
+    """``x`` upcast to float32 when it is less precise (fp16, bf16); float32/64 unchanged."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def masked_log_softmax(scores: Tensor, src_padding_mask: Tensor) -> Tensor:
     """``log softmax_j`` over the last axis, with masked positions at exactly ``-inf``.
 
@@ -21,7 +26,7 @@ def masked_log_softmax(scores: Tensor, src_padding_mask: Tensor) -> Tensor:
     Returns:
         ``(..., S)`` log-probabilities; ``exp`` sums to 1 over the unmasked positions.
     """
-    scores = scores.float().masked_fill(src_padding_mask, float("-inf"))
+    scores = at_least_float32(scores).masked_fill(src_padding_mask, float("-inf"))
     return torch.log_softmax(scores, dim=-1)
 
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from .masking import at_least_float32
 from .scoring import Projection
 
 
@@ -49,7 +50,7 @@ class AlignmentOutputLayer(nn.Module):
         """``W_g dropout(tanh(W_oh h + b_o + W_ox x̃)) + b_g``, broadcasting the two inputs."""
         hidden = torch.tanh(projected_queries + projected_sources)
         hidden = F.dropout(hidden, p=self.dropout, training=self.training)
-        return self.generator(hidden).float()
+        return at_least_float32(self.generator(hidden))
 
     def soft_log_probs(self, projected_queries: Tensor, projected_context: Tensor) -> Tensor:
         """``(..., O)`` projected h, projected context -> ``(..., V)`` log-probabilities."""
@@ -58,7 +59,8 @@ class AlignmentOutputLayer(nn.Module):
     # ------------------------------------------------------------------ enumeration
 
     def rows_per_chunk(self, num_candidates: int) -> int:
-        per_row = num_candidates * self.generator.out_features * 4  # float32 logits
+        logit_bytes = torch.promote_types(self.generator.weight.dtype, torch.float32).itemsize
+        per_row = num_candidates * self.generator.out_features * logit_bytes
         return max(1, self.chunk_bytes // per_row)
 
     def _candidate_sources(self, projected_sources, row_batch, candidates, rows):
