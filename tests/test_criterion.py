@@ -1,0 +1,190 @@
+"""The varattn_elbo criterion: identities, not magic numbers.
+
+- the soft mode is plain attention NMT: same loss and gradients as fairseq's cross_entropy;
+- summed == unsummed (``reduce=False`` sums to the reduced loss);
+- padded == unpadded and batched == one-by-one, for every attention mode (eval mode, where
+  every mode computes its exact validation objective);
+- left-padded source == right-padded source;
+- the logged terms fit together: objective = rec + KL, negative ELBO >= exact NLL, KL >= 0,
+  NLL = the exact decoding's score of the reference.
+
+Dimensions: B batch, T target length, V vocabulary.
+"""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from fairseq.criterions.cross_entropy import CrossEntropyCriterion
+from fairseq.logging import metrics
+from helpers import build_model, random_batch
+
+from var_attn_plugin.criterion import VarAttnCriterion
+from var_attn_plugin.decoder import DecodingOptions
+from var_attn_plugin.modes import ATTENTION_MODES
+
+SRC_LENGTHS, TGT_LENGTHS = [4, 6, 2], [5, 3, 7]  # B = 3, pairwise-distinct lengths
+SUMMED_KEYS = ("loss", "bound", "rec", "kl", "nll_loss", "prior_ent", "post_ent",
+               "ntokens", "nsentences", "sample_size")
+
+
+def make_criterion(model, criterion_cls=VarAttnCriterion, sentence_avg: bool = False):
+    task = SimpleNamespace(target_dictionary=model.decoder.dictionary)
+    return criterion_cls(task, sentence_avg=sentence_avg)
+
+
+def eval_model(mode: str):
+    return build_model(mode).double().eval()
+
+
+def sentence(batch, b: int, pad: int):
+    """Sentence ``b`` of a left-padded batch as a batch of one, without any pad."""
+    net = batch["net_input"]
+    n_src, n_tgt = int(net["src_lengths"][b]), int(batch["target"][b].ne(pad).sum())
+    return {
+        "nsentences": 1,
+        "ntokens": n_tgt,
+        "net_input": {"src_tokens": net["src_tokens"][b, net["src_tokens"].size(1) - n_src:][None],
+                      "src_lengths": net["src_lengths"][b:b + 1],
+                      "prev_output_tokens": net["prev_output_tokens"][b, :n_tgt][None]},
+        "target": batch["target"][b, :n_tgt][None],
+    }
+
+
+def as_float(value):
+    return float(value) if not torch.is_tensor(value) else value.item()
+
+
+# ---------------------------------------------------------------------------- soft == cross-entropy
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_soft_mode_is_fairseq_cross_entropy(training):
+    model = build_model("soft").double().train(training)  # dropout 0: deterministic
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    results = []
+    for criterion_cls in (VarAttnCriterion, CrossEntropyCriterion):
+        model.zero_grad()
+        loss, sample_size, logging_output = make_criterion(model, criterion_cls)(model, batch)
+        loss.backward()
+        grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        results.append((loss.detach(), sample_size, logging_output, grads))
+    (ours, ours_size, ours_log, ours_grads), (ce, ce_size, ce_log, ce_grads) = results
+    torch.testing.assert_close(ours, ce)
+    assert ours_size == ce_size == sum(TGT_LENGTHS)
+    assert as_float(ours_log["nll_loss"]) == pytest.approx(as_float(ce_log["loss"]), rel=1e-12)
+    assert ours_grads.keys() == ce_grads.keys()
+    for name in ce_grads:
+        torch.testing.assert_close(ours_grads[name], ce_grads[name], msg=name)
+
+
+# ---------------------------------------------------------------------------- invariances
+
+
+@pytest.mark.parametrize("mode", list(ATTENTION_MODES))
+def test_summed_padded_and_batched_equal_unsummed_unpadded_one_by_one(mode):
+    model = eval_model(mode)
+    criterion = make_criterion(model)
+    pad = model.decoder.dictionary.pad()
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS, seed=3)
+    B, T = batch["target"].shape
+
+    loss, sample_size, logging_output = criterion(model, batch)
+    unsummed, _, _ = criterion(model, batch, reduce=False)
+    unsummed = unsummed.view(B, T)
+    # summed == unsummed, pads contribute exactly 0
+    torch.testing.assert_close(unsummed.sum(), loss)
+    assert torch.all(unsummed[batch["target"].eq(pad)] == 0)
+    assert as_float(logging_output["loss"]) == pytest.approx(loss.item(), rel=1e-12)
+    assert sample_size == sum(TGT_LENGTHS)
+
+    # padded == unpadded, batched == one-by-one
+    one_by_one = {key: 0.0 for key in logging_output}
+    for b, n_tgt in enumerate(TGT_LENGTHS):
+        alone, _, alone_log = criterion(model, sentence(batch, b, pad), reduce=False)
+        torch.testing.assert_close(unsummed[b, :n_tgt], alone)
+        for key in logging_output:
+            one_by_one[key] += as_float(alone_log[key])
+    assert set(logging_output) <= set(SUMMED_KEYS)
+    for key, value in logging_output.items():
+        assert as_float(value) == pytest.approx(one_by_one[key], rel=1e-10, abs=1e-12), key
+
+
+@pytest.mark.parametrize("mode", ["soft", "marginal", "var-enum"])
+def test_left_and_right_padded_sources_give_the_same_loss(mode):
+    model = eval_model(mode)
+    criterion = make_criterion(model)
+    left = random_batch(model, SRC_LENGTHS, TGT_LENGTHS, seed=2, left_pad_source=True)
+    right = random_batch(model, SRC_LENGTHS, TGT_LENGTHS, seed=2, left_pad_source=False)
+    assert not torch.equal(left["net_input"]["src_tokens"], right["net_input"]["src_tokens"])
+    left_loss, _, left_log = criterion(model, left, reduce=False)
+    right_loss, _, right_log = criterion(model, right, reduce=False)
+    torch.testing.assert_close(left_loss, right_loss)
+    for key in left_log:
+        assert as_float(left_log[key]) == pytest.approx(as_float(right_log[key]), rel=1e-10), key
+
+
+# ---------------------------------------------------------------------------- logged terms
+
+
+@pytest.mark.parametrize("mode", ["marginal", "hard-enum", "var-enum", "var-sample"])
+def test_logged_terms_fit_together(mode):
+    model = eval_model(mode)
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS, seed=4)
+    _, _, log = make_criterion(model)(model, batch)
+    loss, rec, kl, nll = (as_float(log[key]) for key in ("loss", "rec", "kl", "nll_loss"))
+    assert loss == pytest.approx(rec + kl, rel=1e-12)
+    assert kl >= 0
+    assert loss >= nll  # every latent objective is a bound on the exact NLL (marginal: equal)
+    if mode == "marginal":
+        assert loss == pytest.approx(nll, rel=1e-12)
+    assert ("post_ent" in log) == ATTENTION_MODES[mode].variational
+    # the exact NLL is what exact decoding assigns to the reference
+    model.decoder.decoding = DecodingOptions("exact")
+    log_probs, _ = model(**batch["net_input"])
+    scored = log_probs.gather(-1, batch["target"].unsqueeze(-1)).squeeze(-1)
+    real = batch["target"].ne(model.decoder.dictionary.pad())
+    assert nll == pytest.approx(-scored[real].sum().item(), rel=1e-10)
+
+
+def test_reduce_metrics_reports_base_2_per_token_and_perplexities():
+    model = eval_model("var-enum")
+    criterion = make_criterion(model)
+    logs = [criterion(model, random_batch(model, SRC_LENGTHS, TGT_LENGTHS, seed=s))[2] for s in (5, 6)]
+    ntokens = sum(log["ntokens"] for log in logs)
+    nll_bits = sum(as_float(log["nll_loss"]) for log in logs) / ntokens / math.log(2)
+    bound_bits = sum(as_float(log["bound"]) for log in logs) / ntokens / math.log(2)
+    with metrics.aggregate(new_root=True) as meters:
+        VarAttnCriterion.reduce_metrics(logs)
+        assert meters["nll_loss"].avg == pytest.approx(nll_bits, rel=1e-9)
+        assert meters["bound"].avg == pytest.approx(bound_bits, rel=1e-9)
+        assert meters.get_smoothed_value("ppl") == pytest.approx(2**nll_bits, abs=0.01)
+        assert meters.get_smoothed_value("bound_ppl") == pytest.approx(2**bound_bits, abs=0.01)
+        assert meters.get_smoothed_value("bound_ppl") >= meters.get_smoothed_value("ppl")
+
+
+def test_sentence_average_divides_by_sentences():
+    model = eval_model("var-enum")
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    loss, sample_size, _ = make_criterion(model, sentence_avg=True)(model, batch)
+    token_loss, token_size, _ = make_criterion(model)(model, batch)
+    assert sample_size == len(SRC_LENGTHS) and token_size == sum(TGT_LENGTHS)
+    torch.testing.assert_close(loss, token_loss)  # the summed loss is the same, only the divisor differs
+
+
+# ---------------------------------------------------------------------------- user errors
+
+
+def test_criterion_names_the_flag_for_a_foreign_model():
+    model = eval_model("var-enum")
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    with pytest.raises(TypeError, match="--arch varattn_lstm"):
+        make_criterion(model)(torch.nn.Linear(2, 3), batch)
+
+
+def test_training_a_latent_mode_without_the_criterion_names_the_flag():
+    model = build_model("var-enum").train()
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    with pytest.raises(RuntimeError, match="--criterion varattn_elbo"):
+        make_criterion(model, CrossEntropyCriterion)(model, batch)

@@ -1,0 +1,362 @@
+"""The model: brute-force oracles over alignment sequences, decoding options, incremental
+decoding, beam reordering, chunked enumeration and the padding layout of alignments.
+
+All models are tiny (sizes from helpers.TINY_SIZES), in float64 and eval mode unless a test
+says otherwise, on batches with pairwise-distinct source and target lengths.
+
+Dimensions: B batch, S source length, T target length, V vocabulary, D source state size.
+"""
+
+import itertools
+import math
+from typing import Dict, List
+
+import pytest
+import torch
+from helpers import build_model, random_batch
+from torch.profiler import ProfilerActivity, profile
+
+import var_attn_plugin.output_layer as output_layer
+from var_attn_plugin.decoder import DecodingOptions
+from var_attn_plugin.objectives import OBJECTIVES, log_marginal
+
+SRC_LENGTHS, TGT_LENGTHS = [5, 2, 4], [3, 6, 4]  # a mixed-length batch, B = 3
+UNBOUNDED = 2**50  # a chunk budget no test batch reaches: one chunk
+
+
+def eval_model(mode: str, seed: int = 0, **overrides):
+    return build_model(mode, seed=seed, **overrides).double().eval()
+
+
+def encode(model, batch):
+    net = batch["net_input"]
+    return model.encoder(net["src_tokens"], src_lengths=net["src_lengths"])
+
+
+def decode_full(model, batch, options: DecodingOptions):
+    model.decoder.decoding = options
+    return model.decoder(batch["net_input"]["prev_output_tokens"], encoder_out=encode(model, batch))
+
+
+def sentence(model, batch, b: int) -> Dict:
+    """Sentence ``b`` of a left-padded batch as a batch of one, without any pad."""
+    src = batch["net_input"]["src_tokens"][b]
+    n_src = int(batch["net_input"]["src_lengths"][b])
+    n_tgt = int(batch["target"][b].ne(model.decoder.dictionary.pad()).sum())
+    return {
+        "nsentences": 1,
+        "ntokens": n_tgt,
+        "net_input": {"src_tokens": src[src.numel() - n_src:][None], "src_lengths": torch.tensor([n_src]),
+                      "prev_output_tokens": batch["net_input"]["prev_output_tokens"][b, :n_tgt][None]},
+        "target": batch["target"][b, :n_tgt][None],
+    }
+
+
+# ---------------------------------------------------------------------------- brute force
+
+
+def reference_step_terms(model, one):
+    """log p_t(j) and ℓ_t(j), ``(T, S)`` lists, for a batch of one without pads, by an
+    explicit step-by-step loop over the formulas of METHOD.md §3 (one source position at a
+    time, no enumeration code of the plugin)."""
+    decoder, layer = model.decoder, model.decoder.alignment_output
+    scorer = decoder.prior_scorer
+    states = encode(model, one)["encoder_out"][0][0]  # S x D
+    prev, target = one["net_input"]["prev_output_tokens"][0], one["target"][0]
+    S, T = states.size(0), target.numel()
+    hidden = [states.new_zeros(1, decoder.hidden_size) for _ in decoder.layers]
+    cell = [states.new_zeros(1, decoder.hidden_size) for _ in decoder.layers]
+    input_feed = states.new_zeros(states.size(1))
+    log_prior, ell = [], []
+    for t in range(T):
+        x = torch.cat([decoder.embed_tokens.weight[prev[t]], input_feed])[None]
+        for i, lstm_cell in enumerate(decoder.layers):
+            hidden[i], cell[i] = lstm_cell(x, (hidden[i], cell[i]))
+            x = hidden[i]
+        h = x[0]
+        # e_tj = v · tanh(W_c x̃_j + W_q h_t)
+        scores = torch.stack([
+            scorer.v.weight[0] @ torch.tanh(scorer.key_proj.weight @ states[j] + scorer.query_proj.weight @ h)
+            for j in range(S)])
+        log_p = torch.log_softmax(scores, dim=0)
+        input_feed = sum(log_p[j].exp() * states[j] for j in range(S))  # c_t = Σ_j p_t(j) x̃_j
+        row = []
+        for j in range(S):
+            # o_tj = tanh(W_o [h_t; x̃_j] + b_o), log softmax(W_g o_tj + b_g)
+            o = torch.tanh(layer.query_proj.weight @ h + layer.query_proj.bias + layer.source_proj.weight @ states[j])
+            logits = layer.generator.weight @ o + layer.generator.bias
+            row.append(torch.log_softmax(logits, dim=0)[target[t]].item())
+        log_prior.append(log_p.tolist())
+        ell.append(row)
+    return log_prior, ell
+
+
+def logsumexp(values: List[float]) -> float:
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def test_sentence_likelihood_and_elbo_equal_enumeration_of_all_alignment_sequences():
+    """log p(y | x) = log Σ_z Π_t p_t(z_t) p(y_t | z_t) over all S^T sequences z, and the
+    ELBO = Σ_z q(z) [log p(y, z) - log q(z)] with q(z) = Π_t q_t(z_t), against the model's
+    per-step enumeration, for every sentence of a padded batch."""
+    model = eval_model("var-enum")
+    batch = random_batch(model, [4, 3, 2], [3, 5, 4], seed=1)
+    out = model(**batch["net_input"], target=batch["target"])
+    per_token_elbo = -OBJECTIVES["var-enum"](out).objective  # B x T
+    model.decoder.decoding = DecodingOptions("exact")
+    word_log_probs, _ = model(**batch["net_input"])  # B x T x V
+    decoded = word_log_probs.gather(-1, batch["target"].unsqueeze(-1)).squeeze(-1)  # B x T
+
+    for b in range(batch["nsentences"]):
+        one = sentence(model, batch, b)
+        log_prior, ell = reference_step_terms(model, one)
+        T, S = len(ell), len(ell[0])
+        n_src = int(batch["net_input"]["src_lengths"][b])
+        real = slice(out.prior_log_probs.size(-1) - n_src, None)
+        log_q = out.posterior_log_probs[b, :T, real].tolist()
+        joint, elbo = [], 0.0
+        for z in itertools.product(range(S), repeat=T):
+            log_joint = sum(log_prior[t][z[t]] + ell[t][z[t]] for t in range(T))
+            log_qz = sum(log_q[t][z[t]] for t in range(T))
+            joint.append(log_joint)
+            elbo += math.exp(log_qz) * (log_joint - log_qz)
+        brute_force = logsumexp(joint)
+
+        model_log_likelihood = log_marginal(out.prior_log_probs[b, :T], out.token_log_probs[b, :T]).sum()
+        assert model_log_likelihood.item() == pytest.approx(brute_force, rel=1e-10)
+        assert decoded[b, :T].sum().item() == pytest.approx(brute_force, rel=1e-10)
+        assert per_token_elbo[b, :T].sum().item() == pytest.approx(elbo, rel=1e-10)
+        assert elbo < brute_force
+
+
+# ---------------------------------------------------------------------------- decoding options
+
+
+def test_exact_decoding_is_normalised_and_scores_the_marginal():
+    model = eval_model("marginal")
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    log_probs, _ = decode_full(model, batch, DecodingOptions("exact"))
+    B, T, V = log_probs.shape
+    assert V == len(model.decoder.dictionary)
+    torch.testing.assert_close(log_probs.logsumexp(-1), torch.zeros(B, T, dtype=torch.float64))
+    out = model(**batch["net_input"], target=batch["target"])
+    scored = log_probs.gather(-1, batch["target"].unsqueeze(-1)).squeeze(-1)
+    real = batch["target"].ne(model.decoder.dictionary.pad())
+    torch.testing.assert_close(scored[real], log_marginal(out.prior_log_probs, out.token_log_probs)[real])
+
+
+def test_kmax_matches_brute_force_top_k_and_equals_exact_when_k_covers_the_sentence():
+    model = eval_model("var-enum")
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    S = max(SRC_LENGTHS)
+    exact, extra = decode_full(model, batch, DecodingOptions("exact"))
+    prior = extra["attn"][0]  # B x T x S
+    states = model.decoder.extract_features(batch["net_input"]["prev_output_tokens"], encode(model, batch))
+    layer = model.decoder.alignment_output
+    queries = layer.query_proj(states.hidden)  # B x T x O
+    for k in (1, 2, 3):
+        kmax, _ = decode_full(model, batch, DecodingOptions("kmax", kmax=k))
+        torch.testing.assert_close(kmax.logsumexp(-1), torch.zeros(kmax.shape[:2], dtype=torch.float64))
+        for b, n_src in enumerate(SRC_LENGTHS):
+            for t in range(kmax.size(1)):
+                kept = prior[b, t].topk(min(k, n_src)).indices.tolist()
+                renormalised = torch.log(prior[b, t, kept] / prior[b, t, kept].sum())
+                candidates = torch.stack([
+                    layer.soft_log_probs(queries[b, t], states.output_sources[b, j]) for j in kept])  # k x V
+                oracle = torch.logsumexp(renormalised.unsqueeze(-1) + candidates, dim=0)
+                torch.testing.assert_close(kmax[b, t], oracle)
+                if k >= n_src:  # every real position kept: pads get no mass, exact enumeration
+                    torch.testing.assert_close(kmax[b, t], exact[b, t])
+    for k in (S, S + 4):
+        kmax, _ = decode_full(model, batch, DecodingOptions("kmax", kmax=k))
+        torch.testing.assert_close(kmax, exact, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------- incremental decoding
+
+
+DECODINGS = [DecodingOptions("exact"), DecodingOptions("kmax", kmax=2), DecodingOptions("kmax", kmax=9),
+             DecodingOptions("soft")]
+
+
+def decode_incremental(model, src_batch_encoder_out, prev: torch.Tensor, state=None, start: int = 0):
+    """Step-by-step decoding as fairseq's SequenceGenerator does: at step t the decoder gets
+    the whole prefix ``prev[:, :t+1]`` and the cache. Returns ``(B, T - start, V)``."""
+    state = {} if state is None else state
+    steps = []
+    for t in range(start, prev.size(1)):
+        log_probs, _ = model.decoder(prev[:, : t + 1], encoder_out=src_batch_encoder_out, incremental_state=state)
+        assert log_probs.size(1) == 1
+        steps.append(log_probs[:, 0])
+    return torch.stack(steps, 1), state
+
+
+@pytest.mark.parametrize("options", DECODINGS, ids=lambda o: f"{o.latent_decoding}{o.kmax}")
+def test_incremental_decoding_equals_teacher_forced_decoding(options):
+    model = eval_model("var-enum")
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    full, _ = decode_full(model, batch, options)
+    stepwise, _ = decode_incremental(model, encode(model, batch), batch["net_input"]["prev_output_tokens"])
+    torch.testing.assert_close(stepwise, full)
+
+
+@pytest.mark.parametrize("options", DECODINGS, ids=lambda o: f"{o.latent_decoding}{o.kmax}")
+def test_beam_reordering_equals_decoding_the_reordered_batch_from_scratch(options):
+    model = eval_model("marginal")
+    model.decoder.decoding = options
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    prev = batch["net_input"]["prev_output_tokens"]
+    split = 2
+    new_order = torch.tensor([2, 0, 0, 1])  # a permutation with a duplicated hypothesis
+    # continue the reordered hypotheses with new tokens (the duplicates diverge)
+    g = torch.Generator().manual_seed(4)
+    reordered_prev = prev[new_order].clone()
+    reordered_prev[:, split:] = torch.randint(4, len(model.decoder.dictionary), reordered_prev[:, split:].shape,
+                                              generator=g)
+
+    encoder_out = encode(model, batch)
+    _, state = decode_incremental(model, encoder_out, prev[:, :split])
+    encoder_out = model.encoder.reorder_encoder_out(encoder_out, new_order)
+    model.decoder.reorder_incremental_state_scripting(state, new_order)
+    continued, _ = decode_incremental(model, encoder_out, reordered_prev, state=state, start=split)
+
+    net = batch["net_input"]
+    scratch = {"net_input": {"src_tokens": net["src_tokens"][new_order], "src_lengths": net["src_lengths"][new_order],
+                             "prev_output_tokens": reordered_prev}}
+    full, _ = decode_full(model, scratch, options)
+    torch.testing.assert_close(continued, full[:, split:])
+
+
+def test_eos_penalty_lowers_only_eos_by_beta_src_length_over_prefix_length():
+    beta = 2.5
+    model = eval_model("var-enum")
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    prev = batch["net_input"]["prev_output_tokens"]
+    eos = model.decoder.dictionary.eos()
+    encoder_out = encode(model, batch)
+    model.decoder.decoding = DecodingOptions("exact")
+    plain, _ = decode_incremental(model, encoder_out, prev)
+    model.decoder.decoding = DecodingOptions("exact", eos_penalty=beta)
+    penalised, _ = decode_incremental(model, encoder_out, prev)
+
+    src_lengths = torch.tensor(SRC_LENGTHS, dtype=torch.float64)
+    for t in range(prev.size(1)):
+        n = t + 1  # prefix length, counting BOS
+        expected = plain[:, t].clone()
+        expected[:, eos] -= beta * src_lengths / (n + 1)
+        torch.testing.assert_close(penalised[:, t], expected)
+    # teacher-forced scoring (training, validation, --score-reference) is not penalised
+    full, _ = decode_full(model, batch, DecodingOptions("exact", eos_penalty=beta))
+    torch.testing.assert_close(full, plain)
+
+
+# ---------------------------------------------------------------------------- alignment layout
+
+
+def test_alignments_of_a_left_padded_batch_equal_each_sentence_alone():
+    """The prior ("attn") and the posterior sit at the source positions of ``src_tokens``,
+    with exactly zero mass at the left pads; word distributions do not depend on padding."""
+    model = eval_model("var-enum")
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    S = max(SRC_LENGTHS)
+    log_probs, extra = decode_full(model, batch, DecodingOptions("exact"))
+    attn = extra["attn"][0]  # B x T x S
+    posterior = model(**batch["net_input"], target=batch["target"]).posterior_log_probs.exp()
+    assert attn.shape == (len(SRC_LENGTHS), max(TGT_LENGTHS), S)
+    for b, (n_src, n_tgt) in enumerate(zip(SRC_LENGTHS, TGT_LENGTHS)):
+        one = sentence(model, batch, b)
+        alone_log_probs, alone_extra = decode_full(model, one, DecodingOptions("exact"))
+        alone_posterior = model(**one["net_input"], target=one["target"]).posterior_log_probs.exp()
+        torch.testing.assert_close(attn[b, :n_tgt, S - n_src:], alone_extra["attn"][0][0])
+        torch.testing.assert_close(posterior[b, :n_tgt, S - n_src:], alone_posterior[0])
+        torch.testing.assert_close(log_probs[b, :n_tgt], alone_log_probs[0])
+        assert torch.all(attn[b, :, : S - n_src] == 0)
+        assert torch.all(posterior[b, :, : S - n_src] == 0)
+
+
+# ---------------------------------------------------------------------------- chunked enumeration
+
+
+def loss_and_grads(model, batch, chunk_bytes: int, seed: int = 0):
+    """Training-mode loss of the model's objective and the gradients of every parameter."""
+    model.decoder.alignment_output.chunk_bytes = chunk_bytes
+    model.zero_grad()
+    torch.manual_seed(seed)  # the same samples in the sampled modes
+    out = model(**batch["net_input"], target=batch["target"])
+    terms = OBJECTIVES[model.objective_name()](out)
+    loss = terms.loss.masked_fill(batch["target"].eq(model.decoder.dictionary.pad()), 0.0).sum()
+    loss.backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    return loss.detach(), grads
+
+
+@pytest.mark.parametrize("mode", ["marginal", "var-enum", "hard-sample", "var-wsram"])
+def test_chunked_enumeration_equals_unchunked_values_and_gradients(mode):
+    model = build_model(mode).double().train()  # dropout 0: training is deterministic
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    layer = model.decoder.alignment_output
+    assert layer.rows_per_chunk(max(SRC_LENGTHS)) >= sum(TGT_LENGTHS)  # default: one chunk
+    loss, grads = loss_and_grads(model, batch, UNBOUNDED)
+    chunked_loss, chunked_grads = loss_and_grads(model, batch, 1)
+    assert layer.rows_per_chunk(max(SRC_LENGTHS)) == 1  # one chunk per target token
+    torch.testing.assert_close(chunked_loss, loss)
+    assert chunked_grads.keys() == grads.keys()
+    for name in grads:
+        torch.testing.assert_close(chunked_grads[name], grads[name], msg=name)
+
+
+def test_chunk_recomputation_replays_the_dropout_masks(monkeypatch):
+    """With dropout, the checkpointed backward pass recomputes each chunk with the same
+    dropout masks as its forward pass: gradients equal those of the same chunks kept in
+    memory (``checkpoint`` replaced by a plain call)."""
+    model = build_model("var-enum").double().train()
+    model.decoder.alignment_output.dropout = 0.3  # the dropout on o_tj, inside each chunk
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    loss, grads = loss_and_grads(model, batch, 1, seed=5)
+    monkeypatch.setattr(output_layer, "checkpoint", lambda fn, *args, **kwargs: fn(*args))
+    kept_loss, kept_grads = loss_and_grads(model, batch, 1, seed=5)
+    torch.testing.assert_close(loss, kept_loss)
+    for name in grads:
+        torch.testing.assert_close(grads[name], kept_grads[name], msg=name)
+
+
+@pytest.mark.parametrize("options", DECODINGS[:3], ids=lambda o: f"{o.latent_decoding}{o.kmax}")
+def test_chunked_decoding_equals_unchunked(options):
+    model = eval_model("marginal")
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    model.decoder.alignment_output.chunk_bytes = UNBOUNDED
+    full, _ = decode_full(model, batch, options)
+    model.decoder.alignment_output.chunk_bytes = 1
+    chunked, _ = decode_full(model, batch, options)
+    torch.testing.assert_close(chunked, full, rtol=0, atol=1e-12)
+
+
+def peak_cpu_bytes(fn) -> int:
+    """Peak of live CPU tensor memory allocated while ``fn`` runs (torch's profiler)."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage != 0), key=lambda e: e.time_range.start)
+    live = peak = 0
+    for event in events:
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak
+
+
+def test_chunked_enumeration_bounds_peak_memory():
+    vocab = 3000
+    model = build_model("marginal", tgt_words=vocab).train()  # float32
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    layer = model.decoder.alignment_output
+    V, S, N = len(model.decoder.dictionary), max(SRC_LENGTHS), sum(TGT_LENGTHS)
+    logits_bytes = N * S * V * 4  # the unchunked enumeration's logits
+
+    def step(chunk_bytes):
+        return lambda: loss_and_grads(model, batch, chunk_bytes)
+
+    unchunked = peak_cpu_bytes(step(UNBOUNDED))
+    chunked = peak_cpu_bytes(step(S * V * 4))  # one token's logits per chunk
+    assert layer.rows_per_chunk(S) == 1
+    assert unchunked >= logits_bytes  # the profiler sees the enumeration
+    assert chunked < unchunked / 2
