@@ -13,6 +13,7 @@ from typing import Dict, List
 
 import pytest
 import torch
+from fairseq.sequence_generator import SequenceGenerator
 from helpers import build_model, random_batch
 from torch.profiler import ProfilerActivity, profile
 
@@ -177,7 +178,12 @@ def test_kmax_matches_brute_force_top_k_and_equals_exact_when_k_covers_the_sente
 
 
 DECODINGS = [DecodingOptions("exact"), DecodingOptions("kmax", kmax=2), DecodingOptions("kmax", kmax=9),
-             DecodingOptions("soft")]
+             DecodingOptions("soft"), DecodingOptions("dirichlet-mean")]
+
+
+def decoding_model(options: DecodingOptions):
+    """A latent model that accepts ``options`` (dirichlet-mean needs a var-relaxed model)."""
+    return eval_model("var-relaxed" if options.latent_decoding == "dirichlet-mean" else "var-enum")
 
 
 def decode_incremental(model, src_batch_encoder_out, prev: torch.Tensor, state=None, start: int = 0):
@@ -194,7 +200,7 @@ def decode_incremental(model, src_batch_encoder_out, prev: torch.Tensor, state=N
 
 @pytest.mark.parametrize("options", DECODINGS, ids=lambda o: f"{o.latent_decoding}{o.kmax}")
 def test_incremental_decoding_equals_teacher_forced_decoding(options):
-    model = eval_model("var-enum")
+    model = decoding_model(options)
     batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
     full, _ = decode_full(model, batch, options)
     stepwise, _ = decode_incremental(model, encode(model, batch), batch["net_input"]["prev_output_tokens"])
@@ -203,7 +209,7 @@ def test_incremental_decoding_equals_teacher_forced_decoding(options):
 
 @pytest.mark.parametrize("options", DECODINGS, ids=lambda o: f"{o.latent_decoding}{o.kmax}")
 def test_beam_reordering_equals_decoding_the_reordered_batch_from_scratch(options):
-    model = eval_model("marginal")
+    model = decoding_model(options)
     model.decoder.decoding = options
     batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
     prev = batch["net_input"]["prev_output_tokens"]
@@ -226,6 +232,28 @@ def test_beam_reordering_equals_decoding_the_reordered_batch_from_scratch(option
                              "prev_output_tokens": reordered_prev}}
     full, _ = decode_full(model, scratch, options)
     torch.testing.assert_close(continued, full[:, split:])
+
+
+@pytest.mark.parametrize("options", DECODINGS[:3], ids=lambda o: f"{o.latent_decoding}{o.kmax}")
+def test_beam_search_scores_equal_teacher_forced_scores_of_its_hypotheses(options):
+    """fairseq's own SequenceGenerator (incremental, with beam reordering): the positional
+    scores of every returned hypothesis equal the teacher-forced log-probs of its tokens."""
+    model = decoding_model(options)
+    model.decoder.decoding = options
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    dictionary = model.decoder.dictionary
+    generator = SequenceGenerator([model], dictionary, beam_size=3, max_len_b=6, normalize_scores=False)
+    hypotheses = generator.generate([model], batch)
+    for b, sentence_hypotheses in enumerate(hypotheses):
+        one = sentence(model, batch, b)
+        for hypothesis in sentence_hypotheses:
+            tokens = hypothesis["tokens"]  # T, ending in EOS
+            prev = torch.cat([tokens.new_tensor([dictionary.eos()]), tokens[:-1]])
+            one["net_input"]["prev_output_tokens"] = prev[None]
+            with torch.no_grad():
+                log_probs, _ = decode_full(model, one, options)
+            scored = log_probs[0].gather(-1, tokens[:, None]).squeeze(-1)
+            torch.testing.assert_close(hypothesis["positional_scores"], scored)
 
 
 def test_eos_penalty_lowers_only_eos_by_beta_src_length_over_prefix_length():
