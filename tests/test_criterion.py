@@ -188,3 +188,22 @@ def test_training_a_latent_mode_without_the_criterion_names_the_flag():
     batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
     with pytest.raises(RuntimeError, match="--criterion varattn_elbo"):
         make_criterion(model, CrossEntropyCriterion)(model, batch)
+
+
+def test_sampling_modes_log_no_likelihood_in_training():
+    """In training, hard-sample and var-sample compute b_t only as a baseline: it is not the
+    model's likelihood, so no nll_loss is logged (validation logs the exact one)."""
+    from types import SimpleNamespace
+
+    from helpers import build_model, random_batch
+
+    from var_attn_plugin.criterion import VarAttnCriterion
+
+    for mode in ("hard-sample", "var-sample"):
+        model = build_model(mode)
+        batch = random_batch(model, [5, 3, 4], [4, 6, 2])
+        criterion = VarAttnCriterion(SimpleNamespace(target_dictionary=model.decoder.dictionary), False)
+        _, _, train_log = criterion(model.train(), batch)
+        _, _, valid_log = criterion(model.eval(), batch)
+        assert "nll_loss" not in train_log
+        assert "nll_loss" in valid_log

@@ -66,9 +66,11 @@ class VarAttnCriterion(FairseqCriterion):
             "nsentences": target.size(0),
             "sample_size": sample_size,
         }
+        # the model's exact likelihood, where this batch computed it (not a sampling mode's
+        # training batch, whose soft output is only the REINFORCE baseline)
         if out.token_log_probs is not None:
             logging_output["nll_loss"] = -total(log_marginal(out.prior_log_probs, out.token_log_probs)).data
-        elif out.soft_token_log_probs is not None:
+        elif mode == "soft":
             logging_output["nll_loss"] = -total(out.soft_token_log_probs).data
         if self.report_entropy:
             logging_output["prior_ent"] = total(categorical_entropy(out.prior_log_probs)).data
