@@ -120,3 +120,43 @@ def preprocess(raw: Path, dest: Path) -> Path:
                 "--trainpref", raw / "train", "--validpref", raw / "valid", "--testpref", raw / "test",
                 "--destdir", dest, "--workers", "1")
     return dest
+
+
+# ------------------------------------------------------------------ statistical checks
+
+# A sample mean lies within Z_SCORE standard errors of its expectation with probability
+# 1 - 5.7e-7 under the normal approximation, so a check over a few thousand coordinates
+# fails by chance with probability below 1e-3; seeded tests are deterministic besides.
+Z_SCORE = 5.0
+
+
+def standard_errors(samples, expected, std=None):
+    """Per-coordinate z-scores ``|mean - expected| / standard error`` of iid ``samples``.
+
+    Args:
+        samples: ``(N, ...)`` N independent draws of an estimator.
+        expected: ``(...)`` its exact expectation.
+        std: ``(...)`` the known standard deviation of one draw, or None to use the
+            sample standard deviation.
+
+    Returns:
+        ``(...)`` z-scores. The standard error is floored at float64 rounding of the
+        expectation, so a constant estimator (zero spread) passes when it equals
+        ``expected`` up to rounding and fails otherwise.
+    """
+    n = samples.size(0)
+    std = samples.std(dim=0) if std is None else std
+    rounding = 1e-12 * (1.0 + expected.abs())
+    se = torch.maximum(std / n ** 0.5, rounding)
+    return (samples.mean(dim=0) - expected).abs() / se
+
+
+def assert_mean_matches(samples, expected, std=None, what: str = "estimator"):
+    """The sample mean of ``samples`` equals ``expected`` within Z_SCORE standard errors in
+    every coordinate; returns the largest z-score (worth printing)."""
+    z = standard_errors(samples, expected, std)
+    worst = float(z.max())
+    assert worst <= Z_SCORE, (
+        f"{what}: mean differs from its expectation by {worst:.2f} standard errors "
+        f"(coordinate {tuple(int(i) for i in torch.nonzero(z == z.max())[0])})")
+    return worst

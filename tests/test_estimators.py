@@ -1,0 +1,397 @@
+"""The sampled estimators of METHOD.md §5, checked statistically against the exact ones.
+
+- REINFORCE (hard-sample, var-sample): the average over many samples of the gradient of the
+  training loss equals the gradient of the enumerated objective (hard-enum's ``-Σ p ℓ``,
+  var-enum's negative ELBO), within Z_SCORE standard errors (helpers.py) measured from the
+  per-sample gradients; a biased estimator (the surrogate left out) fails the same check.
+  Once on the pure objective functions, once through a tiny model and the criterion.
+- The soft baseline b_t lowers the variance of that gradient (ratio printed, ``pytest -s``).
+- Wake-sleep weights: the weighted samples converge to the exact posterior as K grows.
+- Every sampled mode validates with its exact objective; var-relaxed's warm-up objective.
+
+Many samples are drawn at once by repeating the same rows N times along B: each copy has
+its own leaf tensors, so one backward pass gives N independent per-sample gradients.
+Everything in float64 with fixed seeds.
+
+Dimensions: B batch, T target steps, S source length, K samples, N repeated copies,
+R repetitions, P parameters.
+"""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import Z_SCORE, assert_mean_matches, build_model, random_batch, standard_errors
+
+from var_attn_plugin.criterion import VarAttnCriterion
+from var_attn_plugin.decoder import DecodingOptions
+from var_attn_plugin.masking import expand_padding_mask, masked_log_softmax
+from var_attn_plugin.modes import ATTENTION_MODES
+from var_attn_plugin.objectives import (
+    OBJECTIVES,
+    LatentOutputs,
+    hard_enum_objective,
+    hard_sample_objective,
+    log_marginal,
+    var_enum_objective,
+    var_sample_objective,
+    var_wsram_objective,
+    wake_sleep_weights,
+)
+from var_attn_plugin.sampling import sample_categorical
+
+B, T, S = 2, 3, 4
+SRC_PADDING_MASK = torch.tensor([[True, False, False, False], [False] * S])  # B x S
+NUM_COPIES = 20_000
+SAMPLED_MODES = [m for m, spec in ATTENTION_MODES.items() if spec.validation is not None]
+SRC_LENGTHS, TGT_LENGTHS = [4, 2, 5], [3, 5, 2]  # model batches, B = 3
+WIDE_INIT = 1.0  # wider than the paper's 0.1, so that ℓ_t(j) differ across positions j
+
+
+def make_criterion(model):
+    return VarAttnCriterion(SimpleNamespace(target_dictionary=model.decoder.dictionary), sentence_avg=False)
+
+
+def repeat_batch(batch, copies: int):
+    """The same sentences ``copies`` times along B."""
+    net = batch["net_input"]
+    return {
+        "nsentences": batch["nsentences"] * copies,
+        "ntokens": batch["ntokens"] * copies,
+        "net_input": {"src_tokens": net["src_tokens"].repeat(copies, 1),
+                      "src_lengths": net["src_lengths"].repeat(copies),
+                      "prev_output_tokens": net["prev_output_tokens"].repeat(copies, 1)},
+        "target": batch["target"].repeat(copies, 1),
+    }
+
+
+# ---------------------------------------------------------------------------- pure objectives
+
+
+def base_scores(seed: int):
+    """Prior, posterior and ℓ scores ``(B, T, S)`` and a baseline ``(B, T)``."""
+    g = torch.Generator().manual_seed(seed)
+    scores = [torch.randn(B, T, S, generator=g, dtype=torch.float64) for _ in range(3)]
+    baseline = -torch.rand(B, T, generator=g, dtype=torch.float64) - 0.5
+    return scores, baseline
+
+
+def latent_outputs(scores, baseline, copies: int):
+    """LatentOutputs over ``copies`` copies of the rows, from leaf scores of their own.
+
+    Returns the outputs and the leaves ``[prior_scores, posterior_scores, ell_scores]``,
+    each ``(copies·B, T, S)``.
+    """
+    leaves = [s.repeat(copies, 1, 1).requires_grad_(True) for s in scores]
+    mask = expand_padding_mask(SRC_PADDING_MASK.repeat(copies, 1), T)
+    out = LatentOutputs(
+        prior_log_probs=masked_log_softmax(leaves[0], mask),
+        posterior_log_probs=masked_log_softmax(leaves[1], mask),
+        token_log_probs=F.logsigmoid(leaves[2]).masked_fill(mask, 0.0),  # any ℓ <= 0
+        soft_token_log_probs=baseline.repeat(copies, 1),
+    )
+    return out, leaves
+
+
+def draw(out: LatentOutputs, sample_from: str, num_samples: int = 1):
+    """Fill the sample fields of ``out`` with draws from the prior or the posterior."""
+    sampler = out.prior_log_probs if sample_from == "prior" else out.posterior_log_probs
+    out.sample_indices = sample_categorical(sampler, num_samples)  # B x T x K
+    out.sample_token_log_probs = out.token_log_probs.gather(-1, out.sample_indices)
+    return out
+
+
+def per_sample_gradients(loss: torch.Tensor, leaves):
+    """Gradient of the summed loss w.r.t. each ``(copies·B, T, S)`` leaf: copies do not
+    interact, so the rows of copy n hold the gradient of copy n's own loss."""
+    grads = torch.autograd.grad(loss.sum(), leaves, allow_unused=True)
+    return [torch.zeros_like(leaf) if g is None else g for leaf, g in zip(leaves, grads)]
+
+
+ESTIMATORS = [("hard-sample", hard_sample_objective, hard_enum_objective, "prior"),
+              ("var-sample", var_sample_objective, var_enum_objective, "posterior")]
+
+
+def sampled_and_exact_gradients(sampled, exact, sample_from, loss_of=lambda terms: terms.loss):
+    """Per-sample gradients of the sampled estimator and the exact gradient, per leaf."""
+    torch.manual_seed(0)
+    scores, baseline = base_scores(seed=1)
+    out, leaves = latent_outputs(scores, baseline, NUM_COPIES)
+    loss = loss_of(sampled(draw(out, sample_from)))
+    grads = [g.view(NUM_COPIES, B, T, S) for g in per_sample_gradients(loss, leaves)]
+    one, one_leaves = latent_outputs(scores, baseline, 1)
+    exact_grads = per_sample_gradients(exact(one).loss, one_leaves)
+    return grads, exact_grads
+
+
+@pytest.mark.parametrize("mode, sampled, exact, sample_from", ESTIMATORS)
+def test_reinforce_gradient_is_unbiased_for_the_enumerated_objective(mode, sampled, exact, sample_from):
+    """E_ẑ[∇ loss] = ∇ exact objective, for the scores of the sampled distribution (the
+    score-function surrogate), the other distribution's scores (KL) and ℓ (pathwise)."""
+    grads, exact_grads = sampled_and_exact_gradients(sampled, exact, sample_from)
+    worst = 0.0
+    for name, got, want in zip(("prior", "posterior", "ℓ"), grads, exact_grads):
+        worst = max(worst, assert_mean_matches(got, want, what=f"{mode} gradient of the {name} scores"))
+    print(f"\n{mode}: largest deviation of the mean sampled gradient from the exact one: "
+          f"{worst:.2f} standard errors ({NUM_COPIES} samples)")
+
+
+@pytest.mark.parametrize("mode, sampled, exact, sample_from", ESTIMATORS)
+def test_the_unbiasedness_check_rejects_the_estimator_without_its_surrogate(mode, sampled, exact, sample_from):
+    """The check has power: back-propagating only the sampled value (no score-function
+    term, what the original hard-sample code did) misses ∇ of the sampling distribution."""
+    grads, exact_grads = sampled_and_exact_gradients(
+        sampled, exact, sample_from, loss_of=lambda terms: terms.objective)
+    sampled_leaf = 0 if sample_from == "prior" else 1
+    z = standard_errors(grads[sampled_leaf], exact_grads[sampled_leaf])
+    assert float(z.max()) > Z_SCORE
+
+
+def test_var_sample_gradient_through_the_model_is_unbiased_for_the_exact_elbo():
+    """Through the real model and criterion (dropout 0): the average over training passes of
+    the var-sample gradient of every parameter equals the gradient of the exact negative
+    ELBO (the model in eval mode, which validates with var-enum), same parameters.
+
+    Each pass trains on the batch repeated ``copies`` times and divides by ``copies``; the
+    passes are independent draws of that average, whose spread gives the standard errors.
+    """
+    passes, copies = 300, 50
+    torch.manual_seed(0)
+    model = build_model("var-sample", init_scale=WIDE_INIT).double()
+    criterion = make_criterion(model)
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def flat_gradient(loss):
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads)])
+
+    model.eval()
+    assert model.objective_name() == "var-enum"
+    exact = flat_gradient(criterion(model, batch)[0])  # P
+
+    model.train()
+    assert model.objective_name() == "var-sample"
+    repeated = repeat_batch(batch, copies)
+    sampled = torch.stack([flat_gradient(criterion(model, repeated)[0] / copies) for _ in range(passes)])
+    worst = assert_mean_matches(sampled, exact, what="var-sample gradient of the model's parameters")
+    inference = torch.cat([torch.full((p.numel(),), name.startswith("inference_network."))
+                           for name, p in model.named_parameters() if p.requires_grad])  # P
+    assert torch.any(sampled[:, inference].std(0) > 0), "the inference network got no score-function gradient"
+    print(f"\nvar-sample through the model: {exact.numel()} parameters, largest deviation "
+          f"{worst:.2f} standard errors ({passes} passes x {copies} copies)")
+
+
+# ---------------------------------------------------------------------------- baseline
+
+
+def model_setting(mode: str):
+    """Exact quantities and the soft baseline b_t of a tiny model, the same parameters in
+    eval mode (enumerated ℓ, p, q) and training mode (b_t); dropout 0. Returns the exact
+    LatentOutputs, b_t ``(B, T)`` and the target mask ``(B, T)``."""
+    model = build_model(mode, init_scale=WIDE_INIT).double()
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    net, target = batch["net_input"], batch["target"]
+    with torch.no_grad():
+        exact_out = model.eval()(**net, target=target)
+        baseline = model.train()(**net, target=target).soft_token_log_probs
+    return exact_out, baseline, target.ne(model.decoder.dictionary.pad())
+
+
+def synthetic_setting(mode: str):
+    """ℓ_t(j) log-probabilities of the target word under softmaxes over V words with a
+    realistic spread across j; b_t = E_r[ℓ_t] + ε_t with ε_t ~ N(0, sd_r(ℓ_t)²) drawn once
+    per token: a baseline that is informative but off by as much as ℓ itself varies."""
+    g = torch.Generator().manual_seed(5)
+    vocabulary = 13
+    scores, _ = base_scores(seed=6)
+    mask = expand_padding_mask(SRC_PADDING_MASK, T)
+    logits = 2.0 * torch.randn(B, T, S, vocabulary, generator=g, dtype=torch.float64)
+    ell = torch.log_softmax(logits, dim=-1)[..., 0].masked_fill(mask, 0.0)
+    out = LatentOutputs(prior_log_probs=masked_log_softmax(scores[0], mask),
+                        posterior_log_probs=masked_log_softmax(scores[1], mask), token_log_probs=ell)
+    sampler = out.prior_log_probs if ATTENTION_MODES[mode].sample_from == "prior" else out.posterior_log_probs
+    mean = (sampler.exp() * ell).sum(-1)
+    spread = ((sampler.exp() * (ell - mean.unsqueeze(-1)) ** 2).sum(-1)).sqrt()
+    baseline = mean + spread * torch.randn(B, T, generator=g, dtype=torch.float64)
+    return out, baseline, torch.ones(B, T, dtype=torch.bool)
+
+
+@pytest.mark.parametrize("setting", [model_setting, synthetic_setting], ids=["model", "synthetic"])
+@pytest.mark.parametrize("mode", ["hard-sample", "var-sample"])
+def test_soft_baseline_reduces_the_variance_of_the_score_function_gradient(mode, setting):
+    """Variance of the REINFORCE gradient w.r.t. the logits of the sampled distribution
+    (summed over coordinates), with the baseline b_t and with none (b_t = 0).
+
+    The reward ``ℓ_t(ẑ)`` is a log-probability, far from 0 (about -log V at the start of
+    training), while the soft output b_t scores y_t with the same output layer at the
+    prior-expected context and lands among the ℓ_t(j): ``ℓ - b`` is small where ``ℓ`` is
+    not. Settings: a tiny model's own b_t, and b_t = E[ℓ_t] plus noise as large as ℓ's
+    spread (see the setting functions). Both estimators stay unbiased: the baseline's term
+    has expectation 0.
+    """
+    sample_from = ATTENTION_MODES[mode].sample_from
+    exact_out, baseline, target_mask = setting(mode)
+    sampler = exact_out.prior_log_probs if sample_from == "prior" else exact_out.posterior_log_probs
+    shape = sampler.shape
+
+    def outputs(log_probs, copies):
+        """LatentOutputs over ``copies`` copies with ``log_probs`` as the sampled distribution."""
+        return LatentOutputs(
+            prior_log_probs=log_probs if sample_from == "prior" else exact_out.prior_log_probs.repeat(copies, 1, 1),
+            posterior_log_probs=log_probs if sample_from == "posterior" else None,
+            token_log_probs=exact_out.token_log_probs.repeat(copies, 1, 1))
+
+    exact_logits = sampler.clone().requires_grad_(True)
+    exact_terms = OBJECTIVES[ATTENTION_MODES[mode].validation](outputs(torch.log_softmax(exact_logits, -1), 1))
+    exact = torch.autograd.grad(exact_terms.loss.masked_fill(~target_mask, 0.0).sum(), exact_logits)[0]
+
+    torch.manual_seed(1)
+    variances = {}
+    for name, b in (("baseline", baseline), ("no baseline", torch.zeros_like(baseline))):
+        logits = sampler.repeat(NUM_COPIES, 1, 1).requires_grad_(True)  # (N·B) x T x S
+        out = outputs(torch.log_softmax(logits, dim=-1), NUM_COPIES)
+        out.soft_token_log_probs = b.repeat(NUM_COPIES, 1)
+        terms = OBJECTIVES[mode](draw(out, sample_from))
+        loss = terms.loss.masked_fill(~target_mask.repeat(NUM_COPIES, 1), 0.0)
+        grads = torch.autograd.grad(loss.sum(), logits)[0].view(NUM_COPIES, *shape)
+        assert_mean_matches(grads, exact, what=f"{mode} gradient with {name}")
+        variances[name] = float(grads.var(dim=0).sum())
+    ratio = variances["baseline"] / variances["no baseline"]
+    print(f"\n{mode}, {setting.__name__}: gradient variance with / without the baseline = "
+          f"{variances['baseline']:.4g} / {variances['no baseline']:.4g} = {ratio:.3g}")
+    assert ratio < 1
+
+
+# ---------------------------------------------------------------------------- wake-sleep
+
+
+def true_posterior(out: LatentOutputs) -> torch.Tensor:
+    """``(B, T, S)`` log p(z_t | x, y) ∝ log p_t(z) + ℓ_t(z), -inf at pads."""
+    joint = out.prior_log_probs + out.token_log_probs
+    return joint - torch.logsumexp(joint, dim=-1, keepdim=True)
+
+
+def test_wake_sleep_weights_are_uniform_and_the_bound_exact_when_q_is_the_posterior():
+    """With q = p(z | y) every ratio p(z) exp ℓ(z) / q(z) is the marginal p(y_t | …): the
+    weights are 1/K and the logged estimate is exactly -log p(y_t | …) whatever the samples."""
+    torch.manual_seed(2)
+    scores, baseline = base_scores(seed=3)
+    out, _ = latent_outputs(scores, baseline, 1)
+    out.posterior_log_probs = true_posterior(out)
+    draw(out, "posterior", num_samples=7)
+    weights = wake_sleep_weights(out.prior_log_probs, out.posterior_log_probs,
+                                 out.sample_indices, out.sample_token_log_probs)
+    torch.testing.assert_close(weights, torch.full_like(weights, 1 / 7))
+    torch.testing.assert_close(var_wsram_objective(out).objective,
+                               -log_marginal(out.prior_log_probs, out.token_log_probs).detach())
+
+
+def test_wake_sleep_weights_converge_to_the_exact_posterior_as_k_grows():
+    """The weighted samples Σ_k w_k δ(z_k), z_k ~ q, estimate p(z | y) ∝ p(z) exp ℓ(z)
+    (self-normalised importance sampling). Over R independent repetitions: the total
+    variation distance falls as K grows, and at the largest K the mean estimate equals the
+    posterior within Z_SCORE standard errors. The importance-weighted bound converges to
+    the exact -log p(y_t | …) from above on average."""
+    repetitions, sample_sizes = 100, (4, 40, 400, 2000)
+    torch.manual_seed(3)
+    scores, baseline = base_scores(seed=4)
+    out, _ = latent_outputs(scores, baseline, repetitions)
+    out = LatentOutputs(**{k: (v.detach() if torch.is_tensor(v) else v) for k, v in vars(out).items()})
+    posterior = true_posterior(out)[:B].exp()  # B x T x S
+    exact_nll = -log_marginal(out.prior_log_probs, out.token_log_probs)[:B]  # B x T
+    distances, bounds = [], []
+    for K in sample_sizes:
+        draw(out, "posterior", num_samples=K)
+        weights = wake_sleep_weights(out.prior_log_probs, out.posterior_log_probs,
+                                     out.sample_indices, out.sample_token_log_probs)  # (R·B) x T x K
+        torch.testing.assert_close(weights.sum(-1), torch.ones(repetitions * B, T, dtype=torch.float64))
+        estimate = torch.zeros_like(out.prior_log_probs).scatter_add_(-1, out.sample_indices, weights)
+        estimate = estimate.view(repetitions, B, T, S)
+        assert torch.all(estimate[:, 0, :, 0] == 0), "a pad got weight"
+        distances.append(float(0.5 * (estimate - posterior).abs().sum(-1).mean()))
+        bounds.append(var_wsram_objective(out).objective.view(repetitions, B, T))
+    print(f"\nwake-sleep: mean total variation to the exact posterior at K = {sample_sizes}: "
+          f"{[round(d, 4) for d in distances]}")
+    for fewer, more in zip(distances, distances[1:]):
+        assert more < fewer
+    assert_mean_matches(estimate, posterior, what=f"wake-sleep posterior estimate at K = {sample_sizes[-1]}")
+    # E[-log mean_k ratio_k] >= -log p(y_t | …) (Jensen); the gap closes as K grows
+    gaps = [(bound - exact_nll).mean(dim=(1, 2)) for bound in bounds]  # R each
+    for K, gap in zip(sample_sizes, gaps):
+        assert float(gap.mean()) >= -Z_SCORE * float(gap.std()) / repetitions ** 0.5, K
+    assert abs(float(gaps[-1].mean())) < float(gaps[0].mean())
+
+
+# ---------------------------------------------------------------------------- model wiring
+
+
+@pytest.mark.parametrize("mode", SAMPLED_MODES)
+def test_sampled_modes_validate_with_the_exact_objective_of_the_same_parameters(mode):
+    """In eval mode a sampled-mode model reports exactly what a model of its exact mode with
+    the same parameters reports: no sampling noise, loss and every logged term."""
+    exact_mode = ATTENTION_MODES[mode].validation
+    model = build_model(mode).double().eval()
+    exact_model = build_model(exact_mode, seed=1).double().eval()
+    exact_model.load_state_dict(model.state_dict())  # strict: the same parameters
+    assert model.objective_name() == exact_mode
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    loss, size, log = make_criterion(model)(model, batch)
+    again, _, log_again = make_criterion(model)(model, batch)
+    exact_loss, exact_size, exact_log = make_criterion(exact_model)(exact_model, batch)
+    assert size == exact_size and torch.equal(loss, again)
+    torch.testing.assert_close(loss, exact_loss)
+    assert set(log) == set(exact_log) and "nll_loss" in log
+    for key in log:
+        torch.testing.assert_close(torch.as_tensor(log[key]), torch.as_tensor(exact_log[key]))
+        assert torch.equal(torch.as_tensor(log[key]), torch.as_tensor(log_again[key]))
+
+
+@pytest.mark.parametrize("mode", SAMPLED_MODES)
+def test_sampled_modes_train_with_their_own_objective(mode):
+    model = build_model(mode).train()
+    assert model.objective_name() == mode
+
+
+def test_var_relaxed_trains_hard_enum_during_warmup_then_var_relaxed_and_validates_var_enum():
+    warmup = 3
+    model = build_model("var-relaxed", dirichlet_warmup_updates=warmup).double()
+    hard_enum = build_model("hard-enum", seed=1).double()
+    hard_enum.load_state_dict({k: v for k, v in model.state_dict().items()
+                               if not k.startswith("inference_network.")})
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    criterion = make_criterion(model)
+    hard_enum_loss = criterion(hard_enum.eval(), batch)[0]
+    model.train()
+    for updates in range(warmup):
+        model.set_num_updates(updates)
+        assert model.objective_name() == "hard-enum"
+        out = model(**batch["net_input"], target=batch["target"])
+        assert out.token_log_probs is not None and out.posterior_alpha is None
+        torch.testing.assert_close(criterion(model, batch)[0], hard_enum_loss)
+    model.set_num_updates(warmup)
+    assert model.objective_name() == "var-relaxed"
+    out = model(**batch["net_input"], target=batch["target"])
+    assert out.posterior_alpha is not None and out.relaxed_token_log_probs is not None
+    model.eval()
+    assert model.objective_name() == "var-enum"
+    model.set_num_updates(0)
+    assert model.objective_name() == "var-enum"
+
+
+@pytest.mark.parametrize("mode", [m for m in ATTENTION_MODES if m != "var-relaxed"])
+def test_dirichlet_mean_decoding_needs_a_var_relaxed_model(mode):
+    model = build_model(mode)
+    with pytest.raises(ValueError, match="--latent-decoding dirichlet-mean.*var-relaxed"):
+        model.configure_decoding(DecodingOptions("dirichlet-mean"))
+
+
+def test_dirichlet_mean_decoding_is_accepted_by_a_var_relaxed_model():
+    model = build_model("var-relaxed").double().eval()
+    model.configure_decoding(DecodingOptions("dirichlet-mean"))
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    log_probs, _ = model(**batch["net_input"])
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(log_probs.shape[:2], dtype=torch.float64))
+    assert math.isfinite(float(log_probs.sum()))
