@@ -31,5 +31,7 @@ setup(
         "varattn-aer = var_attn_plugin.tools.aer:main",
         "varattn-align = var_attn_plugin.tools.align:main",
         "varattn-plot = var_attn_plugin.tools.plot:main",
+        "varattn-prepare-ding = var_attn_plugin.data.ding:main",
+        "varattn-prepare-iwslt14 = var_attn_plugin.data.iwslt14:main",
     ]},
 )
