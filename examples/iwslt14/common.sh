@@ -1,0 +1,45 @@
+# Shared by the train-*.sh scripts: the paper's IWSLT14 De->En training recipe (METHOD.md §7).
+#
+# Every script trains one --attention-mode with the same generative model
+# (--arch varattn_lstm_iwslt_de_en: 512-dim embeddings, 2x512 bidirectional encoder,
+# 2x768 decoder, MLP attention 512, output layer 768, dropout 0.3, uniform init ±0.1),
+# Adam lr 3e-4, gradient-norm clip 5, batches of 6 sentences with the loss divided by
+# sentences, the lr halved whenever the validation bound (the negative ELBO per token for
+# variational modes) does not improve, up to 30 epochs, seed 3435.
+#
+# Settings (environment variables):
+#   DATA        binarised data from prepare.sh (default work/iwslt14/data-bin)
+#   SAVE_ROOT   checkpoints go to SAVE_ROOT/MODE (default work/iwslt14/checkpoints)
+#   BATCH       sentences per batch (default 6, the paper's); with TOKENS set, batches hold
+#               up to TOKENS target tokens instead (e.g. TOKENS=4096 on a large GPU: faster,
+#               not the paper's recipe; the enumeration is chunked to --enum-chunk-mb)
+# Extra arguments of a train-*.sh script go to fairseq-train (e.g. --cpu, --max-epoch 1,
+# --distributed-world-size 2).
+
+DATA=${DATA:-work/iwslt14/data-bin}
+SAVE_ROOT=${SAVE_ROOT:-work/iwslt14/checkpoints}
+BATCH=${BATCH:-6}
+TOKENS=${TOKENS:-}
+PLUGIN=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/var_attn_plugin
+
+LR=3e-4
+CLIP_NORM=5
+MAX_EPOCH=30
+SEED=3435
+
+# train MODE [fairseq-train arguments...]
+train() {
+    local mode=$1; shift
+    local batching=(--batch-size "$BATCH" --sentence-avg)
+    if [[ -n "$TOKENS" ]]; then
+        batching=(--max-tokens "$TOKENS")
+    fi
+    mkdir -p "$SAVE_ROOT/$mode"
+    fairseq-train "$DATA" --user-dir "$PLUGIN" --task varattn_translation \
+        --arch varattn_lstm_iwslt_de_en --criterion varattn_elbo --attention-mode "$mode" \
+        --optimizer adam --adam-betas '(0.9, 0.999)' --adam-eps 1e-8 --lr $LR --clip-norm $CLIP_NORM \
+        --lr-scheduler reduce_lr_on_plateau --lr-shrink 0.5 --lr-patience 0 \
+        --best-checkpoint-metric bound --max-epoch $MAX_EPOCH --seed $SEED "${batching[@]}" \
+        --save-dir "$SAVE_ROOT/$mode" --no-epoch-checkpoints \
+        --log-format simple --log-interval 500 "$@" 2>&1 | tee -a "$SAVE_ROOT/$mode/train.log"
+}
