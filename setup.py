@@ -19,6 +19,7 @@ setup(
         "sacrebleu>=2.0",
         "sentencepiece",
         "matplotlib",
+        "sacremoses",  # Moses tokenisation of the IWSLT14 recipe
         # On Python <= 3.10 the official release works. On 3.11+ it does not import (a
         # dataclass default), and fairseq-fixed must be built from source without its
         # torchaudio requirement: `make install` does that, see README.

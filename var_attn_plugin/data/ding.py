@@ -35,13 +35,14 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import urllib.request
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from ..console import configure_logging
 
 logger = logging.getLogger("varattn-prepare-ding")
 
@@ -307,7 +308,7 @@ def prepare(args) -> Dict[str, object]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    logging.basicConfig(format="%(name)s | %(message)s", level=logging.INFO, stream=sys.stderr, force=True)
+    configure_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

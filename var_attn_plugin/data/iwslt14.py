@@ -26,12 +26,12 @@ import argparse
 import json
 import logging
 import re
-import sys
 from functools import partial
 from multiprocessing import Pool
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from ..console import configure_logging
 from . import subwords
 
 logger = logging.getLogger("varattn-prepare-iwslt14")
@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    logging.basicConfig(format="%(name)s | %(message)s", level=logging.INFO, stream=sys.stderr, force=True)
+    configure_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..console import configure_logging
 from .words import SCHEMES, WORD_RULES, detect_scheme, word_ids, word_links, word_probs
 
 logger = logging.getLogger("varattn-align")
@@ -365,7 +366,7 @@ def align(args) -> List[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    logging.basicConfig(format="%(name)s | %(message)s", level=logging.INFO, stream=sys.stderr)
+    configure_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -14,12 +14,12 @@ Dimensions: I target words, J source words.
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..console import configure_logging
 from .align import (
     AlignmentToolError,
     add_data_arguments,
@@ -191,7 +191,7 @@ def plot(args):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    logging.basicConfig(format="%(name)s | %(message)s", level=logging.INFO, stream=sys.stderr)
+    configure_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
