@@ -3,6 +3,7 @@
 Sizes are tiny and pairwise distinct (so a swapped axis fails loudly).
 """
 
+import json
 import os
 import random
 import subprocess
@@ -160,3 +161,65 @@ def assert_mean_matches(samples, expected, std=None, what: str = "estimator"):
         f"{what}: mean differs from its expectation by {worst:.2f} standard errors "
         f"(coordinate {tuple(int(i) for i in torch.nonzero(z == z.max())[0])})")
     return worst
+
+
+# ------------------------------------------------------------------ command-line runs and their logs
+
+
+def train_args(data: Path, save_dir: Path, mode: str = "var-enum", *extra) -> List:
+    """A tiny ``fairseq-train`` command line with JSON logs; flags in ``extra`` come last and
+    so override the defaults here (argparse keeps the last value)."""
+    return [data, "--user-dir", PLUGIN_DIR, "--task", "varattn_translation", "--arch", "varattn_lstm",
+            "--criterion", "varattn_elbo", "--attention-mode", mode, *TINY_FLAGS,
+            "--optimizer", "adam", "--lr", "1e-2", "--max-tokens", "500", "--cpu", "--seed", "1",
+            "--save-dir", save_dir, "--log-format", "json", "--no-epoch-checkpoints", *extra]
+
+
+def log_records(text: str, logger: str) -> List[Dict[str, float]]:
+    """The metrics of fairseq's ``--log-format json`` lines of one logger (``train_inner``,
+    ``train``, ``valid``), in order, as floats (fairseq writes them as rounded strings)."""
+    marker = f" | {logger} | "
+    records = []
+    for line in text.splitlines():
+        _, found, body = line.partition(marker)
+        if found and body.startswith("{"):
+            records.append({key: float(value) for key, value in json.loads(body).items()})
+    return records
+
+
+def generation_records(text: str) -> Dict[int, Dict[str, object]]:
+    """``fairseq-generate`` / ``-interactive`` output by sentence id: ``S``, ``T`` (text),
+    ``H`` (score, text), ``P`` (per-token base-2 scores), ``A`` (list of (source, target)
+    word links)."""
+    records: Dict[int, Dict[str, object]] = {}
+    for line in text.splitlines():
+        head, _, rest = line.partition("\t")
+        kind, dash, sentence_id = head.partition("-")
+        if not dash or kind not in ("S", "T", "H", "P", "A") or not sentence_id.isdigit():
+            continue
+        record = records.setdefault(int(sentence_id), {})
+        if kind in ("S", "T"):
+            record[kind] = rest
+        elif kind == "H":
+            score, _, words = rest.partition("\t")
+            record["H"] = (float(score), words)
+        elif kind == "P":
+            record["P"] = [float(x) for x in rest.split()]
+        else:
+            record["A"] = [tuple(map(int, link.split("-"))) for link in rest.split()]
+    return records
+
+
+def load_checkpoint(path: Path, data: Path):
+    """``(model in eval mode, task)`` from a checkpoint, reading dictionaries from ``data``."""
+    from fairseq import checkpoint_utils
+
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task(
+        [str(path)], arg_overrides={"data": str(data)})
+    return models[0].eval(), task
+
+
+def split_batches(task, split: str, max_tokens: int = 1000):
+    """The batches of a binarised split, in fairseq's (length-sorted) order."""
+    task.load_dataset(split)
+    return task.get_batch_iterator(task.dataset(split), max_tokens=max_tokens).next_epoch_itr(shuffle=False)
