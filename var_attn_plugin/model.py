@@ -12,6 +12,7 @@
 Dimensions: B batch, S source length, T target length, V vocabulary.
 """
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 
@@ -81,6 +82,12 @@ class VarAttnLSTMConfig(FairseqDataclass):
     max_target_positions: int = field(default=1024, metadata={"help": "longest target accepted"})
 
 
+def dictionary_fingerprint(dictionary) -> int:
+    """A 63-bit hash of the dictionary's symbols in order."""
+    digest = hashlib.sha1("\n".join(dictionary.symbols).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
 def build_embedding(dictionary, dim: int) -> nn.Embedding:
     return nn.Embedding(len(dictionary), dim, padding_idx=dictionary.pad())
 
@@ -94,6 +101,10 @@ class VarAttnModel(FairseqEncoderDecoderModel):
         self.spec = mode_spec(self.attention_mode)
         self.inference_network = inference_network
         self.num_updates = 0
+        # which words the embeddings belong to, so a checkpoint is never silently paired
+        # with another data directory's dictionaries of the same size
+        self.register_buffer("dictionary_fingerprint", torch.tensor(
+            [dictionary_fingerprint(encoder.dictionary), dictionary_fingerprint(decoder.dictionary)]))
         if self.spec.relaxation == "dirichlet":
             decoder.prior_concentration = self.concentration
 
@@ -168,6 +179,10 @@ class VarAttnModel(FairseqEncoderDecoderModel):
                            "METHOD.md §6)", self.attention_mode)
         self.decoder.decoding = options
 
+    _DICTIONARY_FIX = (
+        "pass the data-bin the model was trained on (its dict.*.txt files), binarising new text "
+        "with fairseq-preprocess --srcdict/--tgtdict from it")
+
     def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
         """fairseq's loading, with a clear error when the data's dictionaries differ from the
         ones the checkpoint was trained with (otherwise a bare tensor size mismatch)."""
@@ -179,8 +194,16 @@ class VarAttnModel(FairseqEncoderDecoderModel):
                 raise ValueError(
                     f"the checkpoint was trained with a {side} dictionary of "
                     f"{state_dict[key].size(0)} entries, but the data directory's {side} dictionary "
-                    f"has {len(dictionary)}: pass the data-bin the model was trained on (its dict.*.txt "
-                    "files), binarising new text with fairseq-preprocess --srcdict/--tgtdict from it")
+                    f"has {len(dictionary)}: {self._DICTIONARY_FIX}")
+        saved = state_dict.get("dictionary_fingerprint")
+        if saved is None:  # a checkpoint from before fingerprints: nothing to compare
+            state_dict = dict(state_dict, dictionary_fingerprint=self.dictionary_fingerprint)
+        else:
+            for i, side in enumerate(("source", "target")):
+                if int(saved[i]) != int(self.dictionary_fingerprint[i]):
+                    raise ValueError(
+                        f"the data directory's {side} dictionary is not the one the checkpoint was "
+                        f"trained with (same size, different words): {self._DICTIONARY_FIX}")
         return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
 
     def max_positions(self):
