@@ -11,3 +11,9 @@ def configure_logging() -> None:
     DEBUG), which would otherwise make this a no-op and let matplotlib's debug output through.
     """
     logging.basicConfig(format="%(name)s | %(message)s", level=logging.INFO, stream=sys.stderr, force=True)
+
+
+def description_from_docstring(doc: str) -> str:
+    """A module docstring's body (without its first paragraph and its dimension glossary),
+    as the ``--help`` description of its console script."""
+    return doc.replace("``", "").split("\n\n", 1)[1].rsplit("\n\nDimensions", 1)[0]

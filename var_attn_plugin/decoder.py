@@ -126,7 +126,9 @@ class VarAttnDecoder(FairseqIncrementalDecoder):
             # 2. LSTM layers, dropout between them
             for i, layer in enumerate(self.layers):
                 hidden[i], cell[i] = layer(x, (hidden[i], cell[i]))
-                x = F.dropout(hidden[i], p=self.dropout, training=self.training) if i + 1 < len(self.layers) else hidden[i]
+                x = hidden[i]
+                if i + 1 < len(self.layers):
+                    x = F.dropout(x, p=self.dropout, training=self.training)
             # 3. prior over real source positions
             scores = self.prior_scorer(x, state["prior_keys"]).masked_fill(src_padding_mask, float("-inf"))
             prior = masked_log_softmax(scores, src_padding_mask)  # B x S

@@ -8,8 +8,10 @@
 #   MODES="soft var-enum" DEMO_TINY=1 bash examples/ding/compare.sh   # a quick check
 #
 # Each run is examples/demo.sh with DEMO_MODE set; the data, sentencepiece models and
-# binarised files of the first run are shared by the others (symbolic links), so every mode
-# sees the same data. PARALLEL runs train side by side with OMP_NUM_THREADS=THREADS each.
+# binarised files of the first run (or of DATA_FROM, e.g. DATA_FROM=work/demo after `make
+# demo`) are shared by the others (symbolic links), so every mode sees the same data.
+# PARALLEL runs train side by side with OMP_NUM_THREADS=THREADS each; the modes that run
+# together share the machine alike, so a budget in minutes stays equal between them.
 # The table measured on 2 CPU cores is in README.md (section "Results").
 set -euo pipefail
 
@@ -32,14 +34,24 @@ run_mode() {  # run_mode MODE: the demo for one attention mode, output in $ROOT/
     echo "$1: $(grep -h 'training took' "$ROOT/$1/checkpoints/train.done")"
 }
 
-echo "=== $first (prepares the shared data)"
-run_mode "$first"
-pids=()
-for mode in "${modes[@]:1}"; do
-    mkdir -p "$ROOT/$mode"
+share_data() {  # share_data MODE SOURCE_DIR: link the prepared data of SOURCE_DIR
+    mkdir -p "$ROOT/$1"
     for part in data spm data-bin; do
-        [[ -e $ROOT/$mode/$part ]] || ln -s "../$first/$part" "$ROOT/$mode/$part"
+        [[ -e $ROOT/$1/$part ]] || ln -s "$(cd "$2" && pwd)/$part" "$ROOT/$1/$part"
     done
+}
+
+if [[ -n "${DATA_FROM:-}" ]]; then
+    rest=("${modes[@]}")
+else
+    echo "=== $first (prepares the shared data)"
+    run_mode "$first"
+    DATA_FROM=$ROOT/$first
+    rest=("${modes[@]:1}")
+fi
+pids=()
+for mode in "${rest[@]}"; do
+    share_data "$mode" "$DATA_FROM"
     echo "=== $mode"
     run_mode "$mode" &
     pids+=($!)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..console import configure_logging
+from ..console import configure_logging, description_from_docstring
 from .words import SCHEMES, WORD_RULES, detect_scheme, word_ids, word_links, word_probs
 
 logger = logging.getLogger("varattn-align")
@@ -314,7 +314,7 @@ def read_lines(path: Path, flag: str) -> List[str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="varattn-align",
-        description=__doc__.replace("``", "").split("\n\n", 1)[1].rsplit("\n\nDimensions", 1)[0],
+        description=description_from_docstring(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_data_arguments(parser)

@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..console import configure_logging
+from ..console import configure_logging, description_from_docstring
 from .align import (
     AlignmentToolError,
     add_data_arguments,
@@ -117,7 +117,7 @@ def draw(prior: np.ndarray, posterior: np.ndarray, src_labels: Sequence[str], tg
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="varattn-plot",
-        description=__doc__.replace("``", "").split("\n\n", 1)[1].rsplit("\n\nDimensions", 1)[0],
+        description=description_from_docstring(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_data_arguments(parser)
