@@ -388,3 +388,24 @@ def test_chunked_enumeration_bounds_peak_memory():
     assert layer.rows_per_chunk(S) == 1
     assert unchunked >= logits_bytes  # the profiler sees the enumeration
     assert chunked < unchunked / 2
+
+
+def test_fused_target_log_softmax_matches_autograd():
+    """The fused backward equals autograd's log_softmax + gather, values and gradients."""
+    from var_attn_plugin.output_layer import TargetLogSoftmax
+
+    g = torch.Generator().manual_seed(3)
+    hidden = torch.randn(7, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    weight = torch.randn(11, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    bias = torch.randn(11, dtype=torch.float64, generator=g, requires_grad=True)
+    target = torch.randint(0, 11, (7,), generator=g)
+    upstream = torch.randn(7, dtype=torch.float64, generator=g)
+    reference = torch.log_softmax(hidden @ weight.t() + bias, dim=-1).gather(1, target[:, None]).squeeze(1)
+    fused = TargetLogSoftmax.apply(hidden, weight, bias, target)
+    torch.testing.assert_close(fused, reference)
+    for a, b in zip(torch.autograd.grad(fused, (hidden, weight, bias), upstream, retain_graph=True),
+                    torch.autograd.grad(reference, (hidden, weight, bias), upstream)):
+        torch.testing.assert_close(a, b)
+    # its backward reuses the saved logits: a second backward must fail, never be wrong
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        torch.autograd.grad(fused, (hidden,), upstream)

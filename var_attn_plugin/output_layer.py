@@ -23,10 +23,43 @@ from typing import Callable, List, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from .masking import at_least_float32
 from .scoring import Projection
+
+
+class TargetLogSoftmax(torch.autograd.Function):
+    """``log softmax(hidden W^T + b)[target]`` for each row, with a fused backward.
+
+    Autograd would keep the ``(M, V)`` logits for logsumexp's backward and fill a second
+    ``(M, V)`` tensor with zeros for gather's. Here the backward turns the saved logits into
+    the gradient in place, ``∂ℓ/∂logits = onehot(target) - softmax(logits)``, and nothing else
+    of that size is allocated. Not twice differentiable; one backward per forward.
+
+    Shapes: hidden ``(M, O)``, weight ``(V, O)``, bias ``(V,)``, target ``(M,)`` -> ``(M,)``.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor, target: Tensor) -> Tensor:
+        logits = at_least_float32(torch.addmm(bias, hidden, weight.t()))  # M x V
+        log_normaliser = torch.logsumexp(logits, dim=-1)  # M
+        ctx.save_for_backward(hidden, weight, target, logits, log_normaliser)
+        return logits.gather(1, target.unsqueeze(1)).squeeze(1) - log_normaliser
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        hidden, weight, target, logits, log_normaliser = ctx.saved_tensors
+        g = grad.unsqueeze(1)  # M x 1
+        grad_logits = logits.sub_(log_normaliser.unsqueeze(1)).exp_().mul_(-g)  # -g · softmax
+        grad_logits.scatter_add_(1, target.unsqueeze(1), g)  # + g at the target
+        grad_logits = grad_logits.to(hidden.dtype)
+        grad_hidden = grad_logits @ weight if ctx.needs_input_grad[0] else None
+        grad_weight = grad_logits.t() @ hidden if ctx.needs_input_grad[1] else None
+        grad_bias = grad_logits.sum(0) if ctx.needs_input_grad[2] else None
+        return grad_hidden, grad_weight, grad_bias, None
 
 
 class AlignmentOutputLayer(nn.Module):
@@ -46,11 +79,14 @@ class AlignmentOutputLayer(nn.Module):
         self.dropout = dropout
         self.chunk_bytes = chunk_bytes
 
-    def logits(self, projected_queries: Tensor, projected_sources: Tensor) -> Tensor:
-        """``W_g dropout(tanh(W_oh h + b_o + W_ox x̃)) + b_g``, broadcasting the two inputs."""
+    def hidden(self, projected_queries: Tensor, projected_sources: Tensor) -> Tensor:
+        """``o = dropout(tanh(W_oh h + b_o + W_ox x̃))``, broadcasting the two inputs."""
         hidden = torch.tanh(projected_queries + projected_sources)
-        hidden = F.dropout(hidden, p=self.dropout, training=self.training)
-        return at_least_float32(self.generator(hidden))
+        return F.dropout(hidden, p=self.dropout, training=self.training)
+
+    def logits(self, projected_queries: Tensor, projected_sources: Tensor) -> Tensor:
+        """``W_g o + b_g``."""
+        return at_least_float32(self.generator(self.hidden(projected_queries, projected_sources)))
 
     def soft_log_probs(self, projected_queries: Tensor, projected_context: Tensor) -> Tensor:
         """``(..., O)`` projected h, projected context -> ``(..., V)`` log-probabilities."""
@@ -106,12 +142,15 @@ class AlignmentOutputLayer(nn.Module):
         """
 
         def chunk(rows, queries, sources, tgt):
-            logits = self.logits(
+            hidden = self.hidden(
                 queries[rows].unsqueeze(1),
                 self._candidate_sources(sources, row_batch, candidates, rows),
-            )  # n x K x V
-            picked = logits.gather(-1, tgt[rows].view(-1, 1, 1).expand(-1, logits.size(1), 1))
-            return picked.squeeze(-1) - torch.logsumexp(logits, dim=-1)
+            )  # n x K x O
+            n, K, O = hidden.shape
+            targets = tgt[rows].unsqueeze(1).expand(n, K).reshape(-1)  # nK
+            return TargetLogSoftmax.apply(
+                hidden.reshape(n * K, O), self.generator.weight, self.generator.bias, targets
+            ).view(n, K)
 
         K = projected_sources.size(1) if candidates is None else candidates.size(1)
         return self._chunked(chunk, row_batch.numel(), K, projected_queries, projected_sources, target)
