@@ -146,7 +146,7 @@ class AlignmentOutputLayer(nn.Module):
                 queries[rows].unsqueeze(1),
                 self._candidate_sources(sources, row_batch, candidates, rows),
             )  # n x K x O
-            n, K, O = hidden.shape
+            n, K, O = hidden.shape  # noqa: E741  (O: the output size, as in the glossary)
             targets = tgt[rows].unsqueeze(1).expand(n, K).reshape(-1)  # nK
             return TargetLogSoftmax.apply(
                 hidden.reshape(n * K, O), self.generator.weight, self.generator.bias, targets
