@@ -15,9 +15,9 @@ import pytest
 import torch
 from fairseq.sequence_generator import SequenceGenerator
 from helpers import build_model, random_batch
-from torch.profiler import ProfilerActivity, profile
 
 import var_attn_plugin.output_layer as output_layer
+from var_attn_plugin.benchmark import peak_cpu_bytes
 from var_attn_plugin.decoder import DecodingOptions
 from var_attn_plugin.objectives import OBJECTIVES, log_marginal
 
@@ -358,18 +358,6 @@ def test_chunked_decoding_equals_unchunked(options):
     model.decoder.alignment_output.chunk_bytes = 1
     chunked, _ = decode_full(model, batch, options)
     torch.testing.assert_close(chunked, full, rtol=0, atol=1e-12)
-
-
-def peak_cpu_bytes(fn) -> int:
-    """Peak of live CPU tensor memory allocated while ``fn`` runs (torch's profiler)."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage != 0), key=lambda e: e.time_range.start)
-    live = peak = 0
-    for event in events:
-        live += event.self_cpu_memory_usage
-        peak = max(peak, live)
-    return peak
 
 
 def test_chunked_enumeration_bounds_peak_memory():

@@ -6,8 +6,9 @@ One run measures, alternating the systems window by window on the same batches:
 
 - training throughput (target tokens per second, median over windows after a warm-up) of
   fairseq's ``lstm`` at our sizes and of our ``soft``, ``var-sample``, ``var-enum`` and
-  ``marginal`` modes; peak memory of each (a fresh process per system: the growth of its peak
-  resident set during training on CPU, ``max_memory_allocated`` on CUDA);
+  ``marginal`` modes; peak memory of each (a fresh process per system: the peak of live
+  tensor memory during training beyond the parameters and optimizer state, from torch's
+  profiler on CPU, ``max_memory_allocated`` on CUDA);
 - generation speed (sentences per second, beam search, batches of ``--gen-batch-size``) of
   fairseq's ``lstm`` and of ours with exact enumeration, K-max and soft decoding, with every
   hypothesis forced to the same length so all systems do the same number of steps;
@@ -20,7 +21,6 @@ Weights are untrained: speed does not depend on their values.
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -151,9 +151,18 @@ def peak_memory_mb(args, system: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def current_rss_kib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1024
+def peak_cpu_bytes(fn) -> int:
+    """Peak of live CPU tensor memory allocated while ``fn`` runs (torch's profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage != 0), key=lambda e: e.time_range.start)
+    live = peak = 0
+    for event in events:
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak
 
 
 def memory_child(args, sizes) -> float:
@@ -171,9 +180,7 @@ def memory_child(args, sizes) -> float:
         base = torch.cuda.memory_allocated()
         train_window(model, criterion, optimizer, batches)
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    base = current_rss_kib()
-    train_window(model, criterion, optimizer, batches)
-    return max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+    return peak_cpu_bytes(lambda: train_window(model, criterion, optimizer, batches)) / 2**20
 
 
 # ---------------------------------------------------------------------------- generation
