@@ -179,8 +179,11 @@ class AlignmentOutputLayer(nn.Module):
                 queries[rows].unsqueeze(1),
                 self._candidate_sources(sources, row_batch, candidates, rows),
             )  # n x K x V
-            log_probs = torch.log_softmax(logits, dim=-1) + weights[rows].unsqueeze(-1)
-            return torch.logsumexp(log_probs, dim=1)
+            # log r(j) + log softmax_j(logits) = logits + (log r(j) - logsumexp_v logits_j)
+            shift = weights[rows] - torch.logsumexp(logits, dim=-1)  # n x K
+            if torch.is_grad_enabled():
+                return torch.logsumexp(logits + shift.unsqueeze(-1), dim=1)
+            return torch.logsumexp(logits.add_(shift.unsqueeze(-1)), dim=1)  # decoding: in place
 
         K = candidate_log_probs.size(1)
         return self._chunked(
