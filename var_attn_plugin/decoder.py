@@ -170,13 +170,10 @@ class VarAttnDecoder(FairseqIncrementalDecoder):
         return layer.soft_log_probs(layer.query_proj(hidden), layer.source_proj(context))
 
     def relaxed_log_probs(self, states: DecoderStates, weights: Tensor) -> Tensor:
-        """``(B, T, V)`` output for a point ``weights`` ``(B, T, S)`` of the simplex.
-
-        The output layer reads ``Σ_j weights_j x̃_j``; ``W_ox`` is linear, so its projection
-        is ``Σ_j weights_j W_ox x̃_j``.
-        """
+        """``(B, T, V)`` output for a point ``weights`` ``(B, T, S)`` of the simplex: the output
+        layer reads ``Σ_j weights_j x̃_j``."""
         layer = self.alignment_output
-        context = torch.bmm(weights.to(states.output_sources.dtype), states.output_sources)
+        context = layer.mix_sources(weights, states.output_sources)  # B x T x O
         return layer.soft_log_probs(layer.query_proj(states.hidden), context)
 
     def dirichlet_mean_weights(self, states: DecoderStates) -> Tensor:

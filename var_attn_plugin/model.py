@@ -248,8 +248,7 @@ class VarAttnModel(FairseqEncoderDecoderModel):
 
         def output_at(weights: Tensor) -> Tensor:
             """log p(y_t | Σ_j weights_tj x̃_j) for a ``(B, T, S)`` point of the simplex."""
-            sources = states.output_sources  # B x S x O
-            context = torch.bmm(weights.to(sources.dtype), sources)[row_batch, row_step]  # N x O
+            context = layer.mix_sources(weights, states.output_sources)[row_batch, row_step]  # N x O
             return to_grid(layer.soft_log_probs(queries, context).gather(-1, row_target[:, None]).squeeze(-1))
 
         out = LatentOutputs(prior_log_probs=states.prior_log_probs)

@@ -88,6 +88,12 @@ class AlignmentOutputLayer(nn.Module):
         """``W_g o + b_g``."""
         return at_least_float32(self.generator(self.hidden(projected_queries, projected_sources)))
 
+    @staticmethod
+    def mix_sources(weights: Tensor, projected_sources: Tensor) -> Tensor:
+        """``W_ox Σ_j w_tj x̃_j = Σ_j w_tj W_ox x̃_j`` (``W_ox`` is linear): ``(B, T, S)`` points of
+        the simplex and ``(B, S, O)`` projected sources -> ``(B, T, O)`` projected contexts."""
+        return torch.bmm(weights.to(projected_sources.dtype), projected_sources)
+
     def soft_log_probs(self, projected_queries: Tensor, projected_context: Tensor) -> Tensor:
         """``(..., O)`` projected h, projected context -> ``(..., V)`` log-probabilities."""
         return torch.log_softmax(self.logits(projected_queries, projected_context), dim=-1)
