@@ -397,3 +397,74 @@ def test_fused_target_log_softmax_matches_autograd():
     # its backward reuses the saved logits: a second backward must fail, never be wrong
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         torch.autograd.grad(fused, (hidden,), upstream)
+
+
+# ---------------------------------------------------------------------------- the mixture over candidates
+
+
+def log_space_mixture(logits, log_weights):
+    """The reference: ``logsumexp_j (log r(j) + log_softmax(logits_j))`` in float64."""
+    return torch.logsumexp(log_weights.double().unsqueeze(-1) + torch.log_softmax(logits.double(), dim=-1), dim=1)
+
+
+@pytest.mark.parametrize("scale", [1.0, 400.0], ids=["moderate-logits", "underflowing-probabilities"])
+def test_mixture_in_probability_space_equals_the_log_space_reference(scale):
+    """In float32, with and without gradients (in place), for moderate logits and for logits
+    spread over thousands of nats, where most probabilities underflow float32: every entry
+    equals the log-space reference (float64 from the same float32 logits), the gradients too.
+    The tolerance is float32 rounding of the logits themselves (the fallback recomputes some
+    of them as dot products, summed in another order)."""
+    torch.manual_seed(0)
+    layer = output_layer.AlignmentOutputLayer(6, 6, 16, 40, 0.0, 2**30).eval()  # float32
+    layer.chunk_bytes = 5 * 16 * 4 * 3  # the log-space fallback in blocks of 3 entries
+    with torch.no_grad():
+        layer.generator.weight.mul_(scale)
+    hidden = torch.randn(7, 5, 16).tanh()
+    log_weights = torch.log_softmax(torch.randn(7, 5), dim=-1)
+    log_weights[0, 1] = log_weights[3, 4] = float("-inf")  # pads / candidates not kept
+    leaf = hidden.clone().requires_grad_()
+    logits = layer.generator(leaf)
+    reference = log_space_mixture(logits, log_weights)
+    floor = math.log(torch.finfo(torch.float32).tiny / torch.finfo(torch.float32).eps)
+    underflowing = int((reference < floor).sum())
+    assert (underflowing > 100) == (scale > 1), underflowing  # the fallback runs, or does not
+    tolerance = dict(rtol=2e-6, atol=8 * torch.finfo(torch.float32).eps * float(logits.abs().max()))
+
+    with torch.no_grad():
+        in_place = layer.mixture_log_probs(hidden.clone(), log_weights)
+    torch.testing.assert_close(in_place.double(), reference.detach(), **tolerance)
+
+    with_grad = layer.mixture_log_probs(leaf, log_weights)
+    assert torch.equal(with_grad, in_place)
+    upstream = torch.randn(with_grad.shape)
+    (grad,) = torch.autograd.grad(with_grad, leaf, upstream)
+    (reference_grad,) = torch.autograd.grad(reference, leaf, upstream.double())
+    assert torch.isfinite(grad).all()
+    torch.testing.assert_close(grad, reference_grad, rtol=1e-4, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("options", DECODINGS[:3], ids=lambda o: f"{o.latent_decoding}{o.kmax}")
+def test_decoding_without_gradients_in_place_equals_decoding_with_gradients(options):
+    model = eval_model("var-enum")
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    for chunk_bytes in (UNBOUNDED, 1):
+        model.decoder.alignment_output.chunk_bytes = chunk_bytes
+        with_grad, _ = decode_full(model, batch, options)
+        with torch.no_grad():
+            in_place, _ = decode_full(model, batch, options)
+        torch.testing.assert_close(in_place, with_grad.detach(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("options", DECODINGS[:3], ids=lambda o: f"{o.latent_decoding}{o.kmax}")
+def test_beam_search_translations_are_identical_for_every_chunk_size(options):
+    model = eval_model("var-enum")
+    model.decoder.decoding = options
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    layer = model.decoder.alignment_output
+    results = []
+    for chunk_bytes in (UNBOUNDED, 1, 3 * layer.generator.out_features * 8):  # one chunk, 1 row, 3 rows
+        layer.chunk_bytes = chunk_bytes
+        generator = SequenceGenerator([model], model.decoder.dictionary, beam_size=4, max_len_b=7)
+        results.append([[(h["tokens"].tolist(), float(h["score"])) for h in sentence_hypotheses]
+                        for sentence_hypotheses in generator.generate([model], batch)])
+    assert results[1] == results[0] and results[2] == results[0]

@@ -81,7 +81,8 @@ class AlignmentOutputLayer(nn.Module):
 
     def hidden(self, projected_queries: Tensor, projected_sources: Tensor) -> Tensor:
         """``o = dropout(tanh(W_oh h + b_o + W_ox x̃))``, broadcasting the two inputs."""
-        hidden = torch.tanh(projected_queries + projected_sources)
+        hidden = projected_queries + projected_sources
+        hidden = hidden.tanh_() if not torch.is_grad_enabled() else torch.tanh(hidden)
         return F.dropout(hidden, p=self.dropout, training=self.training)
 
     def logits(self, projected_queries: Tensor, projected_sources: Tensor) -> Tensor:
@@ -181,17 +182,63 @@ class AlignmentOutputLayer(nn.Module):
         """
 
         def chunk(rows, queries, sources, weights):
-            logits = self.logits(
+            hidden = self.hidden(
                 queries[rows].unsqueeze(1),
                 self._candidate_sources(sources, row_batch, candidates, rows),
-            )  # n x K x V
-            # log r(j) + log softmax_j(logits) = logits + (log r(j) - logsumexp_v logits_j)
-            shift = weights[rows] - torch.logsumexp(logits, dim=-1)  # n x K
-            if torch.is_grad_enabled():
-                return torch.logsumexp(logits + shift.unsqueeze(-1), dim=1)
-            return torch.logsumexp(logits.add_(shift.unsqueeze(-1)), dim=1)  # decoding: in place
+            )  # n x K x O
+            return self.mixture_log_probs(hidden, weights[rows])
 
         K = candidate_log_probs.size(1)
         return self._chunked(
             chunk, row_batch.numel(), K, projected_queries, projected_sources, candidate_log_probs
         )
+
+    def mixture_log_probs(self, hidden: Tensor, log_weights: Tensor) -> Tensor:
+        """``log Σ_j r(j) softmax(W_g o_j + b_g)`` over the vocabulary, for ``(n, K, O)`` hidden
+        states o and ``(n, K)`` log-weights log r (``-inf``: weight 0) -> ``(n, V)``.
+
+        The mixture is taken in probability space: one softmax over the vocabulary (in place
+        on the logits when no gradient is needed) and the sum over candidates as one batched
+        matrix product, instead of log-space passes over the ``n · K · V`` scores. A mixture
+        below ``finfo.tiny / finfo.eps`` (about 1e-31 in float32) may have lost precision to
+        subnormal numbers: those entries alone are recomputed in log space from their
+        logits, so every entry equals ``logsumexp_j (log r(j) + log_softmax(logits_j))``.
+        """
+        logits = at_least_float32(self.generator(hidden))  # n x K x V
+        if torch.is_grad_enabled():
+            probs = torch.softmax(logits, dim=-1)
+        else:
+            probs = torch.softmax(logits, dim=-1, out=logits)  # decoding: in place
+        weights = log_weights.to(probs.dtype).exp().unsqueeze(1)  # n x 1 x K
+        mixture = torch.bmm(weights, probs).squeeze(1)  # n x V
+        info = torch.finfo(mixture.dtype)
+        floor = info.tiny / info.eps
+        log_probs = mixture.clamp_min(floor).log()
+        low = (mixture < floor).nonzero(as_tuple=True)
+        if low[0].numel() == 0:
+            return log_probs
+        return log_probs.index_put(low, self._log_space_entries(hidden, log_weights, probs, *low))
+
+    def _log_space_entries(self, hidden: Tensor, log_weights: Tensor, probs: Tensor,
+                           rows: Tensor, words: Tensor) -> Tensor:
+        """``logsumexp_j (log r(j) + log p(v | j))`` at the entries ``(rows[i], words[i])``.
+
+        ``log p(v | j) = logits_jv - logits_ja + log P_ja`` with ``a = argmax_v P_jv``, whose
+        probability is at least ``1 / V``, a normal number. The logits of the few entries
+        needed are recomputed as dot products, in blocks that fit the chunk budget.
+        """
+        K, O = hidden.shape[1:]  # noqa: E741
+        dtype = probs.dtype
+        weight, bias = self.generator.weight.to(dtype), self.generator.bias.to(dtype)
+        row_ids, rows = rows.unique(return_inverse=True)
+        top_probs, top_words = probs[row_ids].max(dim=-1)  # R x K
+        states = hidden[row_ids].to(dtype)  # R x K x O
+        top_logits = (states * weight[top_words]).sum(-1) + bias[top_words]
+        base = log_weights[row_ids].to(dtype) - top_logits + top_probs.log()  # R x K
+        step = max(1, self.chunk_bytes // (K * O * dtype.itemsize))
+        values = []
+        for start in range(0, rows.numel(), step):
+            r, v = rows[start:start + step], words[start:start + step]
+            logits = torch.einsum("pko,po->pk", states[r], weight[v]) + bias[v].unsqueeze(1)
+            values.append(torch.logsumexp(logits + base[r], dim=1))
+        return torch.cat(values)
