@@ -443,9 +443,9 @@ def test_mixture_in_probability_space_equals_the_log_space_reference(scale):
     torch.testing.assert_close(grad, reference_grad, rtol=1e-4, atol=1e-4 * scale)
 
 
-@pytest.mark.parametrize("options", DECODINGS[:3], ids=lambda o: f"{o.latent_decoding}{o.kmax}")
+@pytest.mark.parametrize("options", DECODINGS, ids=lambda o: f"{o.latent_decoding}{o.kmax}")
 def test_decoding_without_gradients_in_place_equals_decoding_with_gradients(options):
-    model = eval_model("var-enum")
+    model = decoding_model(options)
     batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
     for chunk_bytes in (UNBOUNDED, 1):
         model.decoder.alignment_output.chunk_bytes = chunk_bytes

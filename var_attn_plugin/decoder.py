@@ -62,7 +62,8 @@ class DecoderStates:
     prior_scores: Tensor  # B x T x S    e_tj, unnormalised (-inf at source pads)
     prior_log_probs: Tensor  # B x T x S    log p_t(j), -inf at source pads
     context: Tensor  # B x T x D    c_t = Σ_j p_t(j) x̃_j
-    output_sources: Tensor  # B x S x O    W_ox x̃_j, the source half of the output layer
+    output_sources: Optional[Tensor]  # B x S x O    W_ox x̃_j, the source half of the output layer
+    #                                   (None in incremental soft decoding, which does not read it)
 
 
 class VarAttnDecoder(FairseqIncrementalDecoder):
@@ -88,7 +89,7 @@ class VarAttnDecoder(FairseqIncrementalDecoder):
 
     # ------------------------------------------------------------------ recurrence
 
-    def _initial_state(self, encoder_out, batch_size: int) -> Dict[str, Tensor]:
+    def _initial_state(self, encoder_out, batch_size: int, output_sources: bool) -> Dict[str, Optional[Tensor]]:
         src_states = encoder_out["encoder_out"][0]  # B x S x D
         zeros = src_states.new_zeros(batch_size, len(self.layers), self.hidden_size)
         return {
@@ -97,7 +98,7 @@ class VarAttnDecoder(FairseqIncrementalDecoder):
             "input_feed": src_states.new_zeros(batch_size, self.source_dim),  # B x D
             # step-independent projections of the source, computed once per sentence
             "prior_keys": self.prior_scorer.project_keys(src_states),  # B x S x A
-            "output_sources": self.alignment_output.source_proj(src_states),  # B x S x O
+            "output_sources": self.alignment_output.source_proj(src_states) if output_sources else None,  # B x S x O
         }
 
     def extract_features(self, prev_output_tokens: Tensor, encoder_out,
@@ -113,7 +114,11 @@ class VarAttnDecoder(FairseqIncrementalDecoder):
         if incremental_state is not None:
             prev_output_tokens = prev_output_tokens[:, -1:]
         B, T = prev_output_tokens.shape
-        state = cached if cached is not None else self._initial_state(encoder_out, B)
+        if cached is not None:
+            state = cached
+        else:  # soft decoding reads the context, not W_ox x̃: beam search need not carry it
+            state = self._initial_state(encoder_out, B, output_sources=incremental_state is None
+                                        or self.decoding.latent_decoding != "soft")
 
         embeddings = F.dropout(self.embed_tokens(prev_output_tokens), p=self.dropout, training=self.training)
         hidden = list(state["hidden"].unbind(1))
@@ -159,7 +164,8 @@ class VarAttnDecoder(FairseqIncrementalDecoder):
         cached = self.get_incremental_state(incremental_state, "state")
         if cached is None:
             return
-        reordered = {key: value.index_select(0, new_order) for key, value in cached.items()}
+        reordered = {key: None if value is None else value.index_select(0, new_order)
+                     for key, value in cached.items()}
         self.set_incremental_state(incremental_state, "state", reordered)
 
     # ------------------------------------------------------------------ output

@@ -46,7 +46,10 @@ class VarAttnEncoder(FairseqEncoder):
         }
 
     def reorder_encoder_out(self, encoder_out: EncoderOut, new_order: Tensor) -> EncoderOut:
-        return {key: [t.index_select(0, new_order) for t in value] for key, value in encoder_out.items()}
+        """Beam search's reordering (every step). ``src_embeddings`` are dropped: only the
+        inference network reads them, in training and validation, never while decoding."""
+        return {key: [] if key == "src_embeddings" else [t.index_select(0, new_order) for t in value]
+                for key, value in encoder_out.items()}
 
     def max_positions(self):
         return int(1e5)

@@ -27,7 +27,7 @@ from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from .masking import at_least_float32
-from .scoring import Projection
+from .scoring import Projection, tanh_of_sum
 
 
 class TargetLogSoftmax(torch.autograd.Function):
@@ -81,8 +81,7 @@ class AlignmentOutputLayer(nn.Module):
 
     def hidden(self, projected_queries: Tensor, projected_sources: Tensor) -> Tensor:
         """``o = dropout(tanh(W_oh h + b_o + W_ox x̃))``, broadcasting the two inputs."""
-        hidden = projected_queries + projected_sources
-        hidden = hidden.tanh_() if not torch.is_grad_enabled() else torch.tanh(hidden)
+        hidden = tanh_of_sum(projected_queries, projected_sources)
         return F.dropout(hidden, p=self.dropout, training=self.training)
 
     def logits(self, projected_queries: Tensor, projected_sources: Tensor) -> Tensor:

@@ -9,6 +9,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def tanh_of_sum(a: Tensor, b: Tensor) -> Tensor:
+    """``tanh(a + b)`` (broadcasting); in place on the sum when no gradient is recorded
+    (decoding), which saves a pass over the ``(..., S, A)`` or ``(..., S, O)`` result."""
+    total = a + b
+    return torch.tanh(total) if torch.is_grad_enabled() else total.tanh_()
+
+
 class Projection(nn.Module):
     """``y = W x`` without a bias.
 
@@ -44,7 +51,7 @@ class MLPAlignmentScorer(nn.Module):
 
     def forward(self, query: Tensor, projected_keys: Tensor) -> Tensor:
         """``(B, H)`` decoder state, ``(B, S, A)`` projected keys -> ``(B, S)`` scores."""
-        hidden = torch.tanh(projected_keys + self.query_proj(query).unsqueeze(1))  # B x S x A
+        hidden = tanh_of_sum(projected_keys, self.query_proj(query).unsqueeze(1))  # B x S x A
         return self.v(hidden).squeeze(-1)
 
 
