@@ -9,16 +9,22 @@ One run measures, alternating the systems window by window on the same batches:
   ``marginal`` modes; peak memory of each (a fresh process per system: the peak of live
   tensor memory during training beyond the parameters and optimizer state, from torch's
   profiler on CPU, ``max_memory_allocated`` on CUDA);
-- generation speed (sentences per second, beam search, batches of ``--gen-batch-size``) of
-  fairseq's ``lstm`` and of ours with exact enumeration, K-max and soft decoding, with every
-  hypothesis forced to the same length so all systems do the same number of steps;
+- generation speed (sentences per second, beam search) of fairseq's ``lstm`` and of ours
+  with exact enumeration, K-max and soft decoding, on batches of ``--gen-batch-size``
+  sentences formed as fairseq-generate forms them (sorted by length, so little padding),
+  with every hypothesis forced to the same length so all systems do the same number of steps;
 - the analytic cost model (multiply-adds per target token from the layer sizes, the
-  vocabulary and the mean source length) next to each measured ratio.
+  vocabulary and the mean source length: of the training data for training, of the decoded
+  sentences for generation) next to each measured ratio.
 
-Weights are untrained: speed does not depend on their values.
+Weights are untrained. Speed does not depend on their values, except that exact and K-max
+decoding recompute in log space the rare word probabilities below about 1e-31
+(``AlignmentOutputLayer.mixture_log_probs``); a trained model has few or none.
 """
 
 import argparse
+import ctypes
+import dataclasses
 import json
 import os
 import statistics
@@ -44,6 +50,26 @@ PRESETS: Dict[str, Dict[str, int]] = {
 
 TRAIN_SYSTEMS = ("fairseq-lstm", "soft", "var-sample", "var-enum", "marginal")
 DECODINGS = ("fairseq-lstm", "soft", "kmax", "exact")
+
+
+# ---------------------------------------------------------------------------- allocator
+
+
+def heap_only_allocations() -> bool:
+    """Serve every allocation from glibc's heap and never give it back (``mallopt``).
+
+    With glibc's defaults, allocations above a threshold that moves with the process's
+    history are fresh ``mmap`` regions, page-faulted on every use: a system that allocates
+    large tensors every step (fairseq's ``lstm`` reorders ``S x B x D`` encoder states at
+    every beam-search step) then pays costs that depend on what ran before it. Returns False
+    where this is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 # ---------------------------------------------------------------------------- systems
@@ -146,7 +172,8 @@ def peak_memory_mb(args, system: str) -> float:
     """Peak memory growth of ``system`` training on the first batches, in a fresh process."""
     cmd = [sys.executable, "-m", "var_attn_plugin.benchmark", args.data, "--preset", args.preset,
            "--max-tokens", str(args.max_tokens), "--window", str(args.window),
-           "--memory-of", system] + (["--cpu"] if args.cpu else [])
+           "--memory-of", system] + (["--cpu"] if args.cpu else []) + (
+               ["--default-allocator"] if args.default_allocator else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -194,13 +221,17 @@ def measure_generation(args, sizes) -> Dict[str, Dict[str, float]]:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     task, lstm, _ = build_system(system_argv(args.data, "fairseq-lstm", sizes, args.max_tokens))
     _, ours, _ = build_system(system_argv(args.data, "var-enum", sizes, args.max_tokens))
+    # batches as fairseq-generate makes them (sentences sorted by length), a seeded choice of them
     task.load_dataset(args.gen_subset)
     dataset = task.dataset(args.gen_subset)
-    count = min(len(dataset), args.gen_batch_size * args.gen_batches)
-    samples = [dataset[i] for i in range(count)]
-    batches = [move(dataset.collater(samples[i:i + args.gen_batch_size]), device)
-               for i in range(0, count, args.gen_batch_size)]
-    length = round(statistics.mean(len(s["target"]) for s in samples))
+    batches = list(task.get_batch_iterator(
+        dataset=dataset, max_sentences=args.gen_batch_size, seed=1,
+    ).next_epoch_itr(shuffle=True))[:args.gen_batches]
+    batches = [move(b, device) for b in batches]
+    src_lengths = torch.cat([b["net_input"]["src_lengths"] for b in batches]).float()
+    padded_lengths = torch.cat([b["net_input"]["src_lengths"].max().expand(b["nsentences"]) for b in batches])
+    length = round(float(sum(b["target"].ne(task.target_dictionary.pad()).sum() for b in batches))
+                   / float(len(src_lengths)))
     options = {"soft": DecodingOptions("soft"), "kmax": DecodingOptions("kmax", kmax=args.kmax),
                "exact": DecodingOptions("exact")}
     generators = {}
@@ -227,8 +258,9 @@ def measure_generation(args, sizes) -> Dict[str, Dict[str, float]]:
                 if r > 0:
                     rates[decoding].append(sentences / (time.perf_counter() - start))
             print(f"  generation round {r}/{args.gen_rounds} done", file=sys.stderr, flush=True)
-    mean_src = statistics.mean(len(s["source"]) for s in samples)
-    return {"length": length, "mean_source_length": mean_src,
+    return {"length": length, "sentences": len(src_lengths),
+            "mean_source_length": float(src_lengths.mean()),
+            "source_real_fraction": float(src_lengths.sum() / padded_lengths.float().sum()),
             **{d: {"sentences_per_s": statistics.median(r), "rounds": r} for d, r in rates.items()}}
 
 
@@ -261,7 +293,8 @@ class CostModel:
         D, H = 2 * self.He, self.Hd
         lstm = 4 * H * (self.E + H + H) + 4 * H * (H + H)
         attention = H * D + self.S * D * 2 + (D + H) * H
-        return lstm + attention + H * self.O + self.O * self.V
+        additional_fc = H * self.O if H != self.O else 0  # fairseq adds it only when sizes differ
+        return lstm + attention + additional_fc + self.O * self.V
 
     def ours_step(self) -> float:
         """Recurrence and prior: everything but the output layer's vocabulary projection."""
@@ -308,9 +341,9 @@ class CostModel:
 # ---------------------------------------------------------------------------- report
 
 
-def report(results, cost: CostModel, args) -> str:
+def report(results, cost: CostModel, decoding_cost: CostModel, args) -> str:
     lines = [f"## Training (`--max-tokens {args.max_tokens}`, preset `{args.preset}`, "
-             f"{results['device']})", "",
+             f"{results['device']}, {results['threads']} threads, allocator: {results['allocator']})", "",
              "| system | tokens/s | vs fairseq lstm | vs soft | predicted vs soft | measured/predicted "
              "| peak memory (MiB) | vs soft |",
              "|---|---|---|---|---|---|---|---|"]
@@ -327,13 +360,14 @@ def report(results, cost: CostModel, args) -> str:
                      f"{(1 / vs_soft) / (1 / predicted):.2f} | {mem:.0f} | {mem / mem_soft:.2f}x |")
     gen = results["generation"]
     lines += ["", f"## Generation (beam {args.beam}, batches of {args.gen_batch_size}, "
-              f"{gen['length']} tokens per hypothesis, mean source length {gen['mean_source_length']:.1f})", "",
+              f"{gen['length']} tokens per hypothesis, mean source length {gen['mean_source_length']:.1f}, "
+              f"{gen['source_real_fraction']:.0%} of the padded source positions real)", "",
               "| decoding | sentences/s | vs fairseq lstm | predicted vs fairseq lstm | measured/predicted |",
               "|---|---|---|---|---|"]
     for decoding in args.decodings:
         rate = gen[decoding]["sentences_per_s"]
         ratio = rate / gen["fairseq-lstm"]["sentences_per_s"] if "fairseq-lstm" in gen else float("nan")
-        predicted = cost.decoding("fairseq-lstm", args.kmax) / cost.decoding(decoding, args.kmax)
+        predicted = decoding_cost.decoding("fairseq-lstm", args.kmax) / decoding_cost.decoding(decoding, args.kmax)
         lines.append(f"| {decoding} | {rate:.1f} | {ratio:.2f}x | {predicted:.2f}x | {predicted / ratio:.2f} |")
     lines += ["", "`measured/predicted` is the measured cost ratio over the cost model's: 1.00 means no "
               "overhead beyond the arithmetic."]
@@ -357,6 +391,9 @@ def parse_args(argv: Sequence[str] = None):
     p.add_argument("--gen-rounds", type=int, default=3)
     p.add_argument("--no-memory", action="store_true", help="skip the per-system memory processes")
     p.add_argument("--cpu", action="store_true", help="stay on the CPU even when CUDA is available")
+    p.add_argument("--default-allocator", action="store_true",
+                   help="keep glibc's default allocation policy (by default every allocation comes from "
+                        "the heap, so no system pays page faults that depend on what ran before it)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--memory-of", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -366,11 +403,13 @@ def main(argv: Sequence[str] = None):
     args = parse_args(argv)
     sizes = PRESETS[args.preset]
     torch.manual_seed(1)
+    allocator = "default" if args.default_allocator or not heap_only_allocations() else "heap only"
     if args.memory_of:
         print(memory_child(args, sizes))
         return
     device = "cuda" if torch.cuda.is_available() and not args.cpu else f"cpu ({os.cpu_count()} cores)"
-    results = {"device": device, "preset": args.preset, "sizes": sizes, "torch": torch.__version__}
+    results = {"device": device, "preset": args.preset, "sizes": sizes, "torch": torch.__version__,
+               "allocator": allocator, "threads": torch.get_num_threads()}
     print("measuring training throughput", file=sys.stderr)
     results["training"] = measure_training(args, sizes)
     if not args.no_memory:
@@ -390,12 +429,15 @@ def main(argv: Sequence[str] = None):
                      ratio=src_tokens / tgt_tokens)
     # as AlignmentOutputLayer decides: chunks (and recomputation) when the logits exceed the budget
     cost.recompute = args.max_tokens * cost.S * cost.V * 4 > soft_model.cfg.enum_chunk_mb * 2**20
+    # decoding: the mean source length of the sentences decoded
+    decoding_cost = dataclasses.replace(cost, S=results["generation"]["mean_source_length"])
     results["cost_model"] = {
         "vocabulary": cost.V, "mean_source_length": cost.S,
         "training_macs_per_token": {s: cost.training(s) for s in TRAIN_SYSTEMS},
-        "decoding_macs_per_step": {d: cost.decoding(d, args.kmax) for d in DECODINGS},
+        "decoding_mean_source_length": decoding_cost.S,
+        "decoding_macs_per_step": {d: decoding_cost.decoding(d, args.kmax) for d in DECODINGS},
     }
-    table = report(results, cost, args)
+    table = report(results, cost, decoding_cost, args)
     print(table)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
