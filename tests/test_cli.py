@@ -144,6 +144,22 @@ def test_generate_with_decoding_options(trained, options, expected_score):
     check_hypotheses(trained, generate(trained, "--beam", "5", *options).stdout, expected_score)
 
 
+@pytest.mark.parametrize("decoding", [[], ["--latent-decoding", "kmax", "--kmax", "2"]], ids=["exact", "kmax"])
+def test_translations_are_identical_for_every_enumeration_chunk_size(trained, decoding):
+    """The default budget holds a whole batch; 0 enumerates one hypothesis step per chunk.
+    Translations and alignments are identical; scores agree to float32 rounding (a matrix
+    product of other row counts may sum in another order)."""
+    default = generation_records(generate(trained, "--beam", "4", "--print-alignment", *decoding).stdout)
+    one_row = generation_records(generate(trained, "--beam", "4", "--print-alignment", *decoding,
+                                          "--model-overrides", "{'enum_chunk_mb': 0}").stdout)
+    assert sorted(one_row) == sorted(default) == list(range(len(source_lines(trained.data))))
+    for sentence_id, record in default.items():
+        chunked = one_row[sentence_id]
+        assert chunked["H"][1] == record["H"][1] and chunked["A"] == record["A"], sentence_id
+        assert chunked["H"][0] == pytest.approx(record["H"][0], abs=1e-5)
+        assert chunked["P"] == pytest.approx(record["P"], abs=SCORE_ROUNDING)
+
+
 def test_two_length_penalties_are_refused(trained):
     proc = generate(trained, "--beam", "5", "--gnmt-lenpen", "1", "--lenpen", "2", check=False)
     assert proc.returncode != 0
@@ -270,6 +286,13 @@ def test_latent_mode_with_cross_entropy_names_the_criterion(synthetic_data, tmp_
     args[args.index("varattn_elbo")] = "cross_entropy"
     proc = fairseq_cli("fairseq-train", *args, check=False)
     assert proc.returncode != 0 and "must be trained with --criterion varattn_elbo" in proc.stderr
+
+
+def test_out_of_range_model_option_names_the_flag(synthetic_data, tmp_path):
+    proc = fairseq_cli("fairseq-train", *train_args(synthetic_data, tmp_path, "var-wsram", "--max-update", "1",
+                                                    "--wsram-samples", "0"), check=False)
+    assert proc.returncode != 0 and "--wsram-samples must be at least 1, got 0" in proc.stderr
+    assert not list(tmp_path.glob("*.pt"))
 
 
 def test_generating_on_data_with_another_dictionary_names_the_fix(trained, tmp_path):

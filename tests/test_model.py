@@ -9,6 +9,7 @@ Dimensions: B batch, S source length, T target length, V vocabulary, D source st
 
 import itertools
 import math
+import re
 from typing import Dict, List
 
 import pytest
@@ -19,6 +20,7 @@ from helpers import build_model, random_batch
 import var_attn_plugin.output_layer as output_layer
 from var_attn_plugin.benchmark import peak_cpu_bytes
 from var_attn_plugin.decoder import DecodingOptions
+from var_attn_plugin.model import VarAttnLSTMConfig, check_config
 from var_attn_plugin.objectives import OBJECTIVES, log_marginal
 
 SRC_LENGTHS, TGT_LENGTHS = [5, 2, 4], [3, 6, 4]  # a mixed-length batch, B = 3
@@ -468,3 +470,35 @@ def test_beam_search_translations_are_identical_for_every_chunk_size(options):
         results.append([[(h["tokens"].tolist(), float(h["score"])) for h in sentence_hypotheses]
                         for sentence_hypotheses in generator.generate([model], batch)])
     assert results[1] == results[0] and results[2] == results[0]
+
+
+# ---------------------------------------------------------------------------- option ranges
+
+
+@pytest.mark.parametrize("override, flag", [
+    (dict(decoder_hidden_size=0), "--decoder-hidden-size must be a positive size"),
+    (dict(inference_layers=0), "--inference-layers must be a positive size"),
+    (dict(dropout=1.0), "--dropout is a probability in [0, 1)"),
+    (dict(enum_chunk_mb=-1), "--enum-chunk-mb must be >= 0"),
+    (dict(wsram_samples=0), "--wsram-samples must be at least 1"),
+    (dict(gumbel_temperature=0.0), "--gumbel-temperature must be > 0"),
+    (dict(dirichlet_min_alpha=2.0, dirichlet_max_alpha=1.0), "--dirichlet-min-alpha and --dirichlet-max-alpha"),
+    (dict(dirichlet_min_alpha=0.0), "--dirichlet-min-alpha and --dirichlet-max-alpha"),
+    (dict(dirichlet_warmup_updates=-5), "--dirichlet-warmup-updates must be >= 0"),
+])
+def test_out_of_range_options_are_refused_with_the_flag(override, flag):
+    check_config(VarAttnLSTMConfig(attention_mode="var-enum"))  # the defaults pass
+    with pytest.raises(ValueError, match=re.escape(flag)):
+        check_config(VarAttnLSTMConfig(attention_mode="var-enum", **override))
+
+
+def test_zero_chunk_budget_enumerates_one_row_at_a_time_with_the_same_result():
+    model = eval_model("var-enum")
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
+    with torch.no_grad():
+        whole, _ = decode_full(model, batch, DecodingOptions("exact"))
+    one_row = eval_model("var-enum", enum_chunk_mb=0)
+    assert one_row.decoder.alignment_output.rows_per_chunk(max(SRC_LENGTHS)) == 1
+    with torch.no_grad():
+        chunked, _ = decode_full(one_row, batch, DecodingOptions("exact"))
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)

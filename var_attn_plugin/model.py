@@ -58,7 +58,8 @@ class VarAttnLSTMConfig(FairseqDataclass):
     enum_chunk_mb: int = field(
         default=256,
         metadata={"help": "memory budget (MiB) for one chunk of enumerated output logits "
-                  "(tokens x source positions x vocabulary); bounds peak memory, never changes results"},
+                  "(tokens x source positions x vocabulary; 0: one token per chunk); bounds peak "
+                  "memory, never changes results"},
     )
     default_latent_decoding: ChoiceEnum(list(LATENT_DECODINGS) + ["auto"]) = field(
         default="auto",
@@ -80,6 +81,35 @@ class VarAttnLSTMConfig(FairseqDataclass):
     )
     max_source_positions: int = field(default=1024, metadata={"help": "longest source accepted"})
     max_target_positions: int = field(default=1024, metadata={"help": "longest target accepted"})
+
+
+_SIZES = ("encoder_embed_dim", "encoder_hidden_size", "encoder_layers", "decoder_embed_dim",
+          "decoder_hidden_size", "decoder_layers", "attention_dim", "decoder_output_dim",
+          "inference_hidden_size", "inference_layers", "max_source_positions", "max_target_positions")
+
+
+def check_config(cfg: VarAttnLSTMConfig):
+    """Raise a ValueError naming the flag for a value outside its range."""
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    for name in _SIZES:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{flag(name)} must be a positive size, got {getattr(cfg, name)}")
+    if not 0 <= cfg.dropout < 1:
+        raise ValueError(f"--dropout is a probability in [0, 1), got {cfg.dropout}")
+    if cfg.enum_chunk_mb < 0:
+        raise ValueError(f"--enum-chunk-mb must be >= 0 (0: one target token per chunk), got {cfg.enum_chunk_mb}")
+    if cfg.wsram_samples < 1:
+        raise ValueError(f"--wsram-samples must be at least 1, got {cfg.wsram_samples}")
+    if cfg.gumbel_temperature <= 0:
+        raise ValueError(f"--gumbel-temperature must be > 0 (the paper uses 0.1), got {cfg.gumbel_temperature}")
+    if not 0 < cfg.dirichlet_min_alpha <= cfg.dirichlet_max_alpha:
+        raise ValueError(
+            "--dirichlet-min-alpha and --dirichlet-max-alpha must satisfy 0 < min <= max, got "
+            f"{cfg.dirichlet_min_alpha} and {cfg.dirichlet_max_alpha}")
+    if cfg.dirichlet_warmup_updates < 0:
+        raise ValueError(f"--dirichlet-warmup-updates must be >= 0, got {cfg.dirichlet_warmup_updates}")
 
 
 def dictionary_fingerprint(dictionary) -> int:
@@ -110,6 +140,7 @@ class VarAttnModel(FairseqEncoderDecoderModel):
 
     @classmethod
     def build_model(cls, cfg: VarAttnLSTMConfig, task):
+        check_config(cfg)
         src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
         spec = mode_spec(str(cfg.attention_mode))
         encoder = VarAttnEncoder(
