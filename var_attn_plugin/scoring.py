@@ -10,10 +10,10 @@ from torch import Tensor, nn
 
 
 def tanh_of_sum(a: Tensor, b: Tensor) -> Tensor:
-    """``tanh(a + b)`` (broadcasting); in place on the sum when no gradient is recorded
-    (decoding), which saves a pass over the ``(..., S, A)`` or ``(..., S, O)`` result."""
-    total = a + b
-    return torch.tanh(total) if torch.is_grad_enabled() else total.tanh_()
+    """``tanh(a + b)`` (broadcasting), in place on the sum: one ``(..., S, A)`` or
+    ``(..., S, O)`` tensor instead of two. Autograd allows it: the sum's backward saves
+    nothing, and tanh's backward reads tanh's output."""
+    return (a + b).tanh_()
 
 
 class Projection(nn.Module):
