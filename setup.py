@@ -34,5 +34,6 @@ setup(
         "varattn-plot = var_attn_plugin.tools.plot:main",
         "varattn-prepare-ding = var_attn_plugin.data.ding:main",
         "varattn-prepare-iwslt14 = var_attn_plugin.data.iwslt14:main",
+        "varattn-prepare-libreoffice = var_attn_plugin.data.libreoffice:main",
     ]},
 )
