@@ -51,3 +51,24 @@ def test_weights_only_load_of_a_fairseq_style_checkpoint():
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
     assert state["args"].arch == "varattn_lstm"
+
+
+def test_warm_start_across_modes_keeps_the_generative_model():
+    """--finetune-from-model with a soft checkpoint: the generative parameters load exactly, q
+    keeps its initialisation; and a variational checkpoint loads into a model without q."""
+    soft, variational = build_model("soft", seed=1), build_model("var-enum", seed=2)
+    fresh_q = {k: v.clone() for k, v in variational.inference_network.state_dict().items()}
+    variational.load_state_dict(soft.state_dict())
+    for name, value in soft.state_dict().items():
+        assert torch.equal(variational.state_dict()[name], value), name
+    for name, value in variational.inference_network.state_dict().items():
+        assert torch.equal(value, fresh_q[name]), name
+
+    marginal = build_model("marginal", seed=3)
+    marginal.load_state_dict(variational.state_dict())
+    assert all(torch.equal(v, variational.state_dict()[k]) for k, v in marginal.state_dict().items())
+
+
+def test_warm_start_still_refuses_a_different_generative_model():
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        build_model("var-enum", decoder_hidden_size=10).load_state_dict(build_model("soft").state_dict())

@@ -165,6 +165,15 @@ class VarAttnModel(FairseqEncoderDecoderModel):
         model.reset_parameters(cfg.init_scale)
         return model
 
+    @classmethod
+    def from_pretrained(cls, model_name_or_path, checkpoint_file="checkpoint_best.pt", data_name_or_path=None,
+                        **kwargs):
+        """A hub interface for translating and aligning raw sentences from Python (see
+        :mod:`var_attn_plugin.hub`): ``model.translate(...)``, ``model.align(...)``."""
+        from .hub import from_pretrained
+
+        return from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
+
     def reset_parameters(self, scale: float):
         """Every parameter uniform in [-scale, scale] (METHOD.md §3); padding embeddings 0."""
         for p in self.parameters():
@@ -235,7 +244,27 @@ class VarAttnModel(FairseqEncoderDecoderModel):
                     raise ValueError(
                         f"the data directory's {side} dictionary is not the one the checkpoint was "
                         f"trained with (same size, different words): {self._DICTIONARY_FIX}")
+        state_dict = self._match_inference_network(state_dict)
         return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
+
+    _INFERENCE_PREFIX = "inference_network."
+
+    def _match_inference_network(self, state_dict):
+        """Warm starts across modes (``--finetune-from-model``): a checkpoint of a model without
+        an inference network (soft, marginal, hard-*) gives a variational model its generative
+        part, and q starts from its fresh initialisation; a variational checkpoint loaded into a
+        model without q drops q. Every other parameter must still match exactly."""
+        saved_q = [k for k in state_dict if k.startswith(self._INFERENCE_PREFIX)]
+        if self.inference_network is not None and not saved_q:
+            logger.info("the checkpoint has no inference network (a non-variational model): "
+                        "q(z | x, y) starts from its initialisation")
+            fresh = {self._INFERENCE_PREFIX + k: v for k, v in self.inference_network.state_dict().items()}
+            return {**state_dict, **fresh}
+        if self.inference_network is None and saved_q:
+            logger.info("the checkpoint's inference network is not used by --attention-mode %s: dropped",
+                        self.attention_mode)
+            return {k: v for k, v in state_dict.items() if not k.startswith(self._INFERENCE_PREFIX)}
+        return state_dict
 
     def max_positions(self):
         return (self.cfg.max_source_positions, self.cfg.max_target_positions)
