@@ -81,7 +81,7 @@ def test_train_logs_every_term_and_writes_checkpoints(mode, synthetic_data, tmp_
     for record in inner:
         assert_finite(record, train_keys)
 
-    # validation is exact for every mode (METHOD.md pitfall 9)
+    # validation is exact for every mode (docs/METHOD.md §9.9)
     (valid,) = log_records(log, "valid")
     valid_keys = ["valid_" + k for k in ("loss", "nll_loss", "ppl", "bound", "bound_ppl", "rec", "kl", "prior_ent")]
     assert_finite(valid, valid_keys + (["valid_post_ent"] if spec.variational else []))

@@ -1,5 +1,5 @@
 """Distributed training on CPU: one ``fairseq-train`` process per rank over gloo, as
-docs/ENVIRONMENT.md describes (``--distributed-world-size 2`` alone asserts on CUDA devices).
+the README's "Distributed training" describes (``--distributed-world-size 2`` alone asserts on CUDA devices).
 
 What is compared. fairseq shuffles the list of batches with the seed and the epoch, then
 gives rank r the batches r, r+W, r+2W, … (``ShardedIterator``), all-reduces the summed

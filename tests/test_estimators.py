@@ -1,4 +1,4 @@
-"""The sampled estimators of METHOD.md §5, checked statistically against the exact ones.
+"""The sampled estimators of docs/METHOD.md §5, checked statistically against the exact ones.
 
 - REINFORCE (hard-sample, var-sample): the average over many samples of the gradient of the
   training loss equals the gradient of the enumerated objective (hard-enum's ``-Σ p ℓ``,

@@ -60,7 +60,7 @@ def sentence(model, batch, b: int) -> Dict:
 
 def reference_step_terms(model, one):
     """log p_t(j) and ℓ_t(j), ``(T, S)`` lists, for a batch of one without pads, by an
-    explicit step-by-step loop over the formulas of METHOD.md §3 (one source position at a
+    explicit step-by-step loop over the formulas of docs/METHOD.md §3 (one source position at a
     time, no enumeration code of the plugin)."""
     decoder, layer = model.decoder, model.decoder.alignment_output
     scorer = decoder.prior_scorer

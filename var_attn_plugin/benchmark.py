@@ -40,7 +40,7 @@ import torch
 PLUGIN_DIR = Path(__file__).resolve().parent
 
 PRESETS: Dict[str, Dict[str, int]] = {
-    # the paper's IWSLT14 sizes (METHOD.md §3-4)
+    # the paper's IWSLT14 sizes (docs/METHOD.md §3-4)
     "paper": dict(embed=512, encoder_hidden=512, decoder_hidden=768, attention=512, output=768,
                   inference_hidden=512),
     # for quick checks

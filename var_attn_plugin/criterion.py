@@ -2,12 +2,12 @@
 
 The objective itself lives in :mod:`var_attn_plugin.objectives`; this class hands the target
 to the model, picks the objective of the model's attention mode once, excludes target pads
-(EOS counts, METHOD.md pitfall 3) and logs each term as its own metric.
+(EOS counts, docs/METHOD.md §9.3) and logs each term as its own metric.
 
 Logged metrics (all in base 2 like fairseq's, per target token unless said otherwise):
 
 - ``loss``: the mode's objective (the true value, never a surrogate), per ``sample_size``
-- ``nll_loss`` / ``ppl``: the model's exact log-likelihood: the marginal under the prior
+- ``nll_loss`` / ``ppl``: the model's exact log-likelihood (docs/METHOD.md eq. (26)): the marginal under the prior
   for latent modes (enumeration), the soft output for ``soft``
 - ``bound`` / ``bound_ppl``: the objective per token (for variational modes the negative
   ELBO, the paper's model-selection metric)

@@ -1,6 +1,6 @@
 """The decoder: input-fed LSTM, the prior over source positions, and the output distribution.
 
-Decoder step t (METHOD.md §3):
+Decoder step t (docs/METHOD.md §3, eqs. (1)-(5)):
 
     1. input        [emb(y_{t-1}); c_{t-1}]           c_0 = 0 (input feed: prior expectation)
     2. LSTM         h_t = LSTM(input, state_{t-1})    2 layers, zero initial state
@@ -8,7 +8,7 @@ Decoder step t (METHOD.md §3):
     4. input feed   c_t = Σ_j p_t(j) x̃_j
 
 The output distribution over the vocabulary is computed after the loop, for all steps at
-once, in the way the decoding option asks (METHOD.md §6):
+once, in the way the decoding option asks (docs/METHOD.md §6, eqs. (27)-(28)):
 
     exact   log p(y_t | …) = logsumexp_j (log p_t(j) + log p(y_t | …, z_t = j))
     kmax    the same over the K most probable positions of the prior, renormalised
@@ -216,7 +216,8 @@ class VarAttnDecoder(FairseqIncrementalDecoder):
         return log_probs, {"attn": [states.prior_log_probs.exp()]}
 
     def _penalise_eos(self, log_probs: Tensor, encoder_out, num_tokens: int) -> Tensor:
-        """Subtract ``β · |src| / (n + 1)`` from EOS, n = tokens so far counting BOS (§6)."""
+        """Subtract ``β · |src| / (n + 1)`` from EOS, n = tokens so far counting BOS
+        (docs/METHOD.md eq. (30))."""
         src_lengths = (~encoder_out["encoder_padding_mask"][0]).sum(dim=1)  # B
         penalty = self.decoding.eos_penalty * src_lengths.to(log_probs.dtype) / (num_tokens + 1)
         log_probs = log_probs.clone()

@@ -1,4 +1,4 @@
-"""The source encoder: embeddings and a bidirectional LSTM (METHOD.md §3).
+"""The source encoder: embeddings and a bidirectional LSTM (docs/METHOD.md §3).
 
 Dimensions: B batch, S source length, E embedding size, D = 2 · hidden source state size.
 """

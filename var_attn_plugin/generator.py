@@ -1,4 +1,4 @@
-"""Beam search with the GNMT length penalty (METHOD.md §6).
+"""Beam search with the GNMT length penalty (docs/METHOD.md §6, eq. (29)).
 
 fairseq's ``--lenpen α`` ranks finished hypotheses by ``score / |Y|^α``; the paper ranks
 them by ``score / ((5 + |Y|) / 6)^α`` (|Y| counts EOS, like fairseq). fairseq applies its

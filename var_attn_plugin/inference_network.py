@@ -1,4 +1,5 @@
-"""The inference network q(z_t | x, y) (METHOD.md §4); used in training only.
+"""The inference network q(z_t | x, y) (docs/METHOD.md §4, eqs. (11)-(12)); used in training and
+validation, never in decoding.
 
 It reads the generative model's embedded source and target (its only shared parameters),
 runs its own bidirectional LSTMs over both, and scores every (target step, source position)

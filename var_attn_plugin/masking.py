@@ -1,7 +1,7 @@
 """Masking and log-space normalisation over source positions.
 
 One helper normalises every distribution over source positions in this package (prior,
-posterior, K-max), so that pads get exactly zero mass everywhere (METHOD.md pitfall 2).
+posterior, K-max), so that pads get exactly zero mass everywhere (docs/METHOD.md §9.1-9.2).
 
 Dimensions: B batch, T target length, S source length, K candidate alignments.
 """

@@ -1,4 +1,4 @@
-"""The variational-attention encoder-decoder, registered as ``varattn_lstm`` (METHOD.md §3-4).
+"""The variational-attention encoder-decoder, registered as ``varattn_lstm`` (docs/METHOD.md §3-4).
 
 ``forward`` has two uses:
 
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class VarAttnLSTMConfig(FairseqDataclass):
-    # Defaults are the paper's IWSLT14 De-En sizes (METHOD.md §3-4).
+    # Defaults are the paper's IWSLT14 De-En sizes (docs/METHOD.md §3-4).
     attention_mode: ChoiceEnum(list(ATTENTION_MODES)) = field(
         default="var-enum",
         metadata={"help": "training objective, one row of the paper's Table 1: "
@@ -66,7 +66,7 @@ class VarAttnLSTMConfig(FairseqDataclass):
         metadata={"help": "decoding used when the task does not say: auto = soft for the soft mode, "
                   "exact enumeration for latent modes"},
     )
-    # training-time options of the sampled modes (METHOD.md §5), paper defaults
+    # training-time options of the sampled modes (docs/METHOD.md §5), paper defaults
     wsram_samples: int = field(default=5, metadata={"help": "var-wsram: samples from q per target token"})
     gumbel_temperature: float = field(
         default=0.1, metadata={"help": "var-gumbel: temperature τ of the Gumbel-softmax relaxation"})
@@ -175,7 +175,7 @@ class VarAttnModel(FairseqEncoderDecoderModel):
         return from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
 
     def reset_parameters(self, scale: float):
-        """Every parameter uniform in [-scale, scale] (METHOD.md §3); padding embeddings 0."""
+        """Every parameter uniform in [-scale, scale] (docs/METHOD.md §3); padding embeddings 0."""
         for p in self.parameters():
             nn.init.uniform_(p, -scale, scale)
         with torch.no_grad():
@@ -216,7 +216,7 @@ class VarAttnModel(FairseqEncoderDecoderModel):
                 "the soft context only", self.attention_mode, options.latent_decoding)
         if options.latent_decoding == "soft" and self.spec.latent:
             logger.warning("decoding a %s-trained model with soft attention (usually much worse, "
-                           "METHOD.md §6)", self.attention_mode)
+                           "docs/METHOD.md §6)", self.attention_mode)
         self.decoder.decoding = options
 
     _DICTIONARY_FIX = (
@@ -350,7 +350,7 @@ class VarAttnModel(FairseqEncoderDecoderModel):
 
 @register_model_architecture("varattn_lstm", "varattn_lstm_iwslt_de_en")
 def varattn_lstm_iwslt_de_en(args):
-    """The paper's IWSLT14 De-En model (METHOD.md §3-4); identical to ``varattn_lstm``'s defaults."""
+    """The paper's IWSLT14 De-En model (docs/METHOD.md §3-4); identical to ``varattn_lstm``'s defaults."""
     args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 512)
     args.encoder_hidden_size = getattr(args, "encoder_hidden_size", 512)
     args.encoder_layers = getattr(args, "encoder_layers", 2)

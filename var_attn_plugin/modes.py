@@ -1,10 +1,10 @@
-"""The attention modes: one flag value per row of the paper's Table 1 (METHOD.md §5).
+"""The attention modes: one flag value per row of the paper's Table 1 (docs/METHOD.md §5).
 
 Each mode says which quantities the model must compute for its training objective. The model
 reads this table to decide what to compute; the criterion reads it to pick the objective.
 At validation time every mode computes the exact quantities (enumeration over source
 positions, and the posterior for variational modes) and reports the exact objective of its
-``validation`` row, so that runs of different modes are comparable (METHOD.md pitfall 9).
+``validation`` row, so that runs of different modes are comparable (docs/METHOD.md §9.9).
 """
 
 from dataclasses import dataclass

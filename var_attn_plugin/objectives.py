@@ -1,15 +1,15 @@
-"""Training objectives as pure functions over a "candidate alignments" axis (METHOD.md §5).
+"""Training objectives as pure functions over a "candidate alignments" axis (docs/METHOD.md §5).
 
 Every function works per target token and returns ``(B, T)`` tensors; the criterion masks
 target pads and sums. The last axis of the inputs enumerates candidate alignments: all ``S``
 source positions for the exact objectives (pads carry ``-inf`` log-probability).
 
-Notation (METHOD.md §3): ``ℓ_t(j) = log p(y_t | x, y_<t, z_t = j)`` is ``token_log_probs``,
+Notation (docs/METHOD.md §3): ``ℓ_t(j) = log p(y_t | x, y_<t, z_t = j)`` is ``token_log_probs``,
 ``p_t`` the prior, ``q_t`` the posterior, ``b_t`` the soft-output log-probability.
 
-The sampled objectives (METHOD.md §5) return a ``loss`` that carries the score-function
+The sampled objectives (docs/METHOD.md §5) return a ``loss`` that carries the score-function
 surrogate and an ``objective`` that is the plain (noisy) estimate of the true objective; the
-reward ``ℓ - b`` of a surrogate is always detached as a whole (METHOD.md pitfall 6).
+reward ``ℓ - b`` of a surrogate is always detached as a whole (docs/METHOD.md §9.6).
 
 Dimensions: B batch, T target length, S source length, K candidate alignments (K = S when
 enumerating, the number of samples when sampling).
@@ -86,7 +86,7 @@ def expected_log_likelihood(log_probs: Tensor, token_log_probs: Tensor) -> Tenso
 
 
 def categorical_kl(q_log_probs: Tensor, p_log_probs: Tensor) -> Tensor:
-    """``KL(q_t || p_t) = Σ_j q_t(j) (log q_t(j) - log p_t(j))`` (METHOD.md pitfall 5).
+    """``KL(q_t || p_t) = Σ_j q_t(j) (log q_t(j) - log p_t(j))`` (docs/METHOD.md eq. (17), §9.5).
 
     Positions where q has no mass contribute 0 even where both are ``-inf`` (pads).
     """
@@ -107,22 +107,22 @@ def _exact(value: Tensor, kl: Optional[Tensor] = None) -> TokenTerms:
 
 
 def soft_objective(out: LatentOutputs) -> TokenTerms:
-    """soft: ``-b_t``, ordinary attention NMT."""
+    """soft: ``-b_t``, ordinary attention NMT (docs/METHOD.md eq. (13))."""
     return _exact(-out.soft_token_log_probs)
 
 
 def marginal_objective(out: LatentOutputs) -> TokenTerms:
-    """marginal: ``-log Σ_j p_t(j) exp ℓ_t(j)``."""
+    """marginal: ``-log Σ_j p_t(j) exp ℓ_t(j)`` (docs/METHOD.md eq. (14))."""
     return _exact(-log_marginal(out.prior_log_probs, out.token_log_probs))
 
 
 def hard_enum_objective(out: LatentOutputs) -> TokenTerms:
-    """hard-enum: ``-Σ_j p_t(j) ℓ_t(j)`` (Jensen bound under the prior)."""
+    """hard-enum: ``-Σ_j p_t(j) ℓ_t(j)``, Jensen bound under the prior (docs/METHOD.md eq. (15))."""
     return _exact(-expected_log_likelihood(out.prior_log_probs, out.token_log_probs))
 
 
 def var_enum_objective(out: LatentOutputs) -> TokenTerms:
-    """var-enum: ``-Σ_j q_t(j) ℓ_t(j) + KL(q_t || p_t)`` (exact negative ELBO)."""
+    """var-enum: ``-Σ_j q_t(j) ℓ_t(j) + KL(q_t || p_t)``, exact negative ELBO (docs/METHOD.md eq. (16))."""
     q = out.posterior_log_probs
     return _exact(
         -expected_log_likelihood(q, out.token_log_probs),
@@ -146,7 +146,8 @@ def _first_sample(out: LatentOutputs, log_probs: Tensor):
 
 
 def hard_sample_objective(out: LatentOutputs) -> TokenTerms:
-    """hard-sample: ``-ℓ_t(ẑ)``, ẑ ~ p_t, REINFORCE on the prior with the soft baseline b_t."""
+    """hard-sample: ``-ℓ_t(ẑ)``, ẑ ~ p_t, REINFORCE on the prior with the soft baseline b_t
+    (docs/METHOD.md eq. (19))."""
     sampled, log_prior = _first_sample(out, out.prior_log_probs)
     value = -sampled
     loss = value + reinforce_surrogate(sampled - out.soft_token_log_probs, log_prior)
@@ -154,7 +155,8 @@ def hard_sample_objective(out: LatentOutputs) -> TokenTerms:
 
 
 def var_sample_objective(out: LatentOutputs) -> TokenTerms:
-    """var-sample: ``-ℓ_t(ẑ) + KL(q_t || p_t)``, ẑ ~ q_t, REINFORCE for q with baseline b_t.
+    """var-sample: ``-ℓ_t(ẑ) + KL(q_t || p_t)``, ẑ ~ q_t, REINFORCE for q with baseline b_t
+    (docs/METHOD.md eq. (20)).
 
     θ gets the pathwise gradient of ℓ_t(ẑ) and of the analytic KL.
     """
@@ -167,7 +169,8 @@ def var_sample_objective(out: LatentOutputs) -> TokenTerms:
 
 
 def var_gumbel_objective(out: LatentOutputs) -> TokenTerms:
-    """var-gumbel: ``-log p(y_t | z̃_t) + KL(q_t || p_t)``, z̃_t a Gumbel-softmax sample of q."""
+    """var-gumbel: ``-log p(y_t | z̃_t) + KL(q_t || p_t)``, z̃_t a Gumbel-softmax sample of q
+    (docs/METHOD.md eq. (21))."""
     kl = categorical_kl(out.posterior_log_probs, out.prior_log_probs)
     return _exact(-out.relaxed_token_log_probs, kl)
 
@@ -184,10 +187,10 @@ def wake_sleep_weights(prior_log_probs: Tensor, posterior_log_probs: Tensor,
 
 
 def var_wsram_objective(out: LatentOutputs) -> TokenTerms:
-    """var-wsram: ``-Σ_k w_k [ℓ_t(z_k) + log p_t(z_k) + log q_t(z_k)]``, z_k ~ q_t.
+    """var-wsram: ``-Σ_k w_k [ℓ_t(z_k) + log p_t(z_k) + log q_t(z_k)]``, z_k ~ q_t (docs/METHOD.md eq. (22)).
 
     The logged objective is the importance-weighted estimate of ``-log p(y_t | …)``:
-    ``-log (1/K) Σ_k p_t(z_k) exp ℓ_t(z_k) / q_t(z_k)``.
+    ``-log (1/K) Σ_k p_t(z_k) exp ℓ_t(z_k) / q_t(z_k)`` (docs/METHOD.md eq. (23)).
     """
     index, sampled = out.sample_indices, out.sample_token_log_probs
     log_p = out.prior_log_probs.gather(-1, index)
@@ -200,7 +203,8 @@ def var_wsram_objective(out: LatentOutputs) -> TokenTerms:
 
 
 def var_relaxed_objective(out: LatentOutputs) -> TokenTerms:
-    """var-relaxed: ``-log p(y_t | z_t) + KL(Dir(α_q) || Dir(α_p))``, z_t ~ Dir(α_q)."""
+    """var-relaxed: ``-log p(y_t | z_t) + KL(Dir(α_q) || Dir(α_p))``, z_t ~ Dir(α_q)
+    (docs/METHOD.md eq. (24))."""
     kl = dirichlet_kl(out.posterior_alpha, out.prior_alpha, out.src_padding_mask)
     return _exact(-out.relaxed_token_log_probs, kl)
 

@@ -1,6 +1,6 @@
 """The output layer for one alignment, and its enumeration in memory-bounded chunks.
 
-For target step t and candidate alignment j (METHOD.md §3):
+For target step t and candidate alignment j (docs/METHOD.md §3, eqs. (6)-(8)):
 
     o_tj = tanh(W_o [h_t; x̃_j] + b_o)                     (then dropout)
     log p(y | x, y_<t, z_t = j) = log softmax(W_g o_tj + b_g)
@@ -169,7 +169,7 @@ class AlignmentOutputLayer(nn.Module):
         candidate_log_probs: Tensor,
         candidates: Optional[Tensor] = None,
     ) -> Tensor:
-        """``log Σ_j r(j) p(y | ..., z = j)`` for every y in the vocabulary (METHOD.md §6).
+        """``log Σ_j r(j) p(y | ..., z = j)`` for every y in the vocabulary (docs/METHOD.md eqs. (27)-(28)).
 
         Args:
             candidate_log_probs: ``(N, K)`` log r(j) of each candidate (the prior, or the

@@ -1,4 +1,4 @@
-"""Samples of the latent alignment, exact and relaxed (METHOD.md §5).
+"""Samples of the latent alignment, exact and relaxed (docs/METHOD.md §5).
 
 All randomness comes from torch's generator, which fairseq seeds per rank, so distributed
 training samples differently on each worker and reproducibly across runs.
@@ -33,7 +33,7 @@ def sample_categorical(log_probs: Tensor, num_samples: int) -> Tensor:
 
 
 def gumbel_softmax(log_probs: Tensor, temperature: float) -> Tensor:
-    """Relaxed one-hot sample ``softmax((log q + g) / τ)``, reparameterised (METHOD.md §5).
+    """Relaxed one-hot sample ``softmax((log q + g) / τ)``, reparameterised (docs/METHOD.md eq. (21)).
 
     ``(B, T, S)`` log-probabilities (``-inf`` at pads) -> ``(B, T, S)`` weights summing to 1,
     exactly 0 at pads.
@@ -57,7 +57,7 @@ def dirichlet_rsample(alpha: Tensor, src_padding_mask: Tensor) -> Tensor:
 
 
 def dirichlet_kl(alpha_q: Tensor, alpha_p: Tensor, src_padding_mask: Tensor) -> Tensor:
-    """``KL(Dir(α_q) || Dir(α_p))`` over the real positions of each row, ``(B, T)``.
+    """``KL(Dir(α_q) || Dir(α_p))`` over the real positions of each row, ``(B, T)`` (docs/METHOD.md eq. (25)).
 
     ``log Γ(a0) - Σ log Γ(a_j) - log Γ(b0) + Σ log Γ(b_j) + Σ (a_j - b_j)(ψ(a_j) - ψ(a0))``
     with ``a0 = Σ a_j``, ``b0 = Σ b_j`` summed over real positions only.
@@ -77,7 +77,7 @@ def dirichlet_kl(alpha_q: Tensor, alpha_p: Tensor, src_padding_mask: Tensor) -> 
 
 
 def dirichlet_concentration(scores: Tensor, transform: str, min_alpha: float, max_alpha: float) -> Tensor:
-    """Positive concentrations ``α = clamp(f(scores))`` with f = softplus or exp (METHOD.md §5)."""
+    """Positive concentrations ``α = clamp(f(scores))`` with f = softplus or exp (docs/METHOD.md eq. (24))."""
     if transform == "softplus":
         alpha = torch.nn.functional.softplus(scores)
     elif transform == "exp":

@@ -33,7 +33,7 @@ class Projection(nn.Module):
 
 
 class MLPAlignmentScorer(nn.Module):
-    """The prior's scorer (METHOD.md §3): ``e_tj = v · tanh(W_c x̃_j + W_q h_t)``, no biases.
+    """The prior's scorer (docs/METHOD.md eq. (3)): ``e_tj = v · tanh(W_c x̃_j + W_q h_t)``, no biases.
 
     ``W_c x̃`` does not depend on the step, so :meth:`project_keys` computes it once per
     sentence and :meth:`forward` reuses it at every decoder step.
@@ -56,7 +56,7 @@ class MLPAlignmentScorer(nn.Module):
 
 
 class BilinearAlignmentScorer(nn.Module):
-    """The posterior's scorer (METHOD.md §4): ``s_tj = (U g_t) · f_j``, no bias."""
+    """The posterior's scorer (docs/METHOD.md eq. (12)): ``s_tj = (U g_t) · f_j``, no bias."""
 
     def __init__(self, query_dim: int, key_dim: int):
         super().__init__()

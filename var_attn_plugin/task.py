@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 class VarAttnTranslationConfig(TranslationConfig):
     latent_decoding: ChoiceEnum(["auto"] + list(LATENT_DECODINGS)) = field(
         default="auto",
-        metadata={"help": "exact: marginalise the latent alignment under the prior (METHOD.md §6); "
+        metadata={"help": "exact: marginalise the latent alignment under the prior (docs/METHOD.md §6); "
                   "kmax: the same over the --kmax most probable source positions, renormalised; "
                   "soft: soft attention; auto: exact for latent modes, soft for --attention-mode soft"},
     )

@@ -1,4 +1,4 @@
-# Shared by the train-*.sh scripts: the paper's IWSLT14 De->En training recipe (METHOD.md §7).
+# Shared by the train-*.sh scripts: the paper's IWSLT14 De->En training recipe (docs/METHOD.md §7).
 #
 # Every script trains one --attention-mode with the same generative model
 # (--arch varattn_lstm_iwslt_de_en: 512-dim embeddings, 2x512 bidirectional encoder,

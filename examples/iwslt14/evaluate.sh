@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Evaluate an IWSLT14 De->En model the way the paper does (METHOD.md §6, §8).
+# Evaluate an IWSLT14 De->En model the way the paper does (docs/METHOD.md §6, §8).
 #
 #   bash examples/iwslt14/evaluate.sh MODE [CHECKPOINT]      (default SAVE_ROOT/MODE/checkpoint_best.pt)
 #   LATENT_DECODING=kmax bash examples/iwslt14/evaluate.sh var-enum     # K-max (K=5) decoding
 #
 # 1. exact test perplexity (fairseq-validate): ppl = the marginal under the prior, per BPE
 #    piece with EOS; bound_ppl = exp of the negative ELBO per piece; kl = KL(q || p) per piece.
-#    Pieces differ from the paper's subword-nmt BPE, so PPL compares only roughly with §8.
+#    Pieces differ from the paper's subword-nmt BPE, so PPL compares only roughly with docs/METHOD.md §8.
 # 2. fairseq-generate: beam 10, GNMT length penalty 1, EOS penalty 3, exact enumeration of
 #    the alignment (the paper's decoding).
 # 3. tokenised, lowercased BLEU against the Moses-tokenised, lowercased reference (the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# IWSLT14 German->English, prepared as in the paper (METHOD.md §7) and binarised for fairseq.
+# IWSLT14 German->English, prepared as in the paper (docs/METHOD.md §7) and binarised for fairseq.
 #
 #   bash examples/iwslt14/prepare.sh          # downloads de-en.tgz (about 19 MB)
 #   IWSLT14_TGZ=/path/to/de-en.tgz bash examples/iwslt14/prepare.sh
