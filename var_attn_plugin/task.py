@@ -15,6 +15,7 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from .decoder import DecodingOptions
 from .generator import GnmtSequenceGenerator, GnmtSequenceGeneratorWithAlignment
+from .input_check import INTERACTIVE_FIX, warn_unreadable_inputs
 from .modes import LATENT_DECODINGS
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,16 @@ class VarAttnTranslationTask(TranslationTask):
         return super().get_batch_iterator(
             dataset, max_tokens, max_sentences, max_positions, ignore_invalid_inputs,
             required_batch_size_multiple=1, **kwargs)
+
+    def get_interactive_tokens_and_lengths(self, lines, encode_fn):
+        # fairseq-interactive's encoding of each input buffer: warn about inputs the model
+        # cannot read (raw text without --bpe sentencepiece becomes all <unk>), numbering
+        # lines over the whole input
+        tokens, lengths = super().get_interactive_tokens_and_lengths(lines, encode_fn)
+        first_line = getattr(self, "_interactive_lines_read", 0) + 1
+        self._interactive_lines_read = first_line - 1 + len(lines)
+        warn_unreadable_inputs(logger, tokens, self.source_dictionary, first_line, INTERACTIVE_FIX, lines)
+        return tokens, lengths
 
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kwargs):
         for model in models:
