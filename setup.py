@@ -31,9 +31,11 @@ setup(
     entry_points={"console_scripts": [
         "varattn-aer = var_attn_plugin.tools.aer:main",
         "varattn-align = var_attn_plugin.tools.align:main",
+        "varattn-options = var_attn_plugin.tools.options:main",
         "varattn-plot = var_attn_plugin.tools.plot:main",
         "varattn-prepare-ding = var_attn_plugin.data.ding:main",
         "varattn-prepare-iwslt14 = var_attn_plugin.data.iwslt14:main",
+        "varattn-translate = var_attn_plugin.tools.translate:main",
         "varattn-prepare-libreoffice = var_attn_plugin.data.libreoffice:main",
     ]},
 )

@@ -16,3 +16,19 @@ def synthetic_data(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("synthetic")
     return preprocess(write_synthetic_corpus(root / "raw"), root / "data-bin")
+
+
+@pytest.fixture(scope="session")
+def spm_corpus(tmp_path_factory):
+    """The synthetic corpus in sentencepiece pieces with its two sentencepiece models."""
+    from sentencepiece_corpus import build_corpus
+
+    return build_corpus(tmp_path_factory.mktemp("spm_corpus"))
+
+
+@pytest.fixture(scope="session")
+def spm_var_enum(spm_corpus, tmp_path_factory):
+    """checkpoint_last.pt of a tiny var-enum model trained on ``spm_corpus`` (40 updates)."""
+    from sentencepiece_corpus import train_model
+
+    return train_model(spm_corpus, tmp_path_factory.mktemp("spm_var_enum"), "var-enum", 40)
