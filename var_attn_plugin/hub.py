@@ -5,7 +5,7 @@ way fairseq's own models load from the hub and returns a :class:`VarAttnHubInter
 fairseq's ``GeneratorHubInterface`` with two additions:
 
 - ``translate(sentences, beam=5, latent_decoding=..., kmax=..., gnmt_lenpen=...,
-  eos_penalty=...)`` accepts the task's decoding options (METHOD.md §6) next to
+  eos_penalty=...)`` accepts the task's decoding options (docs/METHOD.md §6) next to
   fairseq's generation options, and warns about inputs the model cannot read (all pieces
   ``<unk>``: the wrong or a missing sentencepiece model);
 - ``align(source, target)`` gives, for every target word of a sentence pair, the prior, the
