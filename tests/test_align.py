@@ -248,6 +248,7 @@ def test_threshold_links_above_one_half_are_argmax_links(trained, posterior_link
 @pytest.mark.parametrize("args, message", [
     (["--source-file", "SRC", "--target-file", "TGT1"], "--source-file has 3 lines but --target-file has 1"),
     (["--spm", "x.model"], "--spm encodes raw text"),
+    (["--source-file", "SRC", "--target-file", "SRC", "--spm", "x.model"], "pass --target-spm with the target"),
     (["--threshold", "1.5"], "--threshold is a probability"),
 ])
 def test_user_errors(trained, tmp_path, args, message):

@@ -94,12 +94,17 @@ def raw_dataset(task, src_lines: Sequence[str], tgt_lines: Sequence[str], spm: O
     """A ``LanguagePairDataset`` over raw text, padded like the task pads its splits."""
     from fairseq.data import LanguagePairDataset
 
+    if spm is not None and target_spm is None:
+        raise AlignmentToolError(
+            "--spm encodes the source text only, and would turn the target text into the wrong pieces: pass "
+            "--target-spm with the target language's sentencepiece model (the same file as --spm when one joint "
+            "model encoded both languages)")
     if len(src_lines) != len(tgt_lines):
         raise AlignmentToolError(
             f"--source-file has {len(src_lines)} lines but --target-file has {len(tgt_lines)}: "
             "they must be parallel, one sentence per line")
     src = encode_lines(src_lines, task.source_dictionary, spm)
-    tgt = encode_lines(tgt_lines, task.target_dictionary, target_spm or spm)
+    tgt = encode_lines(tgt_lines, task.target_dictionary, target_spm)
     return LanguagePairDataset(
         src, np.array([len(s) for s in src]), task.source_dictionary,
         tgt, np.array([len(t) for t in tgt]), task.target_dictionary,
@@ -283,9 +288,11 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source-lang", "-s", default=None, help="source language (default: the checkpoint's)")
     parser.add_argument("--target-lang", "-t", default=None, help="target language (default: the checkpoint's)")
     parser.add_argument("--spm", default=None, metavar="MODEL",
-                        help="sentencepiece model that encodes raw text into the model's pieces")
+                        help="the source language's sentencepiece model, encodes raw source text into the "
+                             "model's pieces (needs --target-spm)")
     parser.add_argument("--target-spm", default=None, metavar="MODEL",
-                        help="separate sentencepiece model for the target side (default: --spm)")
+                        help="the target language's sentencepiece model, encodes raw target text; required "
+                             "with --spm (the same file as --spm when one joint model encoded both languages)")
     parser.add_argument("--distribution", choices=DISTRIBUTIONS, default="auto",
                         help="posterior: the inference network q(z|x,y) (variational models); prior: "
                              "p(z|x,y_<t), i.e. the attention; exact-posterior: p(z_t|x,y_<=t) ∝ prior · "
