@@ -2,6 +2,7 @@
 #
 #   make install   virtual environment in $(VENV) with torch, fairseq, the plugin
 #   make test      install if needed, then run the test suite
+#   make test-fast the same without the tests marked slow (those that train through the command lines)
 #   make demo      install if needed, then the offline De->En demo (see README)
 
 PYTHON ?= python3
@@ -17,7 +18,7 @@ BIN = $(VENV)/bin
 PIP = $(BIN)/python -m pip
 STAMP = $(VENV)/.installed
 
-.PHONY: install test demo lint clean-venv
+.PHONY: install test test-fast demo lint clean-venv
 
 install: $(STAMP)
 
@@ -33,6 +34,9 @@ $(STAMP): setup.py Makefile
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash examples/demo.sh
