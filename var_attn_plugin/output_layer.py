@@ -38,27 +38,40 @@ class TargetLogSoftmax(torch.autograd.Function):
     the gradient in place, ``∂ℓ/∂logits = onehot(target) - softmax(logits)``, and nothing else
     of that size is allocated. Not twice differentiable; one backward per forward.
 
+    Mixed precision: the matrix products run in the autocast dtype when autocast is on for
+    the inputs' device (``--amp``; both operands cast, as autocast casts ``addmm``), else in
+    the inputs' own dtype; the logits, their log-normaliser and the gradient with respect to
+    the logits are float32 (or float64); each gradient is returned in its input's dtype.
+
     Shapes: hidden ``(M, O)``, weight ``(V, O)``, bias ``(V,)``, target ``(M,)`` -> ``(M,)``.
     """
 
     @staticmethod
     def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor, target: Tensor) -> Tensor:
-        logits = at_least_float32(torch.addmm(bias, hidden, weight.t()))  # M x V
-        log_normaliser = torch.logsumexp(logits, dim=-1)  # M
-        ctx.save_for_backward(hidden, weight, target, logits, log_normaliser)
-        return logits.gather(1, target.unsqueeze(1)).squeeze(1) - log_normaliser
+        device_type = hidden.device.type
+        ctx.input_dtypes = hidden.dtype, weight.dtype, bias.dtype
+        if torch.is_autocast_enabled(device_type):
+            dtype = torch.get_autocast_dtype(device_type)
+            hidden, weight, bias = hidden.to(dtype), weight.to(dtype), bias.to(dtype)
+        with torch.autocast(device_type, enabled=False):
+            logits = at_least_float32(torch.addmm(bias, hidden, weight.t()))  # M x V
+            log_normaliser = torch.logsumexp(logits, dim=-1)  # M
+            ctx.save_for_backward(hidden, weight, target, logits, log_normaliser)
+            return logits.gather(1, target.unsqueeze(1)).squeeze(1) - log_normaliser
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
         hidden, weight, target, logits, log_normaliser = ctx.saved_tensors
-        g = grad.unsqueeze(1)  # M x 1
-        grad_logits = logits.sub_(log_normaliser.unsqueeze(1)).exp_().mul_(-g)  # -g · softmax
-        grad_logits.scatter_add_(1, target.unsqueeze(1), g)  # + g at the target
-        grad_logits = grad_logits.to(hidden.dtype)
-        grad_hidden = grad_logits @ weight if ctx.needs_input_grad[0] else None
-        grad_weight = grad_logits.t() @ hidden if ctx.needs_input_grad[1] else None
-        grad_bias = grad_logits.sum(0) if ctx.needs_input_grad[2] else None
+        hidden_dtype, weight_dtype, bias_dtype = ctx.input_dtypes
+        with torch.autocast(hidden.device.type, enabled=False):
+            g = grad.to(logits.dtype).unsqueeze(1)  # M x 1
+            grad_logits = logits.sub_(log_normaliser.unsqueeze(1)).exp_().mul_(-g)  # -g · softmax
+            grad_logits.scatter_add_(1, target.unsqueeze(1), g)  # + g at the target
+            grad_bias = grad_logits.sum(0).to(bias_dtype) if ctx.needs_input_grad[2] else None
+            grad_logits = grad_logits.to(hidden.dtype)
+            grad_hidden = (grad_logits @ weight).to(hidden_dtype) if ctx.needs_input_grad[0] else None
+            grad_weight = (grad_logits.t() @ hidden).to(weight_dtype) if ctx.needs_input_grad[1] else None
         return grad_hidden, grad_weight, grad_bias, None
 
 
