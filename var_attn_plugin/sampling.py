@@ -1,19 +1,56 @@
 """Samples of the latent alignment, exact and relaxed (docs/METHOD.md §5).
 
-All randomness comes from torch's generator, which fairseq seeds per rank, so distributed
-training samples differently on each worker and reproducibly across runs.
+Where the noise comes from: inside ``with noise_from(generator):`` every function here draws
+from that generator; outside it, from torch's global generator. In training the
+``varattn_translation`` task opens that block around each update with a generator seeded from
+``(--seed, data-parallel rank, update number)`` (:func:`noise_seed`), so each rank draws its own
+noise, and a run resumed from a checkpoint draws the same noise as the uninterrupted run.
+
+Numerics: everything here computes in float32 (or float64 for float64 inputs) whatever the
+activation dtype (``--fp16``, ``--amp``, autocast): Gumbel noise, concentrations, Gamma
+samples and the Dirichlet KL, whose ``lgamma`` terms overflow float16 beyond 65504 and lose
+all precision in their differences long before.
 
 Dimensions: B batch, T target steps, S source length, K samples.
 """
 
+import contextlib
+import math
+from typing import Iterator, Optional
+
+import numpy as np
 import torch
 from torch import Tensor
+
+from .masking import at_least_float32
+
+_generator: Optional[torch.Generator] = None
+
+
+@contextlib.contextmanager
+def noise_from(generator: Optional[torch.Generator]) -> Iterator[None]:
+    """Draw all sampling noise of this module from ``generator`` inside the block (None:
+    torch's global generator)."""
+    global _generator
+    previous, _generator = _generator, generator
+    try:
+        yield
+    finally:
+        _generator = previous
+
+
+def noise_seed(seed: int, rank: int, num_updates: int) -> int:
+    """A 63-bit seed for the sampling noise of one update on one data-parallel rank: distinct
+    (well mixed, numpy's ``SeedSequence``) for every ``(seed, rank, num_updates)``."""
+    state = np.random.SeedSequence([seed, rank, num_updates]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31 | int(state[1]) >> 1) & (2**63 - 1)
 
 
 def gumbel_noise(shape, like: Tensor) -> Tensor:
     """Standard Gumbel noise ``-log(-log U)``, U uniform in (0, 1)."""
-    uniform = torch.rand(shape, dtype=like.dtype, device=like.device)
-    tiny = torch.finfo(like.dtype).tiny
+    dtype = torch.promote_types(like.dtype, torch.float32)
+    uniform = torch.rand(shape, dtype=dtype, device=like.device, generator=_generator)
+    tiny = torch.finfo(dtype).tiny
     exponential = -torch.log(uniform.clamp(min=tiny))  # Exp(1), > 0
     return -torch.log(exponential.clamp(min=tiny))
 
@@ -29,7 +66,7 @@ def sample_categorical(log_probs: Tensor, num_samples: int) -> Tensor:
     """
     B, T, S = log_probs.shape
     noise = gumbel_noise((B, T, num_samples, S), log_probs)
-    return (log_probs.detach().unsqueeze(2) + noise).argmax(dim=-1)
+    return (at_least_float32(log_probs.detach()).unsqueeze(2) + noise).argmax(dim=-1)
 
 
 def gumbel_softmax(log_probs: Tensor, temperature: float) -> Tensor:
@@ -38,6 +75,7 @@ def gumbel_softmax(log_probs: Tensor, temperature: float) -> Tensor:
     ``(B, T, S)`` log-probabilities (``-inf`` at pads) -> ``(B, T, S)`` weights summing to 1,
     exactly 0 at pads.
     """
+    log_probs = at_least_float32(log_probs)
     return torch.softmax((log_probs + gumbel_noise(log_probs.shape, log_probs)) / temperature, dim=-1)
 
 
@@ -51,8 +89,9 @@ def dirichlet_rsample(alpha: Tensor, src_padding_mask: Tensor) -> Tensor:
     Returns:
         ``(B, T, S)`` a point of the simplex over real positions, exactly 0 at pads.
     """
+    alpha = at_least_float32(alpha)
     mask = src_padding_mask.expand_as(alpha)
-    gamma = torch._standard_gamma(alpha.masked_fill(mask, 1.0)).masked_fill(mask, 0.0)
+    gamma = torch._standard_gamma(alpha.masked_fill(mask, 1.0), generator=_generator).masked_fill(mask, 0.0)
     return gamma / gamma.sum(dim=-1, keepdim=True)
 
 
@@ -62,6 +101,7 @@ def dirichlet_kl(alpha_q: Tensor, alpha_p: Tensor, src_padding_mask: Tensor) -> 
     ``log Γ(a0) - Σ log Γ(a_j) - log Γ(b0) + Σ log Γ(b_j) + Σ (a_j - b_j)(ψ(a_j) - ψ(a0))``
     with ``a0 = Σ a_j``, ``b0 = Σ b_j`` summed over real positions only.
     """
+    alpha_q, alpha_p = at_least_float32(alpha_q), at_least_float32(alpha_p)
     mask = src_padding_mask.expand_as(alpha_q)
     a = alpha_q.masked_fill(mask, 1.0)
     b = alpha_p.masked_fill(mask, 1.0)
@@ -77,11 +117,17 @@ def dirichlet_kl(alpha_q: Tensor, alpha_p: Tensor, src_padding_mask: Tensor) -> 
 
 
 def dirichlet_concentration(scores: Tensor, transform: str, min_alpha: float, max_alpha: float) -> Tensor:
-    """Positive concentrations ``α = clamp(f(scores))`` with f = softplus or exp (docs/METHOD.md eq. (24))."""
+    """Positive concentrations ``α = clamp(f(scores))`` with f = softplus or exp (docs/METHOD.md eq. (24)),
+    in at least float32.
+
+    For ``exp`` the scores are clamped at ``log max`` before ``exp``: the same values, but a
+    large score no longer overflows to ``inf`` (whose gradient ``inf · 0`` was NaN).
+    """
+    scores = at_least_float32(scores)
     if transform == "softplus":
         alpha = torch.nn.functional.softplus(scores)
     elif transform == "exp":
-        alpha = scores.exp()
+        alpha = scores.clamp(max=math.log(max_alpha)).exp()
     else:
         raise ValueError(f"--dirichlet-transform must be softplus or exp, got {transform!r}")
     return alpha.clamp(min=min_alpha, max=max_alpha)
@@ -89,5 +135,5 @@ def dirichlet_concentration(scores: Tensor, transform: str, min_alpha: float, ma
 
 def dirichlet_mean(alpha: Tensor, src_padding_mask: Tensor) -> Tensor:
     """``E[z] = α / Σ_j α_j`` over real positions, 0 at pads."""
-    alpha = alpha.masked_fill(src_padding_mask.expand_as(alpha), 0.0)
+    alpha = at_least_float32(alpha).masked_fill(src_padding_mask.expand_as(alpha), 0.0)
     return alpha / alpha.sum(dim=-1, keepdim=True)
