@@ -2,7 +2,8 @@
 the tests of raw-text translation and alignment (``varattn-translate``, the hub interface).
 
 One sentencepiece model per language (``spm.src.model``, ``spm.tgt.model``), learnt on the
-training text the way the demo learns its models (``var_attn_plugin.data.subwords``).
+training text the way the demo learns its models (``var_attn_plugin.data.subwords``), and
+one of another language's text (``spm.other.model``), the wrong model to pass.
 """
 
 from pathlib import Path
@@ -24,10 +25,14 @@ def build_corpus(root: Path) -> SimpleNamespace:
                              hard_vocab_limit=False)
         for split in ("train", "valid", "test"):
             encode(models[side], raw / f"{split}.{side}", root / "pieces" / f"{split}.{side}")
+    other = root / "other-language.txt"  # a sentencepiece model of some other language's text
+    other.write_text("der Hund und die Katze\nein Haus ist nicht ein Garten\nwir sehen das Meer\n")
+    models["other"] = train([other], root / "spm" / "spm.other", SPM_VOCAB, hard_vocab_limit=False)
     fairseq_cli("fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt",
                 "--trainpref", root / "pieces" / "train", "--validpref", root / "pieces" / "valid",
                 "--destdir", root / "data-bin", "--workers", "1")
-    return SimpleNamespace(root=root, raw=raw, data=root / "data-bin", src_spm=models["src"], tgt_spm=models["tgt"])
+    return SimpleNamespace(root=root, raw=raw, data=root / "data-bin", src_spm=models["src"], tgt_spm=models["tgt"],
+                           other_spm=models["other"])
 
 
 def train_model(corpus: SimpleNamespace, save_dir: Path, mode: str, updates: int) -> Path:

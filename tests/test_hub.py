@@ -18,7 +18,7 @@ from sentencepiece_corpus import raw_test_pairs, train_model
 from var_attn_plugin.hub import PLUGIN_DIR as HUB_PLUGIN_DIR
 from var_attn_plugin.hub import HubError, VarAttnHubInterface
 from var_attn_plugin.model import VarAttnModel
-from var_attn_plugin.tools import translate
+from var_attn_plugin.tools import align, translate
 
 SENTENCES = 6
 
@@ -111,9 +111,13 @@ def test_unreadable_input_is_warned_about(spm_corpus, spm_var_enum, caplog):
      "sentencepiece_model='x.model': no such sentencepiece model file"),
     (lambda c, ckpt: load(c, ckpt, target_sentencepiece_model=None).align("w1", "W1"),
      "pass target_sentencepiece_model="),
-], ids=["checkpoint", "data", "spm", "target-spm"])
+    (lambda c, ckpt: load(c, ckpt, sentencepiece_model=str(c.other_spm)),
+     "of the model's source dictionary are pieces of it .* pass the source language's sentencepiece model"),
+    (lambda c, ckpt: load(c, ckpt, target_sentencepiece_model=str(c.other_spm)),
+     "target_sentencepiece_model='.*': only 0% of the model's target dictionary"),
+], ids=["checkpoint", "data", "spm", "target-spm", "other-spm", "other-target-spm"])
 def test_user_errors_name_the_argument(spm_corpus, spm_var_enum, call, message):
-    with pytest.raises(HubError, match=message.replace("(", r"\(")):
+    with pytest.raises(HubError, match=message.replace("(", r"\(").replace(")", r"\)")):
         call(spm_corpus, spm_var_enum)
 
 
@@ -203,3 +207,25 @@ def test_translate_and_align_on_the_gpu_match_the_cpu(spm_corpus, spm_var_enum, 
     for name in ("prior", "posterior", "exact_posterior"):
         assert getattr(on_gpu, name).device.type == "cpu"
         torch.testing.assert_close(getattr(on_gpu, name), getattr(on_cpu, name), atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+def test_varattn_align_on_raw_text_links_the_argmax_of_align(spm_corpus, spm_var_enum, hub, tmp_path, capsys):
+    sources, targets = raw_test_pairs(spm_corpus, 3)
+    (tmp_path / "src").write_text(lines_in(sources))
+    (tmp_path / "tgt").write_text(lines_in(targets))
+    argv = [str(spm_corpus.data), "--path", str(spm_var_enum), "--source-file", str(tmp_path / "src"),
+            "--target-file", str(tmp_path / "tgt"), "--distribution", "exact-posterior", "--cpu"]
+    align.main(argv + ["--spm", str(spm_corpus.src_spm), "--target-spm", str(spm_corpus.tgt_spm)])
+    lines = capsys.readouterr().out.splitlines()
+    for source, target, line in zip(sources, targets, lines):
+        exact = hub.align(source, target, words=False).exact_posterior[:-1, :-1]  # EOS is never linked
+        links = sorted((j, i) for i, j in enumerate(exact.argmax(-1).tolist()))  # (source, target) pieces
+        assert line == " ".join(f"{j}-{i}" for j, i in links)
+
+    for extra, message in ((["--spm", str(spm_corpus.src_spm)], "--spm encodes the source text only"),
+                           (["--spm", str(spm_corpus.other_spm), "--target-spm", str(spm_corpus.tgt_spm)],
+                            "of the model's source dictionary are pieces of it")):
+        with pytest.raises(SystemExit):
+            align.main(argv + extra)
+        assert message in capsys.readouterr().err

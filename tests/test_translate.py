@@ -54,6 +54,8 @@ def test_translations_are_fairseq_interactive_ones(spm_corpus, spm_var_enum, tmp
     assert from_stdin.stdout.splitlines() == expected
     assert "WARNING" not in from_stdin.stderr
 
+    if options:
+        return
     # the same from a file, decoded with the target sentencepiece model
     (tmp_path / "input.txt").write_text("".join(f"{line}\n" for line in lines))
     from_file = varattn_translate(spm_corpus, spm_var_enum, *options, "--input", tmp_path / "input.txt",
@@ -88,6 +90,8 @@ def test_unreadable_lines_are_warned_about_by_both_commands(spm_corpus, spm_var_
     (["--no-spm"], "the model's source dictionary holds sentencepiece pieces: pass --spm SOURCE.model"),
     (["--spm", "missing.model"], "--spm missing.model: no such file"),
     (["--data", "."], "cannot load the checkpoint's dictionaries (no dict.*.txt in"),
+    (["--spm", "OTHER"], "of the model's source dictionary are pieces of it (the source language's own model has"),
+    (["--target-spm", "OTHER"], "of the model's target dictionary are pieces of it"),
     (["--gnmt-lenpen", "1", "--lenpen", "2"], "--gnmt-lenpen and --lenpen are two length penalties"),
     (["--beam", "0"], "--beam must be at least 1, got 0"),
 ])
@@ -97,7 +101,8 @@ def test_user_errors_name_the_flag(spm_corpus, spm_var_enum, tmp_path, capsys, m
     if args[0] == "--data":
         data, args = args[1], []
     spm = [] if args == ["--no-spm"] else ["--spm", str(spm_corpus.src_spm)]
-    argv = [data, "--path", str(spm_var_enum), *spm, *[a for a in args if a != "--no-spm"]]
+    args = [str(spm_corpus.other_spm) if a == "OTHER" else a for a in args if a != "--no-spm"]
+    argv = [data, "--path", str(spm_var_enum), *spm, *args]
     with pytest.raises(SystemExit) as exit:
         translate.main(argv)
     assert exit.value.code == 1

@@ -46,7 +46,7 @@ from torch import Tensor
 
 import var_attn_plugin
 
-from .input_check import HUB_FIX, warn_unreadable_inputs
+from .input_check import HUB_FIX, sentencepiece_mismatch, warn_unreadable_inputs
 from .task import VarAttnTranslationConfig
 from .tools.align import alignment_log_probs, real_positions
 from .tools.plot import merged_matrix
@@ -98,6 +98,14 @@ class DictionaryNotFoundError(HubError):
             f"cannot load the checkpoint's dictionaries ({reason}): pass data_name_or_path=, the binarised "
             "data directory the model was trained with (its dict.SRC.txt and dict.TGT.txt)")
         self.reason = reason
+
+
+class SentencepieceMismatchError(HubError):
+    """A sentencepiece model that did not make the ``side`` dictionary's pieces."""
+
+    def __init__(self, argument: str, path: str, side: str, reason: str):
+        super().__init__(f"{argument}={path!r}: {reason}; pass the {side} language's sentencepiece model")
+        self.path, self.side, self.reason = path, side, reason
 
 
 class VarAttnHubInterface(GeneratorHubInterface):
@@ -270,5 +278,14 @@ def from_pretrained(model_name_or_path: Union[str, Path], checkpoint_file: str =
     for model in models:
         if not isinstance(model, VarAttnModel):
             raise HubError(f"{paths[0]} holds a {type(model).__name__}, not a varattn_lstm model")
-    return VarAttnHubInterface(cfg, task, models, target_sentencepiece_model)
+    hub = VarAttnHubInterface(cfg, task, models, target_sentencepiece_model)
+    for argument, processor, dictionary, side in (
+        ("sentencepiece_model", getattr(hub.bpe, "sp", None), hub.src_dict, "source"),
+        ("target_sentencepiece_model", hub.target_spm, hub.tgt_dict, "target"),
+    ):
+        problem = processor is not None and sentencepiece_mismatch(dictionary, processor, side)
+        if problem:
+            path = kwargs["sentencepiece_model"] if side == "source" else target_sentencepiece_model
+            raise SentencepieceMismatchError(argument, str(path), side, problem)
+    return hub
 

@@ -1,4 +1,4 @@
-"""Warnings for source sentences the model cannot read.
+"""Checks that raw text reaches the model as the pieces it was trained on.
 
 A model trained on sentencepiece pieces sees raw text as unknown words: without the source
 language's sentencepiece model (``fairseq-interactive`` without ``--bpe sentencepiece
@@ -6,6 +6,11 @@ language's sentencepiece model (``fairseq-interactive`` without ``--bpe sentence
 input becomes ``<unk> <unk> …`` and beam search still prints a fluent-looking
 "translation" of nothing. These helpers find such inputs (every piece unknown, or no piece
 at all) so that each entry point can say which line it was and how to fix it.
+
+Another language's sentencepiece model rarely gives all-unknown input (short pieces are
+shared), so the model itself is checked too: the dictionary of a data-bin lists the pieces
+its sentencepiece model made, so nearly all of them are pieces of that model, and far fewer
+are pieces of another language's model.
 
 Dimensions: L tokens of one encoded sentence (EOS included).
 """
@@ -25,6 +30,35 @@ TRANSLATE_FIX = (
 HUB_FIX = (
     "load the model with bpe='sentencepiece', sentencepiece_model='SOURCE.model' (the source "
     "language's sentencepiece model)")
+
+
+MIN_PIECE_COVERAGE = 0.5  # the right model covers ~100% of the dictionary, another language's ~10%
+
+
+def dictionary_pieces(dictionary) -> List[str]:
+    """The dictionary's own symbols: fairseq's special symbols and padding words left out."""
+    return [symbol for i, symbol in enumerate(dictionary.symbols)
+            if i >= dictionary.nspecial and not symbol.startswith("madeupword")]
+
+
+def piece_coverage(dictionary, processor) -> float:
+    """The share of the dictionary's pieces that the sentencepiece ``processor`` has (1.0
+    for an empty dictionary)."""
+    pieces = dictionary_pieces(dictionary)
+    if not pieces:
+        return 1.0
+    known = {processor.id_to_piece(i) for i in range(processor.get_piece_size())}
+    return sum(piece in known for piece in pieces) / len(pieces)
+
+
+def sentencepiece_mismatch(dictionary, processor, side: str) -> Optional[str]:
+    """Why ``processor`` is not the sentencepiece model of the ``side`` ("source" or
+    "target") dictionary, or None when it may well be."""
+    coverage = piece_coverage(dictionary, processor)
+    if coverage >= MIN_PIECE_COVERAGE:
+        return None
+    return (f"only {coverage:.0%} of the model's {side} dictionary are pieces of it (the {side} language's "
+            f"own model has nearly all): it is another language's sentencepiece model")
 
 
 def input_problem(tokens: Tensor, dictionary) -> Optional[str]:

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from ..console import configure_logging, description_from_docstring
+from ..input_check import sentencepiece_mismatch
 from .words import SCHEMES, WORD_RULES, detect_scheme, word_ids, word_links, word_probs
 
 logger = logging.getLogger("varattn-align")
@@ -79,12 +80,19 @@ def load_checkpoint(path: Path, data: Optional[Path] = None, source_lang: Option
     return model, task
 
 
+def load_sentencepiece(path, flag: str):
+    """A sentencepiece processor, or a user error naming ``flag``."""
+    import sentencepiece
+
+    if not Path(path).is_file():
+        raise AlignmentToolError(f"{flag} {path}: no such sentencepiece model file")
+    return sentencepiece.SentencePieceProcessor(model_file=str(path))
+
+
 def encode_lines(lines: Sequence[str], dictionary, spm_model: Optional[str] = None) -> List[Tensor]:
     """Raw lines -> token ids with EOS (pieces from ``spm_model`` when given)."""
     if spm_model is not None:
-        import sentencepiece
-
-        processor = sentencepiece.SentencePieceProcessor(model_file=str(spm_model))
+        processor = load_sentencepiece(spm_model, "--spm")
         lines = [" ".join(processor.encode(line, out_type=str)) for line in lines]
     return [dictionary.encode_line(line, add_if_not_exist=False, append_eos=True).long() for line in lines]
 
@@ -103,6 +111,11 @@ def raw_dataset(task, src_lines: Sequence[str], tgt_lines: Sequence[str], spm: O
         raise AlignmentToolError(
             f"--source-file has {len(src_lines)} lines but --target-file has {len(tgt_lines)}: "
             "they must be parallel, one sentence per line")
+    for flag, model, dictionary, side in (("--spm", spm, task.source_dictionary, "source"),
+                                          ("--target-spm", target_spm, task.target_dictionary, "target")):
+        problem = model is not None and sentencepiece_mismatch(dictionary, load_sentencepiece(model, flag), side)
+        if problem:
+            raise AlignmentToolError(f"{flag} {model}: {problem}; pass the {side} language's model")
     src = encode_lines(src_lines, task.source_dictionary, spm)
     tgt = encode_lines(tgt_lines, task.target_dictionary, target_spm)
     return LanguagePairDataset(

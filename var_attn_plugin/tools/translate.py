@@ -98,7 +98,7 @@ def load(args):
     """The hub interface for ``args``'s checkpoint, data, sentencepiece models and decoding."""
     import torch
 
-    from ..hub import DictionaryNotFoundError, from_pretrained
+    from ..hub import DictionaryNotFoundError, SentencepieceMismatchError, from_pretrained
 
     overrides = {"latent_decoding": args.latent_decoding, "kmax": args.kmax, "gnmt_lenpen": args.gnmt_lenpen,
                  "eos_penalty": args.eos_penalty}
@@ -114,6 +114,9 @@ def load(args):
         raise TranslateToolError(
             f"cannot load the checkpoint's dictionaries ({e.reason}): pass DATA, the binarised data directory "
             "the model was trained with (its dict.SRC.txt and dict.TGT.txt)") from None
+    except SentencepieceMismatchError as e:
+        flag = "--spm" if e.side == "source" else "--target-spm"
+        raise TranslateToolError(f"{flag} {e.path}: {e.reason}; pass the {e.side} language's model") from None
     except ValueError as e:  # HubError, and the model's own checks (another data-bin's dictionaries)
         raise TranslateToolError(str(e)) from None
     if args.spm is None and detect_scheme(hub.src_dict.symbols) == "sentencepiece":
