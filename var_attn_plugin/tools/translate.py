@@ -9,9 +9,10 @@ joined, ``▁`` read as a space). The translations are fairseq-interactive's (it
 with ``--bpe sentencepiece --sentencepiece-model SOURCE.model``); the command needs no
 ``--user-dir``.
 
-A line whose pieces are all ``<unk>``, or that is empty, is still translated, with a
-warning on stderr naming the line: all-unknown input means the wrong ``--spm`` (another
-language's model) or a missing one.
+A sentencepiece model of the wrong language (``--spm`` or ``--target-spm``) is refused at
+start-up: nearly every piece of the data-bin's dictionary is a piece of its own model. A
+line whose pieces are all ``<unk>``, or that is empty, is still translated, with a warning
+on stderr naming the line. User errors exit with status 1 and a message naming the flag.
 
 Models trained on whitespace-separated tokens (no sentencepiece) read the lines as they
 are; leave out ``--spm`` for them.
