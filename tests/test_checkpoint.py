@@ -72,3 +72,25 @@ def test_warm_start_across_modes_keeps_the_generative_model():
 def test_warm_start_still_refuses_a_different_generative_model():
     with pytest.raises(RuntimeError, match="size mismatch"):
         build_model("var-enum", decoder_hidden_size=10).load_state_dict(build_model("soft").state_dict())
+
+
+def test_a_loaded_checkpoint_state_survives_the_broadcast_to_other_ranks(tmp_path):
+    """Distributed resume/fine-tuning: rank 0 loads the checkpoint (its configuration becomes
+    omegaconf containers) and sends it with torch.save/torch.load(weights_only=True)."""
+    from fairseq import checkpoint_utils
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"model": {"_name": "varattn_lstm", "dropout": 0.1, "layers": [1, 2]},
+                            "common": {"seed": 1, "user_dir": None}})
+    path = tmp_path / "checkpoint.pt"
+    history = [{"criterion_name": "VarAttnCriterion", "optimizer_name": "FairseqAdam", "num_updates": 5,
+                "lr_scheduler_state": {"best": 3.0}}]
+    torch.save({"cfg": cfg, "model": build_model("soft").state_dict(), "extra_state": {"epoch": 2},
+                "optimizer_history": history, "last_optimizer_state": {}}, path)
+    state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    received = torch.load(buffer, map_location="cpu")  # weights_only=True by default on torch >= 2.6
+    assert received["cfg"].model.dropout == 0.1 and list(received["cfg"].model.layers) == [1, 2]
+    assert received["extra_state"]["epoch"] == 2 and received["optimizer_history"][-1]["num_updates"] == 5
