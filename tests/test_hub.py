@@ -115,7 +115,9 @@ def test_unreadable_input_is_warned_about(spm_corpus, spm_var_enum, caplog):
      "of the model's source dictionary are pieces of it .* pass the source language's sentencepiece model"),
     (lambda c, ckpt: load(c, ckpt, target_sentencepiece_model=str(c.other_spm)),
      "target_sentencepiece_model='.*': only 0% of the model's target dictionary"),
-], ids=["checkpoint", "data", "spm", "target-spm", "other-spm", "other-target-spm"])
+    (lambda c, ckpt: VarAttnModel.from_pretrained(ckpt, data_name_or_path=str(c.data), bpe="sentencepiece"),
+     "bpe='sentencepiece' needs sentencepiece_model="),
+], ids=["checkpoint", "data", "spm", "target-spm", "other-spm", "other-target-spm", "no-spm"])
 def test_user_errors_name_the_argument(spm_corpus, spm_var_enum, call, message):
     with pytest.raises(HubError, match=message.replace("(", r"\(").replace(")", r"\)")):
         call(spm_corpus, spm_var_enum)

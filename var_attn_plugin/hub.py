@@ -262,6 +262,9 @@ def from_pretrained(model_name_or_path: Union[str, Path], checkpoint_file: str =
     paths = checkpoint_paths(model_name_or_path, checkpoint_file)
     if kwargs.get("user_dir") not in (None, PLUGIN_DIR):
         logger.info("user_dir=%s ignored: the plugin is already imported from %s", kwargs["user_dir"], PLUGIN_DIR)
+    if kwargs.get("bpe") == "sentencepiece" and kwargs.get("sentencepiece_model") is None:
+        raise HubError("bpe='sentencepiece' needs sentencepiece_model='SOURCE.model', the source language's "
+                       "sentencepiece model")
     for name, value in (("sentencepiece_model", kwargs.get("sentencepiece_model")),
                         ("target_sentencepiece_model", target_sentencepiece_model)):
         if value is not None and not Path(value).is_file():
