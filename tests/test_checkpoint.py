@@ -78,6 +78,7 @@ def test_a_loaded_checkpoint_state_survives_the_broadcast_to_other_ranks(tmp_pat
     """Distributed resume/fine-tuning: rank 0 loads the checkpoint (its configuration becomes
     omegaconf containers) and sends it with torch.save/torch.load(weights_only=True)."""
     from fairseq import checkpoint_utils
+    from fairseq.distributed import utils as distributed_utils
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create({"model": {"_name": "varattn_lstm", "dropout": 0.1, "layers": [1, 2]},
@@ -88,9 +89,15 @@ def test_a_loaded_checkpoint_state_survives_the_broadcast_to_other_ranks(tmp_pat
     torch.save({"cfg": cfg, "model": build_model("soft").state_dict(), "extra_state": {"epoch": 2},
                 "optimizer_history": history, "last_optimizer_state": {}}, path)
     state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    received = torch.load(buffer, map_location="cpu")  # weights_only=True by default on torch >= 2.6
+    tensors = []  # what broadcast_object sends: the object with tensors replaced, then the tensors
+    sent = [distributed_utils._split_tensors_from_obj(state, tensors),
+            [{"size": t.size(), "dtype": t.dtype} for t in tensors]]
+    received = []
+    for obj in sent:
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        buffer.seek(0)
+        received.append(torch.load(buffer, map_location="cpu"))  # weights_only=True on torch >= 2.6
+    received = distributed_utils._put_tensors_in_obj(received[0], tensors)
     assert received["cfg"].model.dropout == 0.1 and list(received["cfg"].model.layers) == [1, 2]
     assert received["extra_state"]["epoch"] == 2 and received["optimizer_history"][-1]["num_updates"] == 5
