@@ -275,7 +275,7 @@ def test_demo_tiny_end_to_end_and_rerun(tmp_path):
     assert f"test sacreBLEU (detokenised): {bleu}" in summary and "attention.png" in summary
     # a second run reuses every step
     second = run_script(EXAMPLES / "demo.sh", env=env).stdout
-    assert second.count("(done already") == 7
+    assert second.count("(done already") == 8
     assert "BLEU|" in second and "attention.png" in second
 
 
