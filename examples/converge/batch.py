@@ -1,0 +1,75 @@
+"""Several of the package's command lines in one Python process, for examples/converge/converge.sh.
+
+Importing the package (torch, fairseq) takes seconds per process; these commands run the
+same console scripts' ``main`` functions with the same arguments, one after the other:
+
+    python examples/converge/batch.py subwords DATA SPM VOCAB_SIZE
+        sentencepiece for de and en (python -m var_attn_plugin.data.subwords train / encode)
+    python examples/converge/batch.py align OUT_DIR DIST [DIST ...] -- VARATTN-ALIGN ARGS
+        varattn-align ARGS --distribution DIST -o OUT_DIR/DIST.align for each DIST
+    python examples/converge/batch.py score GOLD PRED [PRED ...]
+        varattn-aer GOLD PRED --json > PRED without .align + .aer.json, for each PRED
+
+Every output is written to a temporary name first and renamed when complete.
+"""
+
+import contextlib
+import io
+import os
+import sys
+from pathlib import Path
+from typing import List, Sequence
+
+
+def replace(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def subwords(data: Path, spm: Path, vocab_size: str) -> None:
+    from var_attn_plugin.data import subwords as sw
+
+    for lang in ("de", "en"):
+        sw.main(["train", str(data / f"train.{lang}"), "--model-prefix", str(spm / f"spm.{lang}"),
+                 "--vocab-size", vocab_size, "--soft-vocab-limit"])
+        sw.main(["encode", "--model", str(spm / f"spm.{lang}.model")]
+                + [f"{data / f'{split}.{lang}'}:{spm / f'{split}.{lang}'}" for split in ("train", "valid", "test")])
+
+
+def align(out_dir: Path, distributions: Sequence[str], arguments: List[str]) -> None:
+    from var_attn_plugin.tools import align as varattn_align
+
+    for distribution in distributions:
+        target = out_dir / f"{distribution}.align"
+        tmp = target.with_name(target.name + ".tmp")
+        varattn_align.main([*arguments, "--distribution", distribution, "-o", str(tmp)])
+        os.replace(tmp, target)
+
+
+def score(gold: str, predictions: Sequence[str]) -> None:
+    from var_attn_plugin.tools import aer
+
+    for prediction in predictions:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            aer.main([gold, prediction, "--json"])
+        replace(Path(prediction[: -len(".align")] + ".aer.json"), out.getvalue())
+
+
+def main(argv: Sequence[str]) -> None:
+    command, *rest = argv
+    if command == "subwords":
+        data, spm, vocab_size = rest
+        subwords(Path(data), Path(spm), vocab_size)
+    elif command == "align":
+        split = rest.index("--")
+        align(Path(rest[0]), rest[1:split], rest[split + 1:])
+    elif command == "score":
+        score(rest[0], rest[1:])
+    else:
+        sys.exit(f"unknown command {command!r}: subwords, align or score")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,310 @@
+#!/usr/bin/env bash
+# A converged, fair comparison of the attention modes: translation quality at equal maximum
+# updates with early stopping, and the quality of each model's alignments.
+#
+#   bash examples/converge/converge.sh              # the virtualenv's bin on PATH
+#   MODES="soft var-enum" SEEDS=1 bash examples/converge/converge.sh
+#   DATA_FROM=work/demo bash examples/converge/converge.sh     # reuse the demo's Ding data
+#   TINY=1 bash examples/converge/converge.sh       # the whole pipeline on a few hundred pairs
+#   bash examples/converge/converge.sh run CORPUS MODE SEED    # (re)do one run only
+#
+# Corpora (German -> English):
+#   ding         example sentences of the Ding dictionary (varattn-prepare-ding, as in the demo;
+#                DING_FILE=path uses a dictionary file you already have)
+#   libreoffice  LibreOffice's German UI catalogues, Debian package libreoffice-l10n-de
+#                (varattn-prepare-libreoffice; LIBREOFFICE_MO_DIR=folder uses .mo files you have)
+#   syn-TASK     synthetic tasks with known word alignments, TASK in SYN_TASKS (monotone, local
+#                reordering, fertility, null words; var_attn_plugin/data/synthetic.py): only
+#                their alignments are scored
+#
+# Every mode of MODES and seed of SEEDS trains on every corpus with the same flags and the same
+# maximum number of updates (MAX_UPDATES), validating every epoch: the learning rate is halved
+# whenever the validation bound does not improve (the negative ELBO for the variational modes,
+# the exact objective otherwise; metric `bound`, which the criterion logs for every mode) and
+# training stops after PATIENCE validations without improvement. PARALLEL runs go at a time,
+# OMP_NUM_THREADS=1 each. Run CORPUS/MODE-seedS lives in $ROOT/CORPUS/MODE-seedS/.
+#
+# Then, on checkpoint_best.pt: fairseq-validate on the test set (exact perplexity, ELBO-bound
+# perplexity, KL, prior and posterior entropy), beam search with the paper's settings (beam 10,
+# --gnmt-lenpen 1, --eos-penalty 3) with exact and with K-max (K=5) marginalisation,
+# detokenised sacreBLEU on the raw test text; word alignments of the test set from the prior
+# (the attention), the inference network's posterior q and the exact posterior
+# (varattn-align --words), scored with varattn-aer. No public gold-aligned German-English
+# bitext installs from PyPI or Debian, so on the real corpora the reference is eflomal
+# (PyPI, installed into this environment by this script; IBM1+HMM+fertility, trained on the
+# train and test text, grow-diag-final-and) and the score is agreement with it; on the
+# synthetic tasks the gold links are known, and eflomal and the diagonal are reference rows.
+# examples/converge/report.py writes $ROOT/results.md and the learning curves ($CURVES).
+#
+# Resuming: every step of every run is marked done ($RUN/.done/STEP) only after it finished;
+# run the same command again and finished steps are skipped, an interrupted training resumes
+# from its checkpoint_last.pt (fairseq's default), an interrupted evaluation is redone.
+# Training logs (fairseq's JSON lines, appended per attempt) stay in $RUN/train.log; the
+# report reads learning curves and wall time from them. Note: fairseq does not save the
+# early-stopping counter, so a resumed run starts counting PATIENCE anew.
+#
+# Expected figures: measured: see README.
+set -euo pipefail
+
+# ---------------------------------------------------------------- settings
+TINY=${TINY:-0}
+MODES=${MODES:-"soft marginal hard-enum var-enum var-sample"}
+SEEDS=${SEEDS:-"1 2"}                 # model seeds; the data split is the same for all (SPLIT_SEED)
+PARALLEL=${PARALLEL:-2}               # runs at a time, one thread each
+ALIGNER=${ALIGNER:-eflomal}           # reference aligner for the real corpora: eflomal or none
+EFLOMAL_SPEC=${EFLOMAL_SPEC:-eflomal==2.0.0}
+DATA_FROM=${DATA_FROM:-}              # a demo folder (work/demo) whose data/, spm/, data-bin/ serve as Ding's
+PYTHON=${PYTHON:-python}
+SPLIT_SEED=1
+BEAM=10; GNMT_LENPEN=1; EOS_PENALTY=3; KMAX=5   # the paper's decoding
+if [[ "$TINY" == 1 ]]; then
+    ROOT=${ROOT:-work/converge-tiny}
+    CORPORA=${CORPORA:-"ding libreoffice"}
+    SYN_TASKS=${SYN_TASKS-"null"}
+    CURVES=${CURVES:-$ROOT/curves.png}
+    VALID_SIZE=30; TEST_SIZE=30; MAX_TRAIN=300      # sentence pairs
+    VOCAB_SIZE=200                                   # sentencepiece pieces per language (fewer if the text is small)
+    EMBED=16; HIDDEN=16; DECODER=24; OUTPUT=24; ATTENTION=16; INFERENCE=16
+    MAX_UPDATES=${MAX_UPDATES:-30}; PATIENCE=${PATIENCE:-5}
+    SYN_TRAIN=300; SYN_VALID=30; SYN_TEST=30
+    SYN_EMBED=16; SYN_HIDDEN=16; SYN_DECODER=24
+    SYN_MAX_UPDATES=${SYN_MAX_UPDATES:-30}
+    SAVE_EXTRA=(--save-interval-updates 5 --keep-interval-updates 1)   # a checkpoint to resume from early
+else
+    ROOT=${ROOT:-work/converge}
+    CORPORA=${CORPORA:-"ding libreoffice"}
+    SYN_TASKS=${SYN_TASKS-"monotone local fertility null"}
+    CURVES=${CURVES:-docs/converge-curves.png}
+    VALID_SIZE=1000; TEST_SIZE=1000; MAX_TRAIN=""
+    # Sizes are a guess, to be measured: small enough that one run converges in roughly 10-20
+    # single-thread CPU minutes on ~17k short pairs (enumeration costs S output layers per
+    # target token, so the vocabulary and the output layer are kept small).
+    VOCAB_SIZE=1500
+    EMBED=128; HIDDEN=128; DECODER=192; OUTPUT=128; ATTENTION=128; INFERENCE=128
+    MAX_UPDATES=${MAX_UPDATES:-5000}; PATIENCE=${PATIENCE:-3}
+    SYN_TRAIN=5000; SYN_VALID=300; SYN_TEST=300
+    SYN_EMBED=64; SYN_HIDDEN=64; SYN_DECODER=96
+    SYN_MAX_UPDATES=${SYN_MAX_UPDATES:-3000}
+    SAVE_EXTRA=()
+fi
+LR=2e-3; CLIP_NORM=5; DROPOUT=0.2
+MAX_TOKENS=1000                       # target tokens per batch (the demo's)
+EVAL_MAX_TOKENS=2000
+LOG_INTERVAL=50
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SELF=$HERE/$(basename "${BASH_SOURCE[0]}")
+PLUGIN=$(cd "$HERE/../.." && pwd)/var_attn_plugin
+export ROOT OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONWARNINGS=ignore
+
+# flags every training run shares; the model's sizes come per corpus kind (real or synthetic)
+COMMON=(--user-dir "$PLUGIN" --task varattn_translation --arch varattn_lstm --criterion varattn_elbo
+        --encoder-layers 1 --decoder-layers 1 --inference-layers 1 --dropout $DROPOUT
+        --optimizer adam --lr $LR --clip-norm $CLIP_NORM --max-tokens $MAX_TOKENS
+        --lr-scheduler reduce_lr_on_plateau --lr-shrink 0.5 --lr-patience 0
+        --best-checkpoint-metric bound --patience "$PATIENCE" --max-epoch 100000
+        --no-epoch-checkpoints --cpu --num-workers 0 --log-format json --log-interval $LOG_INTERVAL
+        "${SAVE_EXTRA[@]}")
+sizes() {  # sizes EMBED HIDDEN DECODER OUTPUT ATTENTION INFERENCE
+    echo --encoder-embed-dim "$1" --decoder-embed-dim "$1" --encoder-hidden-size "$2" \
+        --decoder-hidden-size "$3" --decoder-output-dim "$4" --attention-dim "$5" --inference-hidden-size "$6"
+}
+REAL_SIZES=($(sizes $EMBED $HIDDEN $DECODER $OUTPUT $ATTENTION $INFERENCE))
+SYN_SIZES=($(sizes $SYN_EMBED $SYN_HIDDEN $SYN_DECODER $SYN_DECODER $SYN_HIDDEN $SYN_HIDDEN))
+EVAL=(--user-dir "$PLUGIN" --task varattn_translation --max-tokens $EVAL_MAX_TOKENS --cpu --num-workers 0)
+
+step() { printf '\n=== %s\n' "$*"; }
+is_done() { [[ -f $1/.done/$2 ]]; }                       # is_done DIR STEP
+mark_done() { mkdir -p "$1/.done"; date '+%F %T' > "$1/.done/$2"; }
+fail() { echo "FAILED: $1 (log: $2)"; tail -n 25 "$2"; return 1; }
+synthetic() { [[ $1 == syn-* ]]; }
+latent() { [[ $1 != soft ]]; }
+variational() { [[ $1 == var-* ]]; }
+distributions() {  # the alignment distributions a mode has
+    if variational "$1"; then echo prior posterior exact-posterior
+    elif latent "$1"; then echo prior exact-posterior
+    else echo prior; fi
+}
+
+# ---------------------------------------------------------------- data of one corpus
+prepare_corpus() {  # prepare_corpus CORPUS: data/ (raw text), spm/, data-bin/, ref/ (reference links)
+    local corpus=$1 dir=$ROOT/$1
+    mkdir -p "$dir"
+    step "$corpus: data -> $dir"
+    if [[ $corpus == ding && -n "$DATA_FROM" ]]; then
+        for part in data spm data-bin; do
+            [[ -e $dir/$part ]] || ln -s "$(cd "$DATA_FROM" && pwd)/$part" "$dir/$part"
+        done
+        [[ -f $dir/data-bin/test.de-en.en.bin ]] || { echo "DATA_FROM=$DATA_FROM has no data-bin/"; return 1; }
+        mark_done "$dir" data; mark_done "$dir" binarise
+    fi
+    if is_done "$dir" data; then
+        echo "(done already: $dir/data)"
+    else
+        rm -rf "$dir/data"
+        local sizes=(--output-dir "$dir/data" --valid-size $VALID_SIZE --test-size $TEST_SIZE --seed $SPLIT_SEED)
+        if [[ -n "$MAX_TRAIN" ]]; then sizes+=(--max-train "$MAX_TRAIN"); fi
+        case $corpus in
+            ding)
+                if [[ -n "${DING_FILE:-}" ]]; then sizes+=(--ding-file "$DING_FILE"); fi
+                varattn-prepare-ding "${sizes[@]}" ;;
+            libreoffice)
+                if [[ -n "${LIBREOFFICE_MO_DIR:-}" ]]; then sizes+=(--mo-dir "$LIBREOFFICE_MO_DIR"); fi
+                varattn-prepare-libreoffice "${sizes[@]}" ;;
+            syn-*) $PYTHON -m var_attn_plugin.data.synthetic --task "${corpus#syn-}" --output-dir "$dir/data" \
+                       --train-size $SYN_TRAIN --valid-size $SYN_VALID --test-size $SYN_TEST --seed $SPLIT_SEED ;;
+            *) echo "unknown corpus $corpus (ding, libreoffice or syn-TASK)"; return 1 ;;
+        esac
+        mark_done "$dir" data
+    fi
+
+    if is_done "$dir" binarise; then
+        echo "(done already: $dir/data-bin)"
+    else
+        rm -rf "$dir/spm" "$dir/data-bin"
+        local text=$dir/data
+        if ! synthetic "$corpus"; then  # synthetic tasks are word-level: no subwords
+            text=$dir/spm   # unigram sentencepiece per language, as in the demo
+            $PYTHON "$HERE/batch.py" subwords "$dir/data" "$text" $VOCAB_SIZE
+        fi
+        fairseq-preprocess --source-lang de --target-lang en --trainpref "$text/train" --validpref "$text/valid" \
+            --testpref "$text/test" --destdir "$dir/data-bin" --workers 1 > "$dir/preprocess.log" 2>&1 \
+            || fail "fairseq-preprocess $corpus" "$dir/preprocess.log"
+        mark_done "$dir" binarise
+    fi
+
+    # reference links of the test set: gold (synthetic), eflomal, the diagonal
+    local ref=$dir/ref
+    mkdir -p "$ref"
+    if ! is_done "$dir" reference; then
+        if synthetic "$corpus"; then cp "$dir/data/test.align" "$ref/gold.align"; fi
+        $PYTHON "$HERE/links.py" diagonal "$dir/data/test.de" "$dir/data/test.en" > "$ref/diagonal.align"
+        if [[ $ALIGNER == eflomal ]]; then
+            $PYTHON "$HERE/links.py" eflomal --train-src "$dir/data/train.de" --train-tgt "$dir/data/train.en" \
+                "$dir/data/test.de" "$dir/data/test.en" > "$ref/eflomal.align.tmp"
+            mv "$ref/eflomal.align.tmp" "$ref/eflomal.align"
+            if ! synthetic "$corpus"; then cp "$ref/eflomal.align" "$ref/gold.align"; fi
+        fi
+        # reference rows (varattn-aer): the diagonal against the gold or eflomal's links, eflomal against the gold
+        local scored=("$ref/diagonal.align")
+        if synthetic "$corpus" && [[ -f $ref/eflomal.align ]]; then scored+=("$ref/eflomal.align"); fi
+        if [[ -f $ref/gold.align ]]; then $PYTHON "$HERE/batch.py" score "$ref/gold.align" "${scored[@]}"; fi
+        mark_done "$dir" reference
+    fi
+    cat "$dir/data/stats.json" 2>/dev/null || wc -l "$dir/data/train.de"
+}
+
+# ---------------------------------------------------------------- one run
+run_one() {  # run_one CORPUS MODE SEED: train, evaluate, align; output in $ROOT/CORPUS/MODE-seedSEED
+    local corpus=$1 mode=$2 seed=$3
+    local dir=$ROOT/$corpus run=$ROOT/$corpus/$mode-seed$seed
+    local bin=$dir/data-bin ckpt=$run/checkpoints/checkpoint_best.pt
+    mkdir -p "$run/eval" "$run/align"
+
+    if is_done "$run" train; then
+        echo "(done already: $run training)"
+    else
+        local model_sizes=("${REAL_SIZES[@]}") max_updates=$MAX_UPDATES
+        if synthetic "$corpus"; then model_sizes=("${SYN_SIZES[@]}"); max_updates=$SYN_MAX_UPDATES; fi
+        # one marker line per attempt: report.py adds up the attempts' wall time
+        echo "=== attempt $(date '+%F %T')" >> "$run/train.log"
+        fairseq-train "$bin" "${COMMON[@]}" "${model_sizes[@]}" --attention-mode "$mode" --seed "$seed" \
+            --max-update "$max_updates" --save-dir "$run/checkpoints" >> "$run/train.log" 2>&1 \
+            || fail "training $corpus $mode seed $seed" "$run/train.log"
+        mark_done "$run" train
+    fi
+
+    if ! synthetic "$corpus"; then
+        if ! is_done "$run" validate; then
+            fairseq-validate "$bin" "${EVAL[@]}" --path "$ckpt" --valid-subset test > "$run/eval/validate.log" 2>&1 \
+                || fail "fairseq-validate $run" "$run/eval/validate.log"
+            mark_done "$run" validate
+        fi
+        local decodings=exact
+        if latent "$mode"; then decodings="exact kmax"; fi
+        for decoding in $decodings; do
+            if is_done "$run" "bleu-$decoding"; then continue; fi
+            local latent_decoding=$decoding
+            if ! latent "$mode"; then latent_decoding=auto; fi   # soft attention decodes softly
+            fairseq-generate "$bin" "${EVAL[@]}" --path "$ckpt" --gen-subset test --beam $BEAM \
+                --gnmt-lenpen $GNMT_LENPEN --eos-penalty $EOS_PENALTY --latent-decoding $latent_decoding \
+                --kmax $KMAX --remove-bpe sentencepiece > "$run/eval/generate-$decoding.out" \
+                2> "$run/eval/generate-$decoding.log" || fail "fairseq-generate $run" "$run/eval/generate-$decoding.log"
+            grep '^H-' "$run/eval/generate-$decoding.out" | sed 's/^H-//' | sort -n -k1,1 | cut -f3 \
+                > "$run/eval/hyp-$decoding.txt"
+            sacrebleu "$dir/data/test.en" -i "$run/eval/hyp-$decoding.txt" -m bleu -w 2 -f json \
+                > "$run/eval/bleu-$decoding.json"
+            mark_done "$run" "bleu-$decoding"
+        done
+    fi
+
+    local source=(--gen-subset test)
+    if ! synthetic "$corpus"; then
+        source=(--source-file "$dir/data/test.de" --target-file "$dir/data/test.en"
+                --spm "$dir/spm/spm.de.model" --target-spm "$dir/spm/spm.en.model")
+    fi
+    # varattn-align --words and varattn-aer for every distribution, in one process (batch.py)
+    local todo=() scored=()
+    for distribution in $(distributions "$mode"); do
+        if ! is_done "$run" "align-$distribution"; then todo+=("$distribution"); fi
+    done
+    if (( ${#todo[@]} )); then
+        $PYTHON "$HERE/batch.py" align "$run/align" "${todo[@]}" -- "$bin" --path "$ckpt" "${source[@]}" --words \
+            --cpu --max-tokens $EVAL_MAX_TOKENS > "$run/align/align.log" 2>&1 || fail "varattn-align $run" "$run/align/align.log"
+        for distribution in "${todo[@]}"; do mark_done "$run" "align-$distribution"; done
+    fi
+    if [[ -f $dir/ref/gold.align ]]; then
+        todo=()
+        for distribution in $(distributions "$mode"); do
+            if ! is_done "$run" "aer-$distribution"; then todo+=("$distribution"); scored+=("$run/align/$distribution.align"); fi
+        done
+        if (( ${#todo[@]} )); then
+            $PYTHON "$HERE/batch.py" score "$dir/ref/gold.align" "${scored[@]}"
+            for distribution in "${todo[@]}"; do mark_done "$run" "aer-$distribution"; done
+        fi
+    fi
+    echo "finished: $corpus $mode seed $seed"
+}
+
+if [[ "${1:-}" == run ]]; then
+    shift
+    run_one "$@"
+    exit
+fi
+
+# ---------------------------------------------------------------- 0. the reference aligner
+mkdir -p "$ROOT"
+if [[ $ALIGNER == eflomal ]]; then
+    step "0. eflomal (reference alignments)"
+    if ! $PYTHON -c "import eflomal" 2>/dev/null; then
+        $PYTHON -m pip install --quiet --no-build-isolation "$EFLOMAL_SPEC"
+    fi
+    $PYTHON -c "import importlib.metadata as m; print('eflomal', m.version('eflomal'))"
+elif [[ $ALIGNER != none ]]; then
+    echo "ALIGNER must be eflomal or none, not $ALIGNER"; exit 2
+fi
+
+# ---------------------------------------------------------------- 1. data
+corpora=($CORPORA)
+for task in $SYN_TASKS; do corpora+=("syn-$task"); done
+for corpus in "${corpora[@]}"; do prepare_corpus "$corpus"; done
+
+# ---------------------------------------------------------------- 2.-4. runs
+step "2.-4. train, evaluate and align: ${#corpora[@]} corpora x modes ($MODES) x seeds ($SEEDS), $PARALLEL at a time"
+status=0
+for corpus in "${corpora[@]}"; do
+    for mode in $MODES; do
+        for seed in $SEEDS; do
+            mkdir -p "$ROOT/$corpus/$mode-seed$seed"
+            echo "$corpus $mode $seed"
+        done
+    done
+done | xargs -P "$PARALLEL" -L 1 sh -c 'bash "$0" run "$@" > "$ROOT/$1/$2-seed$3/run.log" 2>&1 \
+    && tail -n 1 "$ROOT/$1/$2-seed$3/run.log" || { echo "FAILED: $1 $2 seed $3, see $ROOT/$1/$2-seed$3/run.log"; exit 1; }' "$SELF" \
+    || status=$?
+
+# ---------------------------------------------------------------- 5. report
+step "5. report -> $ROOT/results.md, $CURVES"
+$PYTHON "$HERE/report.py" "$ROOT" --corpora "${corpora[@]}" --modes $MODES --seeds $SEEDS --curves "$CURVES"
+cat "$ROOT/results.md"
+exit $status

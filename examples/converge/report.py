@@ -1,0 +1,341 @@
+"""The report of examples/converge/converge.sh: ROOT/results.md and the learning curves.
+
+    python examples/converge/report.py ROOT --corpora ding libreoffice syn-null \\
+        --modes soft var-enum --seeds 1 2 --curves docs/converge-curves.png
+
+Reads, for run ROOT/CORPUS/MODE-seedS: train.log (fairseq's JSON log lines, one
+``=== attempt DATE TIME`` line before each attempt), eval/validate.log (fairseq-validate on the
+test set), eval/bleu-{exact,kmax}.json (sacreBLEU), align/DIST.aer.json (varattn-aer) and
+the step markers in .done/. Works on partial results: a run that has not finished a step
+shows what it has and is marked as such.
+
+Numbers are mean ± half the range over the finished seeds. fairseq logs in bits; KL and
+entropies are given in nats like the paper (per target token), perplexities per subword
+(EOS included). Wall time is the sum over a run's attempts of the time from the attempt's
+start to its last log line (start-up and validation included).
+"""
+
+import argparse
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+ATTEMPT = "=== attempt "
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+_TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
+DISTRIBUTIONS = (("prior", "prior (attention)"), ("posterior", "posterior q"),
+                 ("exact-posterior", "exact posterior"))
+SYNTHETIC_NAMES = {"monotone": "monotone", "local": "local reordering", "fertility": "fertility (one-to-many)",
+                   "null": "null words"}
+
+
+# ----------------------------------------------------------------------------- reading one run
+
+
+@dataclass
+class Curve:
+    updates: List[float] = field(default_factory=list)
+    wall: List[float] = field(default_factory=list)  # seconds
+    ppl: List[float] = field(default_factory=list)  # exact validation perplexity
+
+
+@dataclass
+class TrainLog:
+    updates: Optional[int] = None  # the last update logged
+    wall: float = 0.0  # seconds, summed over attempts
+    attempts: int = 0
+    early_stop: bool = False
+    curve: Curve = field(default_factory=Curve)
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, TIME_FORMAT)
+
+
+def read_train_log(path: Path) -> TrainLog:
+    """Updates, wall time and the validation curve of one run's appended train.log."""
+    log = TrainLog()
+    if not path.is_file():
+        return log
+    points: Dict[float, Tuple[float, float]] = {}  # updates -> (wall, ppl); a resumed attempt may repeat one
+    done_before = 0.0  # wall time of the finished attempts
+    start = last = None
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith(ATTEMPT):
+            if start is not None:
+                done_before += (last - start).total_seconds()
+            start = last = parse_time(line[len(ATTEMPT):].strip())
+            log.attempts += 1
+            continue
+        stamp = _TIMESTAMP.match(line)
+        if stamp is None:
+            continue
+        now = parse_time(stamp.group(1))
+        if start is None:  # a log written without attempt lines: its first line starts it
+            start = now
+            log.attempts += 1
+        last = now
+        if "early stop" in line:
+            log.early_stop = True
+        head, brace, rest = line.partition("{")
+        if not brace or not (" | valid | " in head or " | train | " in head or " | train_inner | " in head):
+            continue
+        try:
+            record = json.loads(brace + rest)
+        except ValueError:
+            continue
+        for key in ("num_updates", "train_num_updates", "valid_num_updates"):
+            if key in record:
+                log.updates = int(float(record[key]))
+        if " | valid | " in head and "valid_ppl" in record:
+            elapsed = done_before + (now - start).total_seconds()
+            points[float(record["valid_num_updates"])] = (elapsed, float(record["valid_ppl"]))
+    if start is not None:
+        log.wall = done_before + (last - start).total_seconds()
+    for updates in sorted(points):
+        log.curve.updates.append(updates)
+        log.curve.wall.append(points[updates][0])
+        log.curve.ppl.append(points[updates][1])
+    return log
+
+
+def read_validate(path: Path) -> Dict[str, float]:
+    """The metrics of ``fairseq-validate --valid-subset test`` (simple log format)."""
+    if not path.is_file():
+        return {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if "valid on 'test' subset" in line:
+            return {key: float(value) for key, value in re.findall(r"\| (\w+) ([-+0-9.eE]+|inf|nan)", line)}
+    return {}
+
+
+def read_json(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class Run:
+    corpus: str
+    mode: str
+    seed: str
+    path: Path
+    steps: Dict[str, bool]
+    train: TrainLog
+    metrics: Dict[str, float]
+    bleu: Dict[str, Optional[float]]
+    aer: Dict[str, Optional[float]]
+
+    @property
+    def trained(self) -> bool:
+        return self.steps.get("train", False)
+
+    @property
+    def status(self) -> str:
+        if not self.path.is_dir() or not (self.path / "train.log").is_file():
+            return "not started"
+        if not self.trained:
+            return "training"
+        return "evaluated" if self.metrics or self.corpus.startswith("syn-") else "evaluating"
+
+
+def read_run(root: Path, corpus: str, mode: str, seed: str) -> Run:
+    path = root / corpus / f"{mode}-seed{seed}"
+    done = path / ".done"
+    steps = {p.name: True for p in done.iterdir()} if done.is_dir() else {}
+    bleu = {}
+    for decoding in ("exact", "kmax"):
+        report = read_json(path / "eval" / f"bleu-{decoding}.json") if steps.get(f"bleu-{decoding}") else None
+        bleu[decoding] = float(report["score"]) if report else None
+    aer = {}
+    for distribution, _ in DISTRIBUTIONS:
+        report = read_json(path / "align" / f"{distribution}.aer.json") if steps.get(f"aer-{distribution}") else None
+        aer[distribution] = report.get("aer") if report else None
+    metrics = read_validate(path / "eval" / "validate.log") if steps.get("validate") else {}
+    return Run(corpus, mode, seed, path, steps, read_train_log(path / "train.log"), metrics, bleu, aer)
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def spread(values: Sequence[Optional[float]], digits: int = 2, scale: float = 1.0) -> str:
+    """``mean ± half-range`` of the values that exist; ``—`` when none does."""
+    values = [v * scale for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return "—"
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {(max(values) - min(values)) / 2:.{digits}f}"
+
+
+def minutes(seconds: Sequence[float]) -> str:
+    return spread([s / 60 for s in seconds], digits=1)
+
+
+def seeds_note(runs: Sequence[Run], finished: Sequence[Run]) -> str:
+    if len(finished) == len(runs):
+        return ""
+    states = sorted({r.status for r in runs if r not in finished})
+    return f" ({len(finished)}/{len(runs)} seeds; {', '.join(states)})"
+
+
+def translation_table(runs_by_mode: Dict[str, List[Run]]) -> List[str]:
+    rows = ["| mode | exact PPL | bound PPL | KL (nats) | prior ent (nats) | post ent (nats) | BLEU exact | "
+            "BLEU K-max | updates | wall time (min) | early stops |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    nats = math.log(2)
+    for mode, runs in runs_by_mode.items():
+        finished = [r for r in runs if r.metrics]
+        trained = [r for r in runs if r.trained]
+        note = seeds_note(runs, finished)
+        if not finished:
+            rows.append(f"| {mode}{note} | — | — | — | — | — | — | — | "
+                        f"{spread([r.train.updates for r in runs if r.train.updates is not None], 0)} | "
+                        f"{minutes([r.train.wall for r in runs if r.train.attempts])} | — |")
+            continue
+        m = [r.metrics for r in finished]
+        kmax = "—" if mode == "soft" else spread([r.bleu["kmax"] for r in finished])
+        rows.append(
+            f"| {mode}{note} | {spread([x.get('ppl') for x in m])} | {spread([x.get('bound_ppl') for x in m])} | "
+            f"{spread([x.get('kl', 0.0) for x in m], 3, nats)} | {spread([x.get('prior_ent') for x in m], 3, nats)} | "
+            f"{spread([x.get('post_ent') for x in m], 3, nats)} | {spread([r.bleu['exact'] for r in finished])} | "
+            f"{kmax} | {spread([r.train.updates for r in finished], 0)} | "
+            f"{minutes([r.train.wall for r in finished])} | {sum(r.train.early_stop for r in trained)}/{len(runs)} |")
+    return rows
+
+
+def alignment_table(runs_by_mode: Dict[str, List[Run]], references: Dict[str, Optional[float]]) -> List[str]:
+    rows = ["| alignments | " + " | ".join(title for _, title in DISTRIBUTIONS) + " |",
+            "|---" * (len(DISTRIBUTIONS) + 1) + "|"]
+    for name, value in references.items():
+        rows.append(f"| {name} | " + " | ".join([spread([value], 3)] * len(DISTRIBUTIONS)) + " |")
+    for mode, runs in runs_by_mode.items():
+        finished = [r for r in runs if any(v is not None for v in r.aer.values())]
+        cells = [spread([r.aer[d] for r in finished], 3) for d, _ in DISTRIBUTIONS]
+        rows.append(f"| {mode}{seeds_note(runs, finished)} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def reference_scores(root: Path, corpus: str) -> Dict[str, Optional[float]]:
+    scores = {}
+    for name, title in (("diagonal", "diagonal baseline"), ("eflomal", "eflomal (grow-diag-final-and)")):
+        report = read_json(root / corpus / "ref" / f"{name}.aer.json")
+        if report is not None:
+            scores[title] = report.get("aer")
+    return scores
+
+
+def corpus_title(corpus: str) -> str:
+    if corpus.startswith("syn-"):
+        task = corpus[len("syn-"):]
+        return f"synthetic task: {SYNTHETIC_NAMES.get(task, task)}"
+    return {"ding": "Ding (German-English dictionary sentences)",
+            "libreoffice": "LibreOffice UI strings (German-English)"}.get(corpus, corpus)
+
+
+def data_line(root: Path, corpus: str) -> str:
+    stats = read_json(root / corpus / "data" / "stats.json")
+    if stats:
+        return (f"Data: {stats.get('train_pairs')} train / {stats.get('valid_pairs')} valid / "
+                f"{stats.get('test_pairs')} test pairs.")
+    test = root / corpus / "data" / "test.de"
+    if test.is_file():
+        return f"Data: {len(test.read_text(encoding='utf-8').splitlines())} test pairs."
+    return "Data: not prepared yet."
+
+
+def report(root: Path, corpora: Sequence[str], modes: Sequence[str], seeds: Sequence[str]) -> Tuple[str, dict]:
+    """The markdown text and, per corpus and mode, the runs (for the curves)."""
+    lines = [f"# Converged comparison ({root})", "",
+             f"Modes: {', '.join(modes)}; seeds: {', '.join(seeds)}. Mean ± half the range over the "
+             "finished seeds; a row says how many seeds it has when runs are missing. Perplexities per "
+             "subword on the test set from checkpoint_best.pt (the best validation bound); KL and entropies "
+             "in nats per target token; BLEU: detokenised sacreBLEU, beam 10, --gnmt-lenpen 1, "
+             "--eos-penalty 3, exact or K-max (K=5) marginalisation (soft attention decodes softly); "
+             "updates and wall time until the training stopped (early stop or the maximum).", ""]
+    all_runs = {}
+    for corpus in corpora:
+        runs_by_mode = {mode: [read_run(root, corpus, mode, seed) for seed in seeds] for mode in modes}
+        all_runs[corpus] = runs_by_mode
+        lines += [f"## {corpus_title(corpus)}", "", data_line(root, corpus), ""]
+        if not corpus.startswith("syn-"):
+            lines += translation_table(runs_by_mode) + [""]
+        gold = (root / corpus / "ref" / "gold.align").is_file()
+        if corpus.startswith("syn-"):
+            lines.append("Alignment error rate (AER, word level) against the true alignment of the test set:")
+        elif gold:
+            lines.append("Agreement with eflomal (AER against its grow-diag-final-and links of the test set, "
+                         "word level; not gold links):")
+        else:
+            lines.append("No reference alignment (ALIGNER=none): alignments are written but not scored.")
+        lines += [""] + alignment_table(runs_by_mode, reference_scores(root, corpus)) + [""]
+    return "\n".join(lines), all_runs
+
+
+# ----------------------------------------------------------------------------- curves
+
+
+def plot_curves(all_runs: dict, corpora: Sequence[str], output: Path) -> None:
+    """Validation exact perplexity against updates and against wall time, one colour per mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    corpora = [c for c in corpora if not c.startswith("syn-")] or list(corpora)
+    fig, axes = plt.subplots(len(corpora), 2, figsize=(11, 3.6 * len(corpora)), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for row, corpus in enumerate(corpora):
+        for k, (mode, runs) in enumerate(all_runs[corpus].items()):
+            colour = colours[k % len(colours)]
+            labelled = False
+            for run, style in zip(runs, ("-", "--", ":", "-.") * 10):
+                curve = run.train.curve
+                if not curve.updates:
+                    continue
+                label = None if labelled else mode
+                labelled = True
+                axes[row][0].plot(curve.updates, curve.ppl, style, color=colour, label=label, marker=".")
+                axes[row][1].plot([w / 60 for w in curve.wall], curve.ppl, style, color=colour, label=label,
+                                  marker=".")
+        for col, xlabel in enumerate(("updates", "wall time (minutes, one CPU thread)")):
+            ax = axes[row][col]
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("validation perplexity (exact)")
+            ax.set_title(corpus_title(corpus), fontsize=10)
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.set_yscale("log")
+                ax.legend(fontsize=8)
+    fig.tight_layout()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--corpora", nargs="+", required=True)
+    parser.add_argument("--modes", nargs="+", required=True)
+    parser.add_argument("--seeds", nargs="+", required=True)
+    parser.add_argument("--curves", type=Path, default=None, help="learning curves (PNG); default ROOT/curves.png")
+    parser.add_argument("--output", type=Path, default=None, help="default ROOT/results.md")
+    args = parser.parse_args(argv)
+    text, all_runs = report(args.root, args.corpora, args.modes, args.seeds)
+    curves = args.curves or args.root / "curves.png"
+    plot_curves(all_runs, args.corpora, curves)
+    text += f"\nLearning curves: {curves}\n"
+    output = args.output or args.root / "results.md"
+    output.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

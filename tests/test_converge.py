@@ -1,0 +1,304 @@
+"""examples/converge: the synthetic alignment tasks, the reference links (diagonal, grow-diag-final-and),
+the report on partial results, and the recipe end to end on tiny data, killed mid-training and
+resumed with the same command."""
+
+import importlib.util
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import BIN_DIR
+from test_libreoffice import write_mo
+from test_recipes import write_synthetic_dictionary
+
+from var_attn_plugin.data import synthetic
+from var_attn_plugin.data.synthetic import TASKS, make_lexicon, translate, write_task
+
+REPO = Path(__file__).resolve().parent.parent
+CONVERGE = REPO / "examples" / "converge"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"converge_{name}", CONVERGE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+links = load("links")
+report = load("report")
+
+
+# ----------------------------------------------------------------------------- synthetic tasks
+
+
+def test_synthetic_tasks_have_the_advertised_alignments():
+    lexicon = make_lexicon(seed=0)
+    m, h = lexicon.modifiers[0], lexicon.heads[0]
+    fertile = next(w for w in lexicon.heads if len(lexicon.translation[w]) == 2)
+    plain = next(w for w in lexicon.heads if len(lexicon.translation[w]) == 1)
+    source = [h, m, plain, fertile]
+    # monotone: word i -> word i
+    target, gold = translate(source, "monotone", lexicon)
+    assert target == [lexicon.translation[w][0] for w in source] and gold == {(i, i) for i in range(4)}
+    # local: the modifier before a head swaps with it
+    target, gold = translate(source, "local", lexicon)
+    assert target[1:3] == [lexicon.translation[plain][0], lexicon.translation[m][0]]
+    assert gold == {(0, 0), (2, 1), (1, 2), (3, 3)}
+    # fertility: the fertile head gives two target words, both linked to it
+    target, gold = translate(source, "fertility", lexicon)
+    assert target[3:] == lexicon.translation[fertile] and {(3, 3), (3, 4)} <= gold and len(gold) == 5
+    # null: an unlinked article before every head; particles link to nothing
+    source = [lexicon.particles[0], h, m, plain]
+    target, gold = translate(source, "null", lexicon)
+    assert target == ["the", lexicon.translation[h][0], "the", lexicon.translation[plain][0],
+                      lexicon.translation[m][0]]
+    assert gold == {(1, 1), (3, 3), (2, 4)}
+    with pytest.raises(ValueError, match="unknown task"):
+        translate(source, "swap", lexicon)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_synthetic_files_are_parallel_and_deterministic(tmp_path, task):
+    sizes = (("train", 50), ("valid", 5), ("test", 7))
+    write_task(tmp_path / "a", task, sizes, seed=3)
+    synthetic.main(["--task", task, "-o", str(tmp_path / "b"), "--train-size", "50", "--valid-size", "5",
+                    "--test-size", "7", "--seed", "3"])
+    for split, n in sizes:
+        files = {s: (tmp_path / "a" / f"{split}.{s}").read_text().splitlines() for s in ("de", "en", "align")}
+        assert all(len(lines) == n for lines in files.values())
+        for de, en, gold in zip(files["de"], files["en"], files["align"]):
+            for link in gold.split():
+                i, j = map(int, link.split("-"))
+                assert i < len(de.split()) and j < len(en.split())
+        for name in (f"{split}.de", f"{split}.en", f"{split}.align"):
+            assert (tmp_path / "b" / name).read_text() == (tmp_path / "a" / name).read_text()
+
+
+# ----------------------------------------------------------------------------- reference links
+
+
+def test_diagonal_links_every_target_word_inside_the_source():
+    assert links.diagonal(4, 4) == {(0, 0), (1, 1), (2, 2), (3, 3)}
+    assert links.diagonal(2, 4) == {(0, 0), (1, 1), (1, 2), (1, 3)}  # round(j * 2 / 4), half up, clamped
+    assert links.diagonal(5, 2) == {(0, 0), (3, 1)}
+    assert links.diagonal(0, 3) == set()
+
+
+def test_grow_diag_final_and():
+    forward = {(0, 0), (1, 1), (3, 3)}
+    reverse = {(0, 0), (4, 3)}
+    # intersection {0-0}; grow-diag adds 1-1 (a diagonal neighbour in the union, both words
+    # unaligned); final-and adds 3-3 (both unaligned) but not 4-3 (target 3 is aligned by then)
+    assert links.grow_diag_final_and(forward, reverse) == {(0, 0), (1, 1), (3, 3)}
+    # growing follows the union through neighbours of what was added
+    assert links.grow_diag_final_and({(0, 0), (1, 1), (2, 2)}, {(0, 0)}) == {(0, 0), (1, 1), (2, 2)}
+    assert links.grow_diag_final_and(set(), set()) == set()
+
+
+def test_links_command_line(tmp_path, capsys):
+    (tmp_path / "s").write_text("a b c\nd\n")
+    (tmp_path / "t").write_text("x y\ny z w\n")
+    links.main(["diagonal", str(tmp_path / "s"), str(tmp_path / "t")])
+    assert capsys.readouterr().out == "0-0 2-1\n0-0 0-1 0-2\n"
+
+
+# ----------------------------------------------------------------------------- report on partial results
+
+
+def fake_run(root: Path, corpus: str, mode: str, seed: int, ppl: float, bleu: float, done=True):
+    run = root / corpus / f"{mode}-seed{seed}"
+    (run / "eval").mkdir(parents=True)
+    (run / "align").mkdir()
+    (run / ".done").mkdir()
+    def valid(clock, updates, p):
+        return (f'2026-01-01 {clock} | INFO | valid | {{"epoch": 1, "valid_ppl": "{p}", '
+                f'"valid_num_updates": "{updates}"}}')
+
+    lines = ["=== attempt 2026-01-01 10:00:00", valid("10:01:00", 10, ppl * 2),
+             "2026-01-01 10:02:00 | INFO | x | killed here"]
+    if done:  # a second attempt of 3 minutes: wall time 2 + 3 minutes
+        lines += ["=== attempt 2026-01-01 11:00:00", valid("11:01:00", 20, ppl),
+                  '2026-01-01 11:03:00 | INFO | train | {"epoch": 2, "train_num_updates": "20"}']
+        (run / "eval" / "validate.log").write_text(
+            f"x | valid on 'test' subset | loss 4.5 | nll_loss 4.4 | ppl {ppl} | bound_ppl {ppl + 1} | "
+            "kl 0.5 | prior_ent 1 | post_ent 0.5 | wps 100\n")
+        (run / "eval" / "bleu-exact.json").write_text(json.dumps({"name": "BLEU", "score": bleu}))
+        (run / "eval" / "bleu-kmax.json").write_text(json.dumps({"name": "BLEU", "score": bleu - 1}))
+        (run / "align" / "prior.aer.json").write_text(json.dumps({"aer": 0.5}))
+        for step in ("train", "validate", "bleu-exact", "bleu-kmax", "aer-prior"):
+            (run / ".done" / step).write_text("")
+    (run / "train.log").write_text("\n".join(lines) + "\n")
+
+
+def test_report_reads_runs_and_marks_unfinished_ones(tmp_path):
+    fake_run(tmp_path, "ding", "var-enum", 1, ppl=20.0, bleu=10.0)
+    fake_run(tmp_path, "ding", "var-enum", 2, ppl=22.0, bleu=12.0)
+    fake_run(tmp_path, "ding", "soft", 1, ppl=30.0, bleu=5.0, done=False)
+    (tmp_path / "ding" / "ref").mkdir()
+    (tmp_path / "ding" / "ref" / "gold.align").write_text("0-0\n")
+    (tmp_path / "ding" / "ref" / "diagonal.aer.json").write_text(json.dumps({"aer": 0.25}))
+    log = report.read_train_log(tmp_path / "ding" / "var-enum-seed1" / "train.log")
+    assert log.attempts == 2 and log.updates == 20 and log.wall == 5 * 60
+    assert log.curve.updates == [10, 20] and log.curve.ppl == [40.0, 20.0]
+    assert log.curve.wall == [60, 2 * 60 + 60]  # the first attempt's 2 minutes, then 1 into the second
+    curves = tmp_path / "curves.png"
+    report.main([str(tmp_path), "--corpora", "ding", "--modes", "soft", "var-enum", "marginal",
+                 "--seeds", "1", "2", "--curves", str(curves)])
+    text = (tmp_path / "results.md").read_text()
+    translation, alignment = text.split("Agreement with eflomal")
+    rows = {line.split("|")[1].strip(): line for line in translation.splitlines() if line.startswith("| ")}
+    assert rows["var-enum"].split("|")[2].strip() == "21.00 ± 1.00"  # exact PPL: mean ± half range
+    # BLEU exact, K-max, updates, wall time (minutes)
+    assert "| 11.00 ± 1.00 | 10.00 ± 1.00 | 20 ± 0 | 5.0 ± 0.0 | 0/2 |" in rows["var-enum"]
+    assert rows["var-enum"].split("|")[4].strip() == f"{0.5 * 0.6931471805599453:.3f} ± 0.000"  # KL in nats
+    assert "soft (0/2 seeds; not started, training)" in rows
+    assert "marginal (0/2 seeds; not started)" in rows
+    aer_rows = {line.split("|")[1].strip(): line for line in alignment.splitlines() if line.startswith("| ")}
+    assert aer_rows["var-enum"].split("|")[2:5] == [" 0.500 ± 0.000 ", " — ", " — "]
+    assert aer_rows["diagonal baseline"].split("|")[2:5] == [" 0.250 "] * 3
+    assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ----------------------------------------------------------------------------- the recipe, tiny
+
+
+LO_NOUNS = [("Datei", "file"), ("Tabelle", "table"), ("Zelle", "cell"), ("Seite", "page"), ("Vorlage", "template"),
+            ("Spalte", "column"), ("Zeile", "row"), ("Grafik", "image")]
+LO_VERBS = [("öffnen", "open"), ("speichern", "save"), ("löschen", "delete"), ("drucken", "print"),
+            ("kopieren", "copy"), ("einfügen", "insert")]
+LO_ADJECTIVES = [("neue", "new"), ("ausgewählte", "selected"), ("aktuelle", "current"), ("leere", "empty")]
+
+
+def write_ui_catalogue(path: Path) -> int:
+    """A LibreOffice-like catalogue with accelerators and placeholders: 384 messages."""
+    messages = {}
+    for (n, ne), (v, ve), (a, ae) in itertools.product(LO_NOUNS, LO_VERBS, LO_ADJECTIVES):
+        messages[f"~{ve.capitalize()} the {ae} {ne}"] = f"Die {a} {n} {v}"
+        messages[("dialog", f"The {ae} {ne} cannot %1 be {ve}ed")] = f"Die {a} {n} kann nicht %1 {v} werden"
+    write_mo(path, messages)
+    return len(messages)
+
+
+def recipe_env(tmp_path: Path, aligner: str) -> dict:
+    write_synthetic_dictionary(tmp_path / "de-en")
+    write_ui_catalogue(tmp_path / "mo" / "de" / "LC_MESSAGES" / "ui.mo")
+    return dict(os.environ, PATH=f"{BIN_DIR}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1",
+                PYTHONWARNINGS="ignore", PYTHON=sys.executable, TINY="1", ROOT=str(tmp_path / "root"),
+                DING_FILE=str(tmp_path / "de-en"), LIBREOFFICE_MO_DIR=str(tmp_path / "mo"),
+                MODES="soft var-enum", SEEDS="1", PARALLEL="1", SYN_TASKS="null", ALIGNER=aligner,
+                MAX_UPDATES="40", CURVES=str(tmp_path / "curves.png"))
+
+
+def run_recipe(env: dict, timeout: int = 600) -> str:
+    proc = subprocess.run(["bash", str(CONVERGE / "converge.sh")], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, f"converge.sh failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def kill_during_training(env: dict, run: Path, timeout: float = 400) -> None:
+    """Start the recipe and kill it (and all it started) once ``run`` has a checkpoint to resume
+    from but has not finished training."""
+    proc = subprocess.Popen(["bash", str(CONVERGE / "converge.sh")], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if (run / "checkpoints" / "checkpoint_last.pt").is_file():
+                break
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert (run / "checkpoints" / "checkpoint_last.pt").is_file(), "the recipe ended before the run trained"
+    assert not (run / ".done" / "train").exists(), "training finished before it could be killed"
+
+
+def attempts(train_log: Path):
+    return train_log.read_text().split("=== attempt ")[1:]
+
+
+def update_counts(text: str):
+    return [int(float(u)) for u in re.findall(r'"(?:train_|valid_)?num_updates": "([0-9.]+)"', text)]
+
+
+def eflomal_available() -> bool:
+    return subprocess.run([sys.executable, "-c", "import eflomal"], capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
+    aligner = "eflomal" if eflomal_available() else "none"  # the recipe would install it; the test does not
+    env = recipe_env(tmp_path, aligner)
+    root = tmp_path / "root"
+    first, killed = root / "ding" / "soft-seed1", root / "ding" / "var-enum-seed1"
+
+    # 1. killed while the second run trains: the first is complete, the second is not marked done
+    kill_during_training(env, killed)
+    finished_steps = sorted(p.name for p in (first / ".done").iterdir())
+    assert finished_steps == ["aer-prior", "align-prior", "bleu-exact", "train", "validate"] if aligner != "none" \
+        else finished_steps == ["align-prior", "bleu-exact", "train", "validate"]
+    first_log = (first / "train.log").read_text()
+
+    # 2. the same command: the killed run resumes from checkpoint_last, the finished one is not redone
+    out = run_recipe(env)
+    assert (first / "train.log").read_text() == first_log
+    assert "(done already: " + str(root / "ding" / "data") in out
+    resumed = attempts(killed / "train.log")
+    assert len(resumed) == 2
+    loaded = re.search(r"Loaded checkpoint \S*checkpoint_last\.pt \(epoch \d+ @ (\d+) updates\)", resumed[1])
+    assert loaded and int(loaded.group(1)) > 0
+    before, after = update_counts(resumed[0]), update_counts(resumed[1])
+    assert min(after) > int(loaded.group(1)) >= max(before) - 5 >= 0  # at most one save interval is lost
+    assert max(after) <= 40
+
+    # every step of every run ran
+    corpora = ["ding", "libreoffice", "syn-null"]
+    for corpus in corpora:
+        for mode in ("soft", "var-enum"):
+            steps = {p.name for p in (root / corpus / f"{mode}-seed1" / ".done").iterdir()}
+            expected = {"train"} | {f"align-{d}" for d in (["prior"] if mode == "soft" else
+                                                             ["prior", "posterior", "exact-posterior"])}
+            if not corpus.startswith("syn-"):
+                expected |= {"validate", "bleu-exact"} | ({"bleu-kmax"} if mode != "soft" else set())
+            if corpus.startswith("syn-") or aligner != "none":
+                expected |= {s.replace("align-", "aer-") for s in expected if s.startswith("align-")}
+            assert steps == expected, (corpus, mode)
+    libreoffice_stats = json.loads((root / "libreoffice" / "data" / "stats.json").read_text())
+    assert libreoffice_stats["train_pairs"] == 300 and libreoffice_stats["test_pairs"] == 30
+
+    # the report: a table per real corpus with a row per mode, AER tables, the curves
+    results = (root / "results.md").read_text()
+    sections = results.split("\n## ")[1:]
+    assert len(sections) == 3
+    for section in sections[:2]:
+        table = [line for line in section.splitlines() if line.startswith("| ")]
+        assert table[0].startswith("| mode | exact PPL | bound PPL | KL (nats) | prior ent")
+        rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in table[1:3]}
+        assert list(rows) == ["soft", "var-enum"]
+        for cells in rows.values():
+            ppl, bound = float(cells[0]), float(cells[1])
+            assert 1 < ppl <= bound + 0.01  # the bound is never better than the exact perplexity
+            assert 0 <= float(cells[5]) <= 100 and int(cells[7]) > 0 and float(cells[8]) >= 0
+        assert rows["soft"][6].strip() == "—" and 0 <= float(rows["var-enum"][6]) <= 100  # K-max
+    synthetic_rows = {line.split("|")[1].strip(): line for line in sections[2].splitlines() if line.startswith("| ")}
+    assert "diagonal baseline" in synthetic_rows and "soft" in synthetic_rows and "var-enum" in synthetic_rows
+    for cell in synthetic_rows["var-enum"].split("|")[2:-1]:
+        assert 0 <= float(cell) <= 1
+    if aligner == "eflomal":
+        assert float(synthetic_rows["eflomal (grow-diag-final-and)"].split("|")[2]) < 0.5
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # 3. once more: nothing is redone
+    markers = {p: p.read_text() for p in root.rglob(".done/*")}
+    again = run_recipe(env)
+    assert {p: p.read_text() for p in root.rglob(".done/*")} == markers
+    assert again.count("finished: ") == 6 and len(attempts(killed / "train.log")) == 2
