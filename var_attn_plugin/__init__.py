@@ -7,8 +7,10 @@ task, and makes fairseq checkpoints loadable with torch >= 2.6.
 """
 
 from .checkpoint_compat import allow_fairseq_checkpoints
+from .errors import install_excepthook
 
 allow_fairseq_checkpoints()
+install_excepthook()  # a UsageError ends fairseq's commands with its message, exit code 1
 
 from . import criterion, model, task  # noqa: E402,F401  (registers with fairseq)
 

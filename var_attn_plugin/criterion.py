@@ -23,7 +23,22 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from omegaconf import II
 
+from .errors import UsageError
 from .objectives import OBJECTIVES, categorical_entropy, log_marginal
+
+
+def check_task(task) -> None:
+    """Refuse a fairseq task other than ``varattn_translation``, which checks the model this
+    criterion trains before any data is loaded (var_attn_plugin.startup_checks)."""
+    from fairseq.tasks import FairseqTask
+
+    from .model import task_name
+    from .task import VarAttnTranslationTask
+
+    if isinstance(task, FairseqTask) and not isinstance(task, VarAttnTranslationTask):
+        raise UsageError(
+            f"--criterion varattn_elbo needs --task varattn_translation, got --task {task_name(task)}: "
+            "pass --task varattn_translation with --arch varattn_lstm, or use varattn-train, which passes both")
 
 
 @dataclass
@@ -36,6 +51,7 @@ class VarAttnCriterionConfig(FairseqDataclass):
 @register_criterion("varattn_elbo", dataclass=VarAttnCriterionConfig)
 class VarAttnCriterion(FairseqCriterion):
     def __init__(self, task, sentence_avg: bool, report_entropy: bool = True):
+        check_task(task)
         super().__init__(task)
         self.sentence_avg = sentence_avg
         self.report_entropy = report_entropy

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from .decoder import DecodingOptions, VarAttnDecoder
 from .encoder import VarAttnEncoder
+from .errors import UsageError
 from .inference_network import InferenceNetwork
 from .masking import expand_padding_mask, masked_log_softmax
 from .modes import ATTENTION_MODES, LATENT_DECODINGS, mode_spec
@@ -89,27 +90,49 @@ _SIZES = ("encoder_embed_dim", "encoder_hidden_size", "encoder_layers", "decoder
 
 
 def check_config(cfg: VarAttnLSTMConfig):
-    """Raise a ValueError naming the flag for a value outside its range."""
+    """Raise a UsageError naming the flag for a value outside its range."""
     def flag(name: str) -> str:
         return "--" + name.replace("_", "-")
 
     for name in _SIZES:
         if getattr(cfg, name) < 1:
-            raise ValueError(f"{flag(name)} must be a positive size, got {getattr(cfg, name)}")
+            raise UsageError(f"{flag(name)} must be a positive size, got {getattr(cfg, name)}")
     if not 0 <= cfg.dropout < 1:
-        raise ValueError(f"--dropout is a probability in [0, 1), got {cfg.dropout}")
+        raise UsageError(f"--dropout is a probability in [0, 1), got {cfg.dropout}")
     if cfg.enum_chunk_mb < 0:
-        raise ValueError(f"--enum-chunk-mb must be >= 0 (0: one target token per chunk), got {cfg.enum_chunk_mb}")
+        raise UsageError(f"--enum-chunk-mb must be >= 0 (0: one target token per chunk), got {cfg.enum_chunk_mb}")
     if cfg.wsram_samples < 1:
-        raise ValueError(f"--wsram-samples must be at least 1, got {cfg.wsram_samples}")
+        raise UsageError(f"--wsram-samples must be at least 1, got {cfg.wsram_samples}")
     if cfg.gumbel_temperature <= 0:
-        raise ValueError(f"--gumbel-temperature must be > 0 (the paper uses 0.1), got {cfg.gumbel_temperature}")
+        raise UsageError(f"--gumbel-temperature must be > 0 (the paper uses 0.1), got {cfg.gumbel_temperature}")
     if not 0 < cfg.dirichlet_min_alpha <= cfg.dirichlet_max_alpha:
-        raise ValueError(
+        raise UsageError(
             "--dirichlet-min-alpha and --dirichlet-max-alpha must satisfy 0 < min <= max, got "
             f"{cfg.dirichlet_min_alpha} and {cfg.dirichlet_max_alpha}")
     if cfg.dirichlet_warmup_updates < 0:
-        raise ValueError(f"--dirichlet-warmup-updates must be >= 0, got {cfg.dirichlet_warmup_updates}")
+        raise UsageError(f"--dirichlet-warmup-updates must be >= 0, got {cfg.dirichlet_warmup_updates}")
+
+
+def task_name(task) -> str:
+    """The name a fairseq task is registered under (its class name when unregistered)."""
+    from fairseq.tasks import TASK_REGISTRY
+
+    return next((name for name, cls in TASK_REGISTRY.items() if cls is type(task)), type(task).__name__)
+
+
+def check_task(task) -> None:
+    """Refuse a fairseq task other than ``varattn_translation`` (training or loading)."""
+    from fairseq.tasks import FairseqTask
+
+    from .task import VarAttnTranslationTask
+
+    if isinstance(task, FairseqTask) and not isinstance(task, VarAttnTranslationTask):
+        raise UsageError(
+            f"--arch varattn_lstm needs --task varattn_translation, got --task {task_name(task)}: that "
+            "task drops the last batch of a split when its size is not a multiple of "
+            "--required-batch-size-multiple (sentences silently left out of generation and scoring) and "
+            "has no --latent-decoding options; pass --task varattn_translation, or use varattn-train / "
+            "varattn-generate / varattn-interactive / varattn-validate, which pass it")
 
 
 def dictionary_fingerprint(dictionary) -> int:
@@ -141,6 +164,7 @@ class VarAttnModel(FairseqEncoderDecoderModel):
     @classmethod
     def build_model(cls, cfg: VarAttnLSTMConfig, task):
         check_config(cfg)
+        check_task(task)
         src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
         spec = mode_spec(str(cfg.attention_mode))
         encoder = VarAttnEncoder(
@@ -207,7 +231,7 @@ class VarAttnModel(FairseqEncoderDecoderModel):
     def configure_decoding(self, options: DecodingOptions):
         """Choose how generation turns states into word distributions (task options)."""
         if options.latent_decoding == "dirichlet-mean" and self.spec.relaxation != "dirichlet":
-            raise ValueError(
+            raise UsageError(
                 "--latent-decoding dirichlet-mean needs a model trained with --attention-mode "
                 f"var-relaxed; this one is {self.attention_mode}: use exact, kmax or soft")
         if options.latent_decoding != "soft" and not self.spec.latent:
