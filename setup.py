@@ -37,5 +37,10 @@ setup(
         "varattn-prepare-iwslt14 = var_attn_plugin.data.iwslt14:main",
         "varattn-translate = var_attn_plugin.tools.translate:main",
         "varattn-prepare-libreoffice = var_attn_plugin.data.libreoffice:main",
+        # fairseq's commands with --user-dir, --task (and for training --arch, --criterion) added
+        "varattn-train = var_attn_plugin.cli:train",
+        "varattn-generate = var_attn_plugin.cli:generate",
+        "varattn-interactive = var_attn_plugin.cli:interactive",
+        "varattn-validate = var_attn_plugin.cli:validate",
     ]},
 )
