@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from var_attn_plugin.tools.aer import (
     AlignmentFormatError,
     GoldAlignment,
+    NullLinks,
     parse_pharaoh_line,
     read_gold,
     read_prediction,
@@ -63,11 +64,15 @@ def test_naacl_gold_one_based_equals_pharaoh(tmp_path, gold_format):
 
 
 def test_one_based_pharaoh_and_null_links(tmp_path):
-    # every position + 1, and a NULL link (position 0) that one-based reading drops
+    # every position + 1, and a NULL link (position 0) that --drop-null-links leaves out
     shifted = "1-1 2?2 3-3-S 2-3-P 0-2\n1-2 2-1\n"
     pred = read_prediction(write(tmp_path, "pred", PREDICTION))
-    gold = read_gold(write(tmp_path, "gold", shifted), len(pred), one_based=True)
+    null_links = NullLinks(drop=True)
+    gold = read_gold(write(tmp_path, "gold", shifted), len(pred), one_based=True, null_links=null_links)
     assert_expected(score(gold, pred))
+    assert null_links.dropped == 1
+    with pytest.raises(AlignmentFormatError, match="gold:1: link '0-2' has position 0"):
+        read_gold(write(tmp_path, "gold", shifted), len(pred), one_based=True)
 
 
 def test_sentences_without_gold_links_in_naacl(tmp_path):
@@ -170,6 +175,6 @@ def test_command_line_text_and_json(tmp_path):
 def test_command_line_error_is_a_message_not_a_traceback(tmp_path):
     gold = write(tmp_path, "gold.txt", "0-0\n0-0 1=1\n")
     proc = fairseq_cli("varattn-aer", gold, write(tmp_path, "pred.txt", "0-0\n0-0\n"), check=False)
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert f"{gold}:2: bad link '1=1'" in proc.stderr

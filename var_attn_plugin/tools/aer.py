@@ -19,14 +19,23 @@ Gold formats:
 
 PRED is Pharaoh (what ``varattn-align`` writes), 0-based; every link in it counts as
 predicted whatever its label.
+
+Checks: empty files, files without a link, and sentence counts that differ are errors;
+with ``--source`` and ``--target`` (the text the positions index: words for ``varattn-align
+--words``, else the pieces of the data-bin) every position must lie inside its sentence, and
+a 0-based file whose largest position on a line equals the sentence length is reported as
+1-based. With ``--one-based``, a position 0 (a NULL link) is an error unless
+``--drop-null-links`` leaves such links out (their count is printed on stderr). Errors name
+the file and line and end with exit code 1.
 """
 
 import argparse
 import json
 import re
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
 Link = Tuple[int, int]  # (source position, target position)
 GOLD_FORMATS = ("auto", "pharaoh", "naacl")
@@ -95,14 +104,32 @@ def score(gold: Sequence[GoldAlignment], predicted: Sequence[Set[Link]]) -> Alig
 # ------------------------------------------------------------------ reading
 
 
-def _position(value: int, one_based: bool) -> Optional[int]:
-    """A 0-based position, or None for a 1-based 0 (a NULL link)."""
+class NullLinks:
+    """What ``--one-based`` reading does with position 0 (a NULL link): an error naming the
+    file and line, or (``drop=True``) leave the link out and count it."""
+
+    def __init__(self, drop: bool = False):
+        self.drop = drop
+        self.dropped = 0
+
+
+def _position(value: int, one_based: bool, where: str = "", token: str = "",
+              null_links: Optional[NullLinks] = None) -> Optional[int]:
+    """A 0-based position, or None for a dropped 1-based 0 (a NULL link)."""
     if not one_based:
         return value
-    return value - 1 if value > 0 else None
+    if value > 0:
+        return value - 1
+    if null_links is None or not null_links.drop:
+        raise AlignmentFormatError(
+            f"{where}: link {token!r} has position 0, which --one-based reads as a NULL link: pass "
+            "--drop-null-links to leave NULL links out, or drop --one-based if the file counts from 0")
+    null_links.dropped += 1
+    return None
 
 
-def parse_pharaoh_line(line: str, where: str, one_based: bool = False) -> Tuple[Set[Link], Set[Link]]:
+def parse_pharaoh_line(line: str, where: str, one_based: bool = False,
+                       null_links: Optional[NullLinks] = None) -> Tuple[Set[Link], Set[Link]]:
     """``(sure, possible_only)`` links of one Pharaoh line. ``where`` is ``file:line``."""
     sure: Set[Link] = set()
     possible: Set[Link] = set()
@@ -114,7 +141,8 @@ def parse_pharaoh_line(line: str, where: str, one_based: bool = False) -> Tuple[
                 hint = "; this looks like the 'sentence i j' format: pass --gold-format naacl"
             raise AlignmentFormatError(f"{where}: bad link {token!r}: {_PHARAOH_EXPECTED}{hint}")
         i, sep, j, label = match.groups()
-        i, j = _position(int(i), one_based), _position(int(j), one_based)
+        i, j = (_position(int(i), one_based, where, token, null_links),
+                _position(int(j), one_based, where, token, null_links))
         if i is None or j is None:
             continue
         is_sure = label == "S" if label else sep == "-"
@@ -151,14 +179,15 @@ def detect_format(lines: Sequence[str], path: Path) -> str:
     return "pharaoh"
 
 
-def read_pharaoh(path: Path, one_based: bool = False, role: str = "gold") -> List[GoldAlignment]:
+def read_pharaoh(path: Path, one_based: bool = False, role: str = "gold",
+                 null_links: Optional[NullLinks] = None) -> List[GoldAlignment]:
     lines = _read_lines(path, role)
-    return [GoldAlignment.from_links(*parse_pharaoh_line(line, f"{path}:{n}", one_based))
+    return [GoldAlignment.from_links(*parse_pharaoh_line(line, f"{path}:{n}", one_based, null_links))
             for n, line in enumerate(lines, 1)]
 
 
 def read_naacl(path: Path, num_sentences: int, one_based: bool = False,
-               first_sentence_id: int = 1) -> List[GoldAlignment]:
+               first_sentence_id: int = 1, null_links: Optional[NullLinks] = None) -> List[GoldAlignment]:
     """Gold links of ``num_sentences`` sentences from the ``sentence i j [S|P]`` format."""
     sure: Dict[int, Set[Link]] = {}
     possible: Dict[int, Set[Link]] = {}
@@ -186,7 +215,9 @@ def read_naacl(path: Path, num_sentences: int, one_based: bool = False,
             raise AlignmentFormatError(
                 f"{where}: sentence id {sentence} is below --first-sentence-id {first_sentence_id}")
         last_id = max(last_id, sentence)
-        i, j = _position(int(fields[1]), one_based), _position(int(fields[2]), one_based)
+        token = line.strip()
+        i, j = (_position(int(fields[1]), one_based, where, token, null_links),
+                _position(int(fields[2]), one_based, where, token, null_links))
         if i is None or j is None:
             continue
         (sure if label == "S" else possible).setdefault(sentence, set()).add((i, j))
@@ -212,20 +243,71 @@ def read_prediction(path: Path, reverse: bool = False) -> List[Set[Link]]:
 
 
 def read_gold(path: Path, num_sentences: int, gold_format: str = "auto", one_based: bool = False,
-              first_sentence_id: int = 1) -> List[GoldAlignment]:
+              first_sentence_id: int = 1, null_links: Optional[NullLinks] = None) -> List[GoldAlignment]:
     """Gold links of ``num_sentences`` sentences (the prediction's line count)."""
     if gold_format not in GOLD_FORMATS:
         raise ValueError(f"--gold-format must be one of {', '.join(GOLD_FORMATS)}, got {gold_format!r}")
     if gold_format == "auto":
         gold_format = detect_format(_read_lines(path, "gold"), path)
     if gold_format == "naacl":
-        return read_naacl(path, num_sentences, one_based, first_sentence_id)
-    gold = read_pharaoh(path, one_based)
+        return read_naacl(path, num_sentences, one_based, first_sentence_id, null_links)
+    gold = read_pharaoh(path, one_based, null_links=null_links)
     if len(gold) != num_sentences:
         raise AlignmentFormatError(
             f"{path} has {len(gold)} lines (sentences) but the prediction has {num_sentences}: "
             "both must have one line per sentence pair, in the same order")
     return gold
+
+
+# ------------------------------------------------------------------ checks
+
+
+def read_lengths(path: Path, flag: str) -> List[int]:
+    """Whitespace-separated tokens per line of the text that the positions index."""
+    return [len(line.split()) for line in _read_lines(path, flag)]
+
+
+def check_positions(links: Sequence[Set[Link]], src_lengths: Sequence[int], tgt_lengths: Sequence[int],
+                    where: Callable[[int], str], one_based: bool, one_based_flag: bool) -> None:
+    """Every link ``(i, j)`` (0-based) of sentence k inside ``src_lengths[k]`` x ``tgt_lengths[k]``.
+
+    ``where(k)`` names sentence k's place in its file; ``one_based`` says how the file was
+    read, ``one_based_flag`` whether ``--one-based`` applies to it (the gold file).
+    """
+    for k, (sentence, m, n) in enumerate(zip(links, src_lengths, tgt_lengths)):
+        bad = sorted((i, j) for i, j in sentence if i >= m or j >= n)
+        if not bad:
+            continue
+        i, j = bad[0]
+        shift = 1 if one_based else 0
+        message = (f"{where(k)}: link {i + shift}-{j + shift} (source-target) lies outside the sentence pair "
+                   f"({m} source and {n} target tokens in --source/--target, so positions run from "
+                   f"{shift} to {m - 1 + shift} and {n - 1 + shift})")
+        at_the_end = all(i <= m and j <= n for i, j in bad) and any(i == m or j == n for i, j in bad)
+        if at_the_end and not one_based and one_based_flag:
+            message += "; a position equal to the sentence length suggests the file counts from 1: pass --one-based"
+        elif at_the_end and not one_based:
+            message += "; this file must count from 0, as varattn-align writes it"
+        else:
+            message += ("; check that --source and --target are the text the links index (words for "
+                        "varattn-align --words, else the pieces of the data-bin) and that --reverse is right")
+        raise AlignmentFormatError(message)
+
+
+def check_not_empty(gold: Sequence[GoldAlignment], predicted: Sequence[Set[Link]], gold_path: Path,
+                    pred_path: Path) -> None:
+    """The ratios are defined: some predicted links, some sure gold links."""
+    if not predicted:
+        raise AlignmentFormatError(
+            f"{pred_path} is empty: no sentence to score (varattn-align writes one line per sentence pair)")
+    if not any(predicted):
+        raise AlignmentFormatError(
+            f"{pred_path} has {len(predicted)} lines but not one link, so precision is undefined: check that "
+            "it is varattn-align's output for these sentences")
+    if not any(g.sure for g in gold):
+        raise AlignmentFormatError(
+            f"{gold_path} has no sure link in its {len(gold)} sentences, so recall and AER are undefined: "
+            "check the file and --gold-format (possible links are i?j or i-j-P; sure links i-j or i-j-S)")
 
 
 # ------------------------------------------------------------------ command line
@@ -243,8 +325,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gold-format", choices=GOLD_FORMATS, default="auto",
                         help="gold format; auto detects it from the first non-empty line (default)")
     parser.add_argument("--one-based", action="store_true",
-                        help="gold positions count from 1 (position 0 is a NULL link and is ignored); "
-                             "PRED stays 0-based")
+                        help="gold positions count from 1 (a position 0, a NULL link, is an error unless "
+                             "--drop-null-links); PRED stays 0-based")
+    parser.add_argument("--drop-null-links", action="store_true",
+                        help="with --one-based: leave gold links with a position 0 (NULL links) out, "
+                             "printing their count on stderr")
+    parser.add_argument("--source", type=Path, default=None, metavar="FILE",
+                        help="the source text the positions index, one sentence per line (words for "
+                             "varattn-align --words, else the data-bin's pieces): every link is checked "
+                             "against the sentence lengths (needs --target)")
+    parser.add_argument("--target", type=Path, default=None, metavar="FILE",
+                        help="the target text the positions index, parallel to --source")
     parser.add_argument("--first-sentence-id", type=int, default=1,
                         help="naacl format: the sentence id of PRED's first line (default 1)")
     parser.add_argument("--reverse", action="store_true",
@@ -256,11 +347,35 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if (args.source is None) != (args.target is None):
+        parser.error("--source and --target go together: the lengths of both sides bound the positions")
+    if args.drop_null_links and not args.one_based:
+        parser.error("--drop-null-links applies to --one-based gold files (NULL links are position 0)")
+    null_links = NullLinks(drop=args.drop_null_links)
     try:
         predicted = read_prediction(args.pred, args.reverse)
-        gold = read_gold(args.gold, len(predicted), args.gold_format, args.one_based, args.first_sentence_id)
+        gold = read_gold(args.gold, len(predicted), args.gold_format, args.one_based, args.first_sentence_id,
+                         null_links)
+        check_not_empty(gold, predicted, args.gold, args.pred)
+        if args.source is not None:
+            src_lengths = read_lengths(args.source, "--source")
+            tgt_lengths = read_lengths(args.target, "--target")
+            for flag, lengths in (("--source", src_lengths), ("--target", tgt_lengths)):
+                if len(lengths) != len(predicted):
+                    raise AlignmentFormatError(
+                        f"{flag} has {len(lengths)} lines but {args.pred} has {len(predicted)}: the text must "
+                        "have one line per sentence pair, in the same order")
+            naacl = args.gold_format == "naacl" or (
+                args.gold_format == "auto" and detect_format(_read_lines(args.gold, "gold"), args.gold) == "naacl")
+            check_positions([g.possible for g in gold], src_lengths, tgt_lengths,
+                            (lambda k: f"{args.gold}: sentence {args.first_sentence_id + k}") if naacl
+                            else (lambda k: f"{args.gold}:{k + 1}"), args.one_based, True)
+            check_positions(predicted, src_lengths, tgt_lengths, lambda k: f"{args.pred}:{k + 1}", False, False)
     except AlignmentFormatError as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
+    if null_links.dropped:
+        print(f"{parser.prog}: left out {null_links.dropped} NULL links (position 0) of {args.gold} "
+              "(--drop-null-links)", file=sys.stderr)
     scores = score(gold, predicted)
     if args.json:
         values = {k: (None if v != v else v) for k, v in asdict(scores).items()}  # nan -> null

@@ -161,9 +161,12 @@ def resolve_distribution(model, distribution: str) -> str:
     if distribution == "auto":
         return "posterior" if spec.variational else "exact-posterior" if spec.latent else "prior"
     if distribution == "posterior" and not spec.variational:
+        can_give = ("--distribution exact-posterior (the model's own posterior) or prior" if spec.latent else
+                    "--distribution prior, the attention (a soft-attention model has no latent alignment, so no "
+                    "posterior of either kind)")
         raise AlignmentToolError(
             f"--distribution posterior needs a variational model; this checkpoint was trained with "
-            f"--attention-mode {model.attention_mode}: use --distribution exact-posterior or prior")
+            f"--attention-mode {model.attention_mode}: use {can_give}")
     if distribution == "exact-posterior" and not spec.latent:
         raise AlignmentToolError(
             f"--distribution exact-posterior needs a latent-alignment model; this checkpoint was "
