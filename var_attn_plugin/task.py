@@ -12,20 +12,21 @@ from typing import Optional
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
+from omegaconf import II
 
 from .decoder import DecodingOptions
-from .errors import UsageError
 from .generator import GnmtSequenceGenerator, GnmtSequenceGeneratorWithAlignment
 from .input_check import INTERACTIVE_FIX, warn_unreadable_inputs
 from .modes import LATENT_DECODINGS
-from .startup_checks import SKIP_EMPTY_LINES_HELP, StartupChecks
+from .reproducibility import UpdateNoise, batch_iterator_of_first_epoch
+from .sampling import noise_from
+from .watchdog import watchdog_for
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class VarAttnTranslationConfig(TranslationConfig):
-    skip_empty_lines: bool = field(default=False, metadata={"help": SKIP_EMPTY_LINES_HELP})
     latent_decoding: ChoiceEnum(["auto"] + list(LATENT_DECODINGS)) = field(
         default="auto",
         metadata={"help": "exact: marginalise the latent alignment under the prior (docs/METHOD.md §6); "
@@ -43,11 +44,12 @@ class VarAttnTranslationConfig(TranslationConfig):
         metadata={"help": "subtract BETA * |src| / (n+1) from the EOS log-probability at every "
                   "beam-search step, n = tokens so far counting BOS (the paper: 3.0)"},
     )
+    seed: int = II("common.seed")  # seeds the latent samples' noise (with the rank and the update)
+    heartbeat_timeout: int = II("distributed_training.heartbeat_timeout")  # see var_attn_plugin.watchdog
 
 
 @register_task("varattn_translation", dataclass=VarAttnTranslationConfig)
-class VarAttnTranslationTask(StartupChecks, TranslationTask):
-    # StartupChecks: options and data checked before the first update (startup_checks.py)
+class VarAttnTranslationTask(TranslationTask):
     cfg: VarAttnTranslationConfig
 
     def decoding_options(self, model) -> DecodingOptions:
@@ -62,9 +64,35 @@ class VarAttnTranslationTask(StartupChecks, TranslationTask):
         # when its size is not a multiple of --required-batch-size-multiple, and batches are
         # built from length-sorted indices, so the longest sentences silently vanished from
         # validation, generation and every training epoch. Batch sizes stay free here.
-        return super().get_batch_iterator(
-            dataset, max_tokens, max_sentences, max_positions, ignore_invalid_inputs,
-            required_batch_size_multiple=1, **kwargs)
+        # The batches are those of epoch 1 also when a resumed run creates the iterator in a
+        # later epoch, as the uninterrupted run does (var_attn_plugin.reproducibility).
+        return batch_iterator_of_first_epoch(
+            lambda data, **options: super(VarAttnTranslationTask, self).get_batch_iterator(
+                data, max_tokens, max_sentences, max_positions, ignore_invalid_inputs,
+                required_batch_size_multiple=1, **options),
+            self, dataset, **kwargs)
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        # the latent samples draw from a generator seeded from (seed, rank, update)
+        if getattr(self, "_update_noise", None) is None:
+            self._update_noise = UpdateNoise(getattr(self.cfg, "seed", 1))
+        device = next(model.parameters()).device
+        self._pulse()
+        with noise_from(self._update_noise.generator(device, update_num)):
+            result = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+        self._pulse()
+        return result
+
+    def valid_step(self, sample, model, criterion):
+        self._pulse()
+        return super().valid_step(sample, model, criterion)
+
+    def _pulse(self):
+        # --heartbeat-timeout that also ends a rank blocked in a collective (watchdog.py)
+        if not hasattr(self, "_watchdog"):
+            self._watchdog = watchdog_for(getattr(self.cfg, "heartbeat_timeout", -1))
+        if self._watchdog is not None:
+            self._watchdog.pulse()
 
     def get_interactive_tokens_and_lengths(self, lines, encode_fn):
         # fairseq-interactive's encoding of each input buffer: warn about inputs the model
@@ -82,11 +110,11 @@ class VarAttnTranslationTask(StartupChecks, TranslationTask):
                 model.configure_decoding(self.decoding_options(model))
         if self.cfg.gnmt_lenpen is not None:
             if getattr(args, "lenpen", 1) != 1:
-                raise UsageError(
+                raise ValueError(
                     "--gnmt-lenpen and --lenpen are two length penalties: pass only one "
                     f"(got --lenpen {args.lenpen}, --gnmt-lenpen {self.cfg.gnmt_lenpen})")
             if seq_gen_cls is not None:
-                raise UsageError(f"--gnmt-lenpen cannot be combined with {seq_gen_cls.__name__}")
+                raise ValueError(f"--gnmt-lenpen cannot be combined with {seq_gen_cls.__name__}")
             extra_gen_cls_kwargs = dict(extra_gen_cls_kwargs or {}, gnmt_lenpen=self.cfg.gnmt_lenpen)
             if getattr(args, "print_alignment", False):
                 seq_gen_cls = GnmtSequenceGeneratorWithAlignment

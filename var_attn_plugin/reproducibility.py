@@ -1,0 +1,86 @@
+"""Training that resumes exactly and samples per rank: the ``varattn_translation`` task's hooks.
+
+Three sources of randomness decide a training run, and each is a function of what a
+checkpoint holds, so a run stopped at any point (``--max-update``, SIGKILL, a crash) and
+restarted with the same command continues the uninterrupted run bit for bit on the CPU:
+
+- the data order: the batches (fairseq's ``batch_by_size`` over ``ordered_indices``, whose
+  ties between equal lengths are broken by a permutation seeded with ``seed + epoch``) are
+  built once and then only shuffled per epoch (seeded ``seed + epoch``) and sharded over the
+  ranks. fairseq builds them from the epoch in which the iterator is first created: epoch 1
+  in an uninterrupted run, but the epoch of the checkpoint when resuming, so a run resumed in
+  its second epoch or later saw other batches (some sentences twice, others not at all in
+  the interrupted epoch). :func:`batch_iterator_of_first_epoch` builds them from epoch 1
+  whenever fairseq reuses the iterator across epochs; the position within the epoch is
+  fairseq's own (``extra_state["train_iterator"]``: epoch, ``iterations_in_epoch``);
+- dropout: torch's global generator, which fairseq's trainer reseeds with ``seed +
+  num_updates`` before every update (the same seed on every rank, as in all of fairseq);
+- the latent samples (Gumbel, categorical and Dirichlet noise): :class:`UpdateNoise`, a
+  generator of their own per update, seeded from ``(seed, data-parallel rank, num_updates)``
+  (:func:`var_attn_plugin.sampling.noise_seed`), so every rank draws its own noise.
+"""
+
+from typing import Callable, Optional
+
+import torch
+from fairseq.data import iterators
+
+from .sampling import noise_seed
+
+
+def data_parallel_rank() -> int:
+    """This process's data-parallel rank; 0 without ``torch.distributed``."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return 0
+    from fairseq.distributed import utils as distributed_utils
+
+    return distributed_utils.get_data_parallel_rank()
+
+
+class UpdateNoise:
+    """One ``torch.Generator`` per update, seeded from ``(seed, rank, num_updates)``.
+
+    The micro-batches of one update (``--update-freq``) draw from the same generator one after
+    the other; the next update starts a freshly seeded one. The generator lives on the
+    model's device (CUDA kernels need a CUDA generator).
+    """
+
+    def __init__(self, seed: int, rank: Optional[Callable[[], int]] = None):
+        self.seed = int(seed)
+        self.rank = rank
+        self._update: Optional[int] = None
+        self._generator: Optional[torch.Generator] = None
+
+    def generator(self, device: torch.device, num_updates: int) -> torch.Generator:
+        if self._generator is None or self._update != num_updates or self._generator.device != device:
+            self._generator = torch.Generator(device=device)
+            rank = self.rank() if self.rank is not None else data_parallel_rank()
+            self._generator.manual_seed(noise_seed(self.seed, rank, num_updates))
+            self._update = num_updates
+        return self._generator
+
+
+def batch_iterator_of_first_epoch(build: Callable[..., iterators.EpochBatchIterator], task, dataset,
+                                  **kwargs) -> iterators.EpochBatchIterator:
+    """``build(dataset, **kwargs)`` (fairseq's ``get_batch_iterator``), with the batches of epoch 1
+    whenever fairseq would build the iterator once and reuse it across epochs.
+
+    A new iterator for epoch ``e > 1`` (a resumed run) is built as in epoch 1 and then set to
+    epoch ``e``, which is what the uninterrupted run's reused iterator is at that point.
+    Iterators rebuilt every epoch (``--rebuild-batches``, ``--update-epoch-batch-itr``, sharded
+    data, a disabled cache) already depend on the epoch alone and are left as they are.
+    """
+    epoch = kwargs.get("epoch", 1)
+    reused = (
+        not kwargs.get("disable_iterator_cache", False)
+        and not kwargs.get("update_epoch_batch_itr", False)
+        and not getattr(task.cfg, "rebuild_batches", False)
+        and task.can_reuse_epoch_itr(dataset)
+    )
+    if epoch <= 1 or not reused or dataset in task.dataset_to_epoch_iter:
+        return build(dataset, **kwargs)
+    itr = build(dataset, **dict(kwargs, epoch=1))
+    itr.epoch = epoch
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    return itr
