@@ -88,6 +88,13 @@ def test_varattn_generate_translates_every_sentence_from_another_directory(train
 
 
 @pytest.mark.slow
+def test_varattn_validate_needs_no_plugin_flags(trained):
+    proc = fairseq_cli("varattn-validate", trained.data, "--path", trained.ckpt, "--cpu", "--valid-subset", "test",
+                       "--max-tokens", "500", cwd=trained.cwd)
+    assert "valid on 'test' subset" in output(proc) and "bsz 50" in output(proc)
+
+
+@pytest.mark.slow
 def test_fairseq_generate_without_user_dir_is_fairseqs_keyerror(trained):
     """fairseq fails before the plugin is imported: the documented KeyError (the fix is
     --user-dir, or varattn-generate, tested above)."""
