@@ -17,13 +17,21 @@ the gradient vector must agree to a relative 2u in norm. Measured: at most 3e-5 
 and 2.3e-3 (gradient) for bfloat16, 5e-6 and 2.2e-4 for float16, so both bounds leave a
 margin of more than 3; a dtype error (a float16 log-normaliser, a KL overflowing to inf) is
 far outside them.
+
+Through the command line, ``--memory-efficient-fp16`` and ``--fp16 --fp16-no-flatten-grads``
+run on the CPU (``--fp16``'s flattened fp32 copy needs a CUDA device, ``--amp``'s autocast is
+CUDA's), with fairseq's loss scaler: var-relaxed, whose KL overflowed float16 (and whose Gamma
+sampler does not exist in float16 on the CPU) once its hard-enum warm-up ended, trains with
+finite terms and no overflowing update.
 """
 
 import contextlib
+import json
+import math
 
 import pytest
 import torch
-from helpers import build_model, random_batch
+from helpers import build_model, fairseq_cli, random_batch, train_args
 
 from var_attn_plugin.modes import ATTENTION_MODES
 from var_attn_plugin.objectives import OBJECTIVES
@@ -170,3 +178,28 @@ def test_categorical_and_gumbel_samples_are_drawn_in_float32(dtype):
     assert torch.equal(draws["float32"][0], draws["low"][0])
     assert draws["low"][1].dtype == torch.float32
     torch.testing.assert_close(draws["float32"][1], draws["low"][1])
+
+
+# ---------------------------------------------------------------------------- fairseq-train
+
+
+def train_inner_records(log: str):
+    marker = " | train_inner | "
+    return [json.loads(line.split(marker, 1)[1]) for line in log.splitlines() if marker in line]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags", [["--memory-efficient-fp16"], ["--fp16", "--fp16-no-flatten-grads"]],
+                         ids=["memory-efficient-fp16", "fp16"])
+def test_var_relaxed_trains_in_float16_after_its_warm_up_without_overflow(flags, synthetic_data, tmp_path):
+    warmup, updates = 3, 8
+    log = fairseq_cli("fairseq-train", *train_args(
+        synthetic_data, tmp_path, "var-relaxed", "--dirichlet-warmup-updates", warmup, "--max-update", updates,
+        "--log-interval", 1, "--no-save", "--disable-validation", *flags)).stdout
+    records = train_inner_records(log)
+    assert [int(r["num_updates"]) for r in records] == list(range(1, updates + 1))
+    for record in records:
+        for key in ("loss", "kl", "rec", "gnorm"):
+            assert math.isfinite(float(record[key])), (key, record)
+    # fairseq halves the loss scale (from 128) at every update whose gradients overflow
+    assert {float(r["loss_scale"]) for r in records} == {128.0}
