@@ -110,6 +110,21 @@ def test_links_command_line(tmp_path, capsys):
     assert capsys.readouterr().out == "0-0 2-1\n0-0 0-1 0-2\n"
 
 
+def test_a_truncated_checkpoint_last_is_replaced_by_the_newest_that_loads(tmp_path, capsys):
+    import torch
+
+    batch = load("batch")
+    torch.save({"updates": 5}, tmp_path / "checkpoint_1_5.pt")
+    torch.save({"updates": 3}, tmp_path / "checkpoint_best.pt")
+    os.utime(tmp_path / "checkpoint_best.pt", (1, 1))  # older
+    (tmp_path / "checkpoint_last.pt").write_bytes((tmp_path / "checkpoint_1_5.pt").read_bytes()[:100])
+    batch.main(["resume-point", str(tmp_path)])
+    assert torch.load(tmp_path / "checkpoint_last.pt") == {"updates": 5}
+    assert (tmp_path / "checkpoint_last.pt.broken").is_file() and "checkpoint_1_5.pt" in capsys.readouterr().out
+    batch.main(["resume-point", str(tmp_path)])  # a checkpoint that loads stays
+    assert torch.load(tmp_path / "checkpoint_last.pt") == {"updates": 5}
+
+
 # ----------------------------------------------------------------------------- report on partial results
 
 
@@ -205,20 +220,24 @@ def run_recipe(env: dict, timeout: int = 600) -> str:
 
 
 def kill_during_training(env: dict, run: Path, timeout: float = 400) -> None:
-    """Start the recipe and kill it (and all it started) once ``run`` has a checkpoint to resume
-    from but has not finished training."""
+    """Start the recipe and kill it (and all it started) once ``run`` has saved a checkpoint to
+    resume from (fairseq logs "Saved checkpoint" after checkpoint_last.pt is written) but has
+    not finished training."""
     proc = subprocess.Popen(["bash", str(CONVERGE / "converge.sh")], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + timeout
     try:
         while time.time() < deadline and proc.poll() is None:
-            if (run / "checkpoints" / "checkpoint_last.pt").is_file():
+            log = run / "train.log"
+            if log.is_file() and "Saved checkpoint" in log.read_text(errors="replace"):
                 break
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert (run / "checkpoints" / "checkpoint_last.pt").is_file(), "the recipe ended before the run trained"
+    assert proc.returncode == -signal.SIGKILL, f"the recipe ended ({proc.returncode}) before the run trained"
+    assert (run / "checkpoints" / "checkpoint_last.pt").is_file()
     assert not (run / ".done" / "train").exists(), "training finished before it could be killed"
 
 

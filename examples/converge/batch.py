@@ -9,6 +9,10 @@ same console scripts' ``main`` functions with the same arguments, one after the 
         varattn-align ARGS --distribution DIST -o OUT_DIR/DIST.align for each DIST
     python examples/converge/batch.py score GOLD PRED [PRED ...]
         varattn-aer GOLD PRED --json > PRED without .align + .aer.json, for each PRED
+    python examples/converge/batch.py resume-point SAVE_DIR
+        make sure SAVE_DIR/checkpoint_last.pt, where fairseq-train resumes, loads: fairseq copies
+        it non-atomically, so a run killed during the copy leaves it truncated; it is then set
+        aside (.broken) and replaced by the newest checkpoint of SAVE_DIR that loads
 
 Every output is written to a temporary name first and renamed when complete.
 """
@@ -16,6 +20,7 @@ Every output is written to a temporary name first and renamed when complete.
 import contextlib
 import io
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import List, Sequence
@@ -57,6 +62,30 @@ def score(gold: str, predictions: Sequence[str]) -> None:
         replace(Path(prediction[: -len(".align")] + ".aer.json"), out.getvalue())
 
 
+def loads(path: Path) -> bool:
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=False)
+        return True
+    except Exception:  # truncated or otherwise unreadable
+        return False
+
+
+def resume_point(save_dir: Path) -> None:
+    last = save_dir / "checkpoint_last.pt"
+    if not last.is_file() or loads(last):
+        return
+    os.replace(last, last.with_name(last.name + ".broken"))
+    candidates = sorted((p for p in save_dir.glob("checkpoint*.pt")), key=lambda p: p.stat().st_mtime, reverse=True)
+    for candidate in candidates:
+        if loads(candidate):
+            shutil.copyfile(candidate, last)
+            print(f"{last} did not load; resuming from {candidate.name}")
+            return
+    print(f"{last} did not load and no other checkpoint does; training starts anew")
+
+
 def main(argv: Sequence[str]) -> None:
     command, *rest = argv
     if command == "subwords":
@@ -67,8 +96,10 @@ def main(argv: Sequence[str]) -> None:
         align(Path(rest[0]), rest[1:split], rest[split + 1:])
     elif command == "score":
         score(rest[0], rest[1:])
+    elif command == "resume-point":
+        resume_point(Path(rest[0]))
     else:
-        sys.exit(f"unknown command {command!r}: subwords, align or score")
+        sys.exit(f"unknown command {command!r}: subwords, align, score or resume-point")
 
 
 if __name__ == "__main__":

@@ -142,15 +142,15 @@ prepare_corpus() {  # prepare_corpus CORPUS: data/ (raw text), spm/, data-bin/, 
         echo "(done already: $dir/data)"
     else
         rm -rf "$dir/data"
-        local sizes=(--output-dir "$dir/data" --valid-size $VALID_SIZE --test-size $TEST_SIZE --seed $SPLIT_SEED)
-        if [[ -n "$MAX_TRAIN" ]]; then sizes+=(--max-train "$MAX_TRAIN"); fi
+        local args=(--output-dir "$dir/data" --valid-size $VALID_SIZE --test-size $TEST_SIZE --seed $SPLIT_SEED)
+        if [[ -n "$MAX_TRAIN" ]]; then args+=(--max-train "$MAX_TRAIN"); fi
         case $corpus in
             ding)
-                if [[ -n "${DING_FILE:-}" ]]; then sizes+=(--ding-file "$DING_FILE"); fi
-                varattn-prepare-ding "${sizes[@]}" ;;
+                if [[ -n "${DING_FILE:-}" ]]; then args+=(--ding-file "$DING_FILE"); fi
+                varattn-prepare-ding "${args[@]}" ;;
             libreoffice)
-                if [[ -n "${LIBREOFFICE_MO_DIR:-}" ]]; then sizes+=(--mo-dir "$LIBREOFFICE_MO_DIR"); fi
-                varattn-prepare-libreoffice "${sizes[@]}" ;;
+                if [[ -n "${LIBREOFFICE_MO_DIR:-}" ]]; then args+=(--mo-dir "$LIBREOFFICE_MO_DIR"); fi
+                varattn-prepare-libreoffice "${args[@]}" ;;
             syn-*) $PYTHON -m var_attn_plugin.data.synthetic --task "${corpus#syn-}" --output-dir "$dir/data" \
                        --train-size $SYN_TRAIN --valid-size $SYN_VALID --test-size $SYN_TEST --seed $SPLIT_SEED ;;
             *) echo "unknown corpus $corpus (ding, libreoffice or syn-TASK)"; return 1 ;;
@@ -208,6 +208,9 @@ run_one() {  # run_one CORPUS MODE SEED: train, evaluate, align; output in $ROOT
         if synthetic "$corpus"; then model_sizes=("${SYN_SIZES[@]}"); max_updates=$SYN_MAX_UPDATES; fi
         # one marker line per attempt: report.py adds up the attempts' wall time
         echo "=== attempt $(date '+%F %T')" >> "$run/train.log"
+        if [[ -f $run/checkpoints/checkpoint_last.pt ]]; then   # resuming: from a checkpoint that loads
+            $PYTHON "$HERE/batch.py" resume-point "$run/checkpoints" >> "$run/train.log" 2>&1
+        fi
         fairseq-train "$bin" "${COMMON[@]}" "${model_sizes[@]}" --attention-mode "$mode" --seed "$seed" \
             --max-update "$max_updates" --save-dir "$run/checkpoints" >> "$run/train.log" 2>&1 \
             || fail "training $corpus $mode seed $seed" "$run/train.log"
