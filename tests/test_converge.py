@@ -139,6 +139,9 @@ def fake_run(root: Path, corpus: str, mode: str, seed: int, ppl: float, bleu: fl
 
     lines = ["=== attempt 2026-01-01 10:00:00", valid("10:01:00", 10, ppl * 2),
              "2026-01-01 10:02:00 | INFO | x | killed here"]
+    if seed == 2:
+        lines.append("2026-01-01 10:02:00 | INFO | fairseq_cli.train | early stop since valid performance "
+                     "hasn't improved for last 3 runs")
     if done:  # a second attempt of 3 minutes: wall time 2 + 3 minutes
         lines += ["=== attempt 2026-01-01 11:00:00", valid("11:01:00", 20, ppl),
                   '2026-01-01 11:03:00 | INFO | train | {"epoch": 2, "train_num_updates": "20"}']
@@ -172,7 +175,7 @@ def test_report_reads_runs_and_marks_unfinished_ones(tmp_path):
     rows = {line.split("|")[1].strip(): line for line in translation.splitlines() if line.startswith("| ")}
     assert rows["var-enum"].split("|")[2].strip() == "21.00 ± 1.00"  # exact PPL: mean ± half range
     # BLEU exact, K-max, updates, wall time (minutes)
-    assert "| 11.00 ± 1.00 | 10.00 ± 1.00 | 20 ± 0 | 5.0 ± 0.0 | 0/2 |" in rows["var-enum"]
+    assert "| 11.00 ± 1.00 | 10.00 ± 1.00 | 20 ± 0 | 5.0 ± 0.0 | 1/2 |" in rows["var-enum"]
     assert rows["var-enum"].split("|")[4].strip() == f"{0.5 * 0.6931471805599453:.3f} ± 0.000"  # KL in nats
     assert "soft (0/2 seeds; not started, training)" in rows
     assert "marginal (0/2 seeds; not started)" in rows

@@ -7,6 +7,8 @@
 #   DATA_FROM=work/demo bash examples/converge/converge.sh     # reuse the demo's Ding data
 #   TINY=1 bash examples/converge/converge.sh       # the whole pipeline on a few hundred pairs
 #   bash examples/converge/converge.sh run CORPUS MODE SEED    # (re)do one run only
+#   python examples/converge/report.py work/converge --corpora ding libreoffice syn-null \
+#       --modes soft var-enum --seeds 1 2      # the report so far, while runs are going
 #
 # Corpora (German -> English):
 #   ding         example sentences of the Ding dictionary (varattn-prepare-ding, as in the demo;
