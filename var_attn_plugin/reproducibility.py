@@ -18,6 +18,10 @@ restarted with the same command continues the uninterrupted run bit for bit on t
 - the latent samples (Gumbel, categorical and Dirichlet noise): :class:`UpdateNoise`, a
   generator of their own per update, seeded from ``(seed, data-parallel rank, num_updates)``
   (:func:`var_attn_plugin.sampling.noise_seed`), so every rank draws its own noise.
+
+Validation and decoding draw no noise. Not covered: ``--update-ordered-indices-seed``, with
+which fairseq also shuffles with the seed of the epoch the iterator was created in. On GPUs
+non-deterministic kernels (cuDNN, atomic adds) make a resumed run equal in distribution only.
 """
 
 from typing import Callable, Optional
