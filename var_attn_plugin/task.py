@@ -15,11 +15,13 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
 
 from .decoder import DecodingOptions
+from .errors import UsageError
 from .generator import GnmtSequenceGenerator, GnmtSequenceGeneratorWithAlignment
 from .input_check import INTERACTIVE_FIX, warn_unreadable_inputs
 from .modes import LATENT_DECODINGS
 from .reproducibility import UpdateNoise, batch_iterator_of_first_epoch
 from .sampling import noise_from
+from .startup_checks import SKIP_EMPTY_LINES_HELP, StartupChecks
 from .watchdog import watchdog_for
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class VarAttnTranslationConfig(TranslationConfig):
+    skip_empty_lines: bool = field(default=False, metadata={"help": SKIP_EMPTY_LINES_HELP})
     latent_decoding: ChoiceEnum(["auto"] + list(LATENT_DECODINGS)) = field(
         default="auto",
         metadata={"help": "exact: marginalise the latent alignment under the prior (docs/METHOD.md §6); "
@@ -49,7 +52,8 @@ class VarAttnTranslationConfig(TranslationConfig):
 
 
 @register_task("varattn_translation", dataclass=VarAttnTranslationConfig)
-class VarAttnTranslationTask(TranslationTask):
+class VarAttnTranslationTask(StartupChecks, TranslationTask):
+    # StartupChecks: options and data checked before the first update (startup_checks.py)
     cfg: VarAttnTranslationConfig
 
     def decoding_options(self, model) -> DecodingOptions:
@@ -110,11 +114,11 @@ class VarAttnTranslationTask(TranslationTask):
                 model.configure_decoding(self.decoding_options(model))
         if self.cfg.gnmt_lenpen is not None:
             if getattr(args, "lenpen", 1) != 1:
-                raise ValueError(
+                raise UsageError(
                     "--gnmt-lenpen and --lenpen are two length penalties: pass only one "
                     f"(got --lenpen {args.lenpen}, --gnmt-lenpen {self.cfg.gnmt_lenpen})")
             if seq_gen_cls is not None:
-                raise ValueError(f"--gnmt-lenpen cannot be combined with {seq_gen_cls.__name__}")
+                raise UsageError(f"--gnmt-lenpen cannot be combined with {seq_gen_cls.__name__}")
             extra_gen_cls_kwargs = dict(extra_gen_cls_kwargs or {}, gnmt_lenpen=self.cfg.gnmt_lenpen)
             if getattr(args, "print_alignment", False):
                 seq_gen_cls = GnmtSequenceGeneratorWithAlignment
