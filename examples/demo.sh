@@ -43,13 +43,14 @@ else
     VALID_SIZE=1000; TEST_SIZE=1000; MAX_TRAIN=""
     VOCAB_SIZE=2000     # enumeration costs S x V per target token: a small vocabulary pays off on a CPU
     EMBED=256; HIDDEN=256; DECODER=384; OUTPUT=256
-    SOFT_UPDATES=${DEMO_SOFT_UPDATES:-1500}   # soft-attention warm start
-    UPDATES=${DEMO_UPDATES:-800}           # the latent model
+    SOFT_UPDATES=${DEMO_SOFT_UPDATES:-2000}   # soft-attention warm start
+    UPDATES=${DEMO_UPDATES:-800}         # the latent model
     MAX_TOKENS=${DEMO_MAX_TOKENS:-1000}     # target tokens per update (all processes together)
     # what the defaults gave on 2 CPU cores (README): a run far below them is reported
     EXPECTED_BLEU=0; EXPECTED_PPL=0
 fi
 MODE=${DEMO_MODE:-var-enum}
+VALID_EVERY=250         # validate every so many updates (and at every epoch's end): the learning curve
 LR=${DEMO_LR:-2e-3}
 DROPOUT=0.2
 BEAM=5
@@ -124,7 +125,7 @@ train_phase() {
         --inference-layers 1 --dropout $DROPOUT --optimizer adam --lr "$LR" --clip-norm 5
         --max-tokens $(( MAX_TOKENS / RANKS )) --seed $SEED --max-update "$max_update"
         --save-dir "$save_dir" --no-epoch-checkpoints --cpu --num-workers 0
-        --log-format simple --log-interval 10 "$@")
+        --validate-interval-updates "$VALID_EVERY" --log-format simple --log-interval 10 "$@")
     local pids=()
     if (( RANKS > 1 )); then
         local port
@@ -215,6 +216,14 @@ fi
 if [[ -f $EVAL/attention.png ]]; then
     echo "$(sed -n "$((PLOT_ID + 1))p" "$DATA/test.de"): prior in red, posterior in blue"
 fi
+
+step "9. learning curve: validation perplexity (exact, per piece) by update"
+# the latent phase counts its updates from 0: shifted by the warm start's here
+for phase in soft "$MODE"; do
+    offset=0; [[ $phase == soft ]] || offset=$SOFT_UPDATES
+    sed -nE "s/.*valid on 'valid' subset .*\| ppl ([0-9.]+) .*\| num_updates ([0-9]+).*/\2 \1/p" \
+        "$DEMO_DIR/train-$phase.log" | awk -v o=$offset -v p="$phase" '{ printf "%6d  %-10s %s\n", $1 + o, p, $2 }'
+done | sort -n -k1,1 -u | tee "$EVAL/curve.txt"
 
 step "Summary -> $DEMO_DIR/summary.txt"
 PPL=$(sed -nE "s/.*valid on 'test' subset.*\| ppl ([0-9.]+).*/\1/p" "$EVAL/validate.log")
