@@ -17,9 +17,11 @@
 # model (DEMO_MODE, var-enum by default: the exact ELBO of the paper) initialised from it
 # (--finetune-from-model; the inference network starts fresh) for DEMO_UPDATES updates. The
 # latent phase is what is evaluated and reported. On a machine with 2 or more cores, training
-# runs as DEMO_RANKS data-parallel processes of one thread each (gloo), which was faster than
-# one process with 2 threads, and much faster when the machine is busy; the batch of an update
-# is the same DEMO_MAX_TOKENS whatever the number of processes.
+# runs as DEMO_RANKS data-parallel processes of one thread each (gloo); the batch of an update
+# is the same DEMO_MAX_TOKENS whatever the number of processes. Measured on 2 cores (updates
+# per second, soft / var-enum): idle, 2 processes x 1 thread 4.6 / 1.6, 1 process x 2 threads
+# 6.0 / 1.7; beside another 2-thread job, 2 x 1 thread 2.5 (soft), 1 x 2 threads 0.57: torch's
+# threads wait for each other when they share the cores, separate processes do not.
 #
 # Every step writes into $DEMO_DIR and is skipped when its output is there, so a second run
 # reuses the work of the first (an interrupted training resumes from its last checkpoint).
@@ -43,8 +45,8 @@ else
     VALID_SIZE=1000; TEST_SIZE=1000; MAX_TRAIN=""
     VOCAB_SIZE=2000     # enumeration costs S x V per target token: a small vocabulary pays off on a CPU
     EMBED=256; HIDDEN=256; DECODER=384; OUTPUT=256
-    SOFT_UPDATES=${DEMO_SOFT_UPDATES:-2000}   # soft-attention warm start
-    UPDATES=${DEMO_UPDATES:-800}         # the latent model
+    SOFT_UPDATES=${DEMO_SOFT_UPDATES:-1600}   # soft-attention warm start
+    UPDATES=${DEMO_UPDATES:-600}         # the latent model
     MAX_TOKENS=${DEMO_MAX_TOKENS:-1000}     # target tokens per update (all processes together)
     # what the defaults gave on 2 CPU cores (README): a run far below them is reported
     EXPECTED_BLEU=0; EXPECTED_PPL=0
@@ -149,7 +151,7 @@ train_phase() {
 }
 
 # the latent phase costs about LATENT_COST soft updates per update (var-enum, measured)
-LATENT_COST=4
+LATENT_COST=3
 step "4. fairseq-train: $SOFT_UPDATES updates of soft attention, then $UPDATES of --attention-mode $MODE"
 echo "processes: $RANKS x $THREADS thread(s) on $CORES core(s), $MAX_TOKENS target tokens per update"
 if [[ -f $WARM/train.done ]]; then
