@@ -49,7 +49,7 @@ else
     UPDATES=${DEMO_UPDATES:-600}         # the latent model
     MAX_TOKENS=${DEMO_MAX_TOKENS:-1000}     # target tokens per update (all processes together)
     # what the defaults gave on 2 CPU cores (README): a run far below them is reported
-    EXPECTED_BLEU=0; EXPECTED_PPL=0
+    EXPECTED_BLEU=6.61; EXPECTED_PPL=21.55
 fi
 MODE=${DEMO_MODE:-var-enum}
 VALID_EVERY=250         # validate every so many updates (and at every epoch's end): the learning curve
