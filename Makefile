@@ -3,7 +3,7 @@
 #   make install   virtual environment in $(VENV) with torch, fairseq, the plugin
 #   make test      install if needed, then run the test suite
 #   make test-fast the same without the tests marked slow (those that train through the command lines)
-#   make demo      install if needed, then the offline De->En demo (see README)
+#   make demo      install if needed, then the De->En demo (its data is fetched once; see README)
 
 PYTHON ?= python3
 VENV ?= .venv
