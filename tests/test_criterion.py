@@ -207,3 +207,25 @@ def test_sampling_modes_log_no_likelihood_in_training():
         _, _, valid_log = criterion(model.eval(), batch)
         assert "nll_loss" not in train_log
         assert "nll_loss" in valid_log
+
+
+def test_entropies_are_logged_unless_no_entropy_is_passed():
+    """A boolean criterion option is a flag that switches on what its name says (fairseq makes
+    a True-default boolean a flag that switches it off)."""
+    import argparse
+
+    from fairseq.dataclass.utils import gen_parser_from_dataclass
+
+    from var_attn_plugin.criterion import VarAttnCriterionConfig
+
+    parser = argparse.ArgumentParser()
+    gen_parser_from_dataclass(parser, VarAttnCriterionConfig())
+    assert parser.parse_args([]).no_entropy is False and parser.parse_args(["--no-entropy"]).no_entropy is True
+
+    model = eval_model("var-enum")
+    batch = random_batch(model, [5, 3], [4, 2])
+    task = SimpleNamespace(target_dictionary=model.decoder.dictionary)
+    _, _, logged = VarAttnCriterion(task, sentence_avg=False)(model, batch)
+    _, _, quiet = VarAttnCriterion(task, sentence_avg=False, no_entropy=True)(model, batch)
+    assert {"prior_ent", "post_ent"} <= logged.keys() and not {"prior_ent", "post_ent"} & quiet.keys()
+    assert torch.equal(logged["loss"], quiet["loss"])

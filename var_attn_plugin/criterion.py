@@ -44,17 +44,19 @@ def check_task(task) -> None:
 @dataclass
 class VarAttnCriterionConfig(FairseqDataclass):
     sentence_avg: bool = II("optimization.sentence_avg")
-    report_entropy: bool = field(
-        default=True, metadata={"help": "log prior and posterior entropies"})
+    # a boolean option that defaults to False: fairseq turns a True default into a flag that
+    # switches the option off, so "--report-entropy" used to stop the entropies being logged
+    no_entropy: bool = field(
+        default=False, metadata={"help": "do not log the prior and posterior entropies (logged by default)"})
 
 
 @register_criterion("varattn_elbo", dataclass=VarAttnCriterionConfig)
 class VarAttnCriterion(FairseqCriterion):
-    def __init__(self, task, sentence_avg: bool, report_entropy: bool = True):
+    def __init__(self, task, sentence_avg: bool, no_entropy: bool = False):
         check_task(task)
         super().__init__(task)
         self.sentence_avg = sentence_avg
-        self.report_entropy = report_entropy
+        self.report_entropy = not no_entropy
 
     def forward(self, model, sample, reduce: bool = True):
         mode = getattr(model, "attention_mode", None)
