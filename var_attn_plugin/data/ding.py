@@ -293,18 +293,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def prepare(args) -> Dict[str, object]:
-    path = args.ding_file or fetch_ding(args.download_dir or args.output_dir / "download", args.upstream_url)
-    pairs, stats = extract_pairs(read_dictionary(path))
+def split_and_write(pairs: Sequence[Pair], stats, args, source) -> Dict[str, object]:
+    """Split ``pairs`` by source sentence (``--valid-size``, ``--test-size``, ``--seed``), keep
+    ``--max-train`` training pairs, write the splits and ``stats.json`` (the extraction's
+    ``stats`` dataclass, the split sizes and ``source``) into ``--output-dir``; returns the
+    summary. Shared by the corpus preparers."""
     splits = split_pairs(pairs, args.valid_size, args.test_size, args.seed)
     distinct = sum(map(len, splits.values()))
     if args.max_train is not None:
         splits["train"] = splits["train"][: args.max_train]
     write_splits(splits, args.output_dir)
     summary = {**asdict(stats), "distinct_pairs": distinct,
-               **{f"{split}_pairs": len(splits[split]) for split in SPLITS}, "source": str(path)}
+               **{f"{split}_pairs": len(splits[split]) for split in SPLITS}, "source": str(source)}
     (args.output_dir / "stats.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+def prepare(args) -> Dict[str, object]:
+    path = args.ding_file or fetch_ding(args.download_dir or args.output_dir / "download", args.upstream_url)
+    pairs, stats = extract_pairs(read_dictionary(path))
+    return split_and_write(pairs, stats, args, path)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -27,18 +27,17 @@ Translation direction is German -> English: ``*.de`` is the source.
 import argparse
 import gettext
 import io
-import json
 import logging
 import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..console import configure_logging
-from .ding import SPLITS, split_pairs, write_splits
+from .ding import split_and_write
 
 logger = logging.getLogger("varattn-prepare-libreoffice")
 
@@ -225,15 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 def prepare(args) -> Dict[str, object]:
     directory = args.mo_dir or fetch_catalogues(args.download_dir or args.output_dir / "download")
     pairs, stats = extract_pairs(find_catalogues(directory), args.min_words, args.max_words)
-    splits = split_pairs(pairs, args.valid_size, args.test_size, args.seed)
-    distinct = sum(map(len, splits.values()))
-    if args.max_train is not None:
-        splits["train"] = splits["train"][: args.max_train]
-    write_splits(splits, args.output_dir)
-    summary = {**asdict(stats), "distinct_pairs": distinct,
-               **{f"{split}_pairs": len(splits[split]) for split in SPLITS}, "source": str(directory)}
-    (args.output_dir / "stats.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return summary
+    return split_and_write(pairs, stats, args, directory)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
