@@ -315,15 +315,21 @@ def prepare(args) -> Dict[str, object]:
     return split_and_write(pairs, stats, args, path)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def run_preparer(parser: argparse.ArgumentParser, prepare_fn, errors, log: logging.Logger,
+                 argv: Optional[Sequence[str]] = None) -> None:
+    """A corpus preparer's command line: parse, ``prepare_fn(args)``, log its summary; the
+    ``errors`` it raises end the command with their message and exit code 2."""
     configure_logging()
-    parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        summary = prepare(args)
-    except (DingDataError, ValueError) as e:
+        summary = prepare_fn(args)
+    except errors as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
-    logger.info("%s", ", ".join(f"{k} {v}" for k, v in summary.items()))
+    log.info("%s", ", ".join(f"{k} {v}" for k, v in summary.items()))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    run_preparer(build_parser(), prepare, (DingDataError, ValueError), logger, argv)
 
 
 if __name__ == "__main__":

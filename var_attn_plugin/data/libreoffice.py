@@ -36,8 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ..console import configure_logging
-from .ding import split_and_write
+from .ding import run_preparer, split_and_write
 
 logger = logging.getLogger("varattn-prepare-libreoffice")
 
@@ -228,14 +227,7 @@ def prepare(args) -> Dict[str, object]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    configure_logging()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        summary = prepare(args)
-    except (LibreOfficeDataError, ValueError) as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
-    logger.info("%s", ", ".join(f"{k} {v}" for k, v in summary.items()))
+    run_preparer(build_parser(), prepare, (LibreOfficeDataError, ValueError), logger, argv)
 
 
 if __name__ == "__main__":
