@@ -74,7 +74,7 @@ if [[ "$TINY" == 1 ]]; then
     SAVE_EXTRA=(--save-interval-updates 5 --keep-interval-updates 1)   # a checkpoint to resume from early
 else
     ROOT=${ROOT:-work/converge}
-    CORPORA=${CORPORA:-"ding libreoffice"}
+    CORPORA=${CORPORA:-"libreoffice ding"}
     SYN_TASKS=${SYN_TASKS-"monotone local fertility null"}
     CURVES=${CURVES:-docs/converge-curves.png}
     VALID_SIZE=1000; TEST_SIZE=1000; MAX_TRAIN=""
@@ -290,8 +290,9 @@ elif [[ $ALIGNER != none ]]; then
 fi
 
 # ---------------------------------------------------------------- 1. data
-corpora=($CORPORA)
+corpora=()   # the synthetic tasks first: they are the cheapest and have gold links
 for task in $SYN_TASKS; do corpora+=("syn-$task"); done
+corpora+=($CORPORA)
 for corpus in "${corpora[@]}"; do prepare_corpus "$corpus"; done
 
 # ---------------------------------------------------------------- 2.-4. runs
