@@ -16,7 +16,7 @@ import torch
 from fairseq.data import Dictionary
 
 import var_attn_plugin  # noqa: F401  (registers the plugin)
-from var_attn_plugin.model import VarAttnLSTMConfig, VarAttnModel
+from var_attn_plugin.lstm.model import VarAttnLSTMConfig, VarAttnLSTMModel
 
 PLUGIN_DIR = Path(var_attn_plugin.__file__).resolve().parent
 BIN_DIR = Path(sys.executable).parent
@@ -44,16 +44,16 @@ def make_dictionary(num_words: int) -> Dictionary:
 
 
 def build_model(mode: str, src_words: int = 11, tgt_words: int = 13, seed: int = 0,
-                **overrides) -> VarAttnModel:
+                **overrides) -> VarAttnLSTMModel:
     """A tiny model built the way fairseq builds it (``build_model`` with a task)."""
     torch.manual_seed(seed)
     cfg = VarAttnLSTMConfig(attention_mode=mode, dropout=0.0, **{**TINY_SIZES, **overrides})
     task = SimpleNamespace(source_dictionary=make_dictionary(src_words),
                            target_dictionary=make_dictionary(tgt_words))
-    return VarAttnModel.build_model(cfg, task)
+    return VarAttnLSTMModel.build_model(cfg, task)
 
 
-def random_batch(model: VarAttnModel, lengths_src: List[int], lengths_tgt: List[int],
+def random_batch(model: VarAttnLSTMModel, lengths_src: List[int], lengths_tgt: List[int],
                  seed: int = 0, left_pad_source: bool = True) -> Dict:
     """A fairseq-style batch: left-padded sources, right-padded targets ending in EOS."""
     g = torch.Generator().manual_seed(seed)

@@ -9,10 +9,10 @@ import torch
 from fairseq.data import Dictionary
 from helpers import build_model, make_dictionary
 
-from var_attn_plugin.model import VarAttnLSTMConfig, VarAttnModel
+from var_attn_plugin.lstm.model import VarAttnLSTMConfig, VarAttnLSTMModel
 
 
-def model_with_words(prefix: str) -> VarAttnModel:
+def model_with_words(prefix: str) -> VarAttnLSTMModel:
     def dictionary():
         d = Dictionary()
         for i in range(11):
@@ -23,7 +23,7 @@ def model_with_words(prefix: str) -> VarAttnModel:
     cfg = VarAttnLSTMConfig(attention_mode="var-enum", encoder_embed_dim=6, encoder_hidden_size=5,
                             decoder_embed_dim=7, decoder_hidden_size=9, attention_dim=4,
                             decoder_output_dim=8, inference_hidden_size=3)
-    return VarAttnModel.build_model(cfg, SimpleNamespace(source_dictionary=dictionary(),
+    return VarAttnLSTMModel.build_model(cfg, SimpleNamespace(source_dictionary=dictionary(),
                                                           target_dictionary=make_dictionary(13)))
 
 

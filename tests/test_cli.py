@@ -28,8 +28,8 @@ from helpers import (
 )
 
 from var_attn_plugin.generator import gnmt_length_penalty
-from var_attn_plugin.modes import ATTENTION_MODES
-from var_attn_plugin.objectives import log_marginal
+from var_attn_plugin.latent.distributions import log_marginal
+from var_attn_plugin.latent.modes import ATTENTION_MODES
 
 ROUNDING = 2e-3  # fairseq logs metrics rounded to 3 decimals; a sum of two rounded terms is off by < 2e-3
 SCORE_ROUNDING = 1e-4  # fairseq-generate prints per-token scores with 4 decimals

@@ -21,8 +21,8 @@ from fairseq.logging import metrics
 from helpers import build_model, random_batch
 
 from var_attn_plugin.criterion import VarAttnCriterion
-from var_attn_plugin.decoder import DecodingOptions
-from var_attn_plugin.modes import ATTENTION_MODES
+from var_attn_plugin.latent.modes import ATTENTION_MODES
+from var_attn_plugin.latent.outputs import DecodingOptions
 
 SRC_LENGTHS, TGT_LENGTHS = [4, 6, 2], [5, 3, 7]  # B = 3, pairwise-distinct lengths
 SUMMED_KEYS = ("loss", "bound", "rec", "kl", "nll_loss", "prior_ent", "post_ent",

@@ -26,21 +26,23 @@ import torch.nn.functional as F
 from helpers import Z_SCORE, assert_mean_matches, build_model, random_batch, standard_errors
 
 from var_attn_plugin.criterion import VarAttnCriterion
-from var_attn_plugin.decoder import DecodingOptions
-from var_attn_plugin.masking import expand_padding_mask, masked_log_softmax
-from var_attn_plugin.modes import ATTENTION_MODES
-from var_attn_plugin.objectives import (
-    OBJECTIVES,
+from var_attn_plugin.latent.distributions import (
+    expand_padding_mask,
+    log_marginal,
+    masked_log_softmax,
+    sample_categorical,
+)
+from var_attn_plugin.latent.modes import ATTENTION_MODES
+from var_attn_plugin.latent.objectives import (
     LatentOutputs,
     hard_enum_objective,
     hard_sample_objective,
-    log_marginal,
     var_enum_objective,
     var_sample_objective,
     var_wsram_objective,
     wake_sleep_weights,
 )
-from var_attn_plugin.sampling import sample_categorical
+from var_attn_plugin.latent.outputs import DecodingOptions
 
 B, T, S = 2, 3, 4
 SRC_PADDING_MASK = torch.tensor([[True, False, False, False], [False] * S])  # B x S
@@ -245,7 +247,8 @@ def test_soft_baseline_reduces_the_variance_of_the_score_function_gradient(mode,
             token_log_probs=exact_out.token_log_probs.repeat(copies, 1, 1))
 
     exact_logits = sampler.clone().requires_grad_(True)
-    exact_terms = OBJECTIVES[ATTENTION_MODES[mode].validation](outputs(torch.log_softmax(exact_logits, -1), 1))
+    exact_objective = ATTENTION_MODES[ATTENTION_MODES[mode].validation].objective
+    exact_terms = exact_objective(outputs(torch.log_softmax(exact_logits, -1), 1))
     exact = torch.autograd.grad(exact_terms.loss.masked_fill(~target_mask, 0.0).sum(), exact_logits)[0]
 
     torch.manual_seed(1)
@@ -254,7 +257,7 @@ def test_soft_baseline_reduces_the_variance_of_the_score_function_gradient(mode,
         logits = sampler.repeat(NUM_COPIES, 1, 1).requires_grad_(True)  # (N·B) x T x S
         out = outputs(torch.log_softmax(logits, dim=-1), NUM_COPIES)
         out.soft_token_log_probs = b.repeat(NUM_COPIES, 1)
-        terms = OBJECTIVES[mode](draw(out, sample_from))
+        terms = ATTENTION_MODES[mode].objective(draw(out, sample_from))
         loss = terms.loss.masked_fill(~target_mask.repeat(NUM_COPIES, 1), 0.0)
         grads = torch.autograd.grad(loss.sum(), logits)[0].view(NUM_COPIES, *shape)
         assert_mean_matches(grads, exact, what=f"{mode} gradient with {name}")

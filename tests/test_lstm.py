@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from var_attn_plugin.lstm import PackedBiLSTM
+from var_attn_plugin.latent.packed_lstm import PackedBiLSTM
 
 E, H, LAYERS = 3, 4, 2
 

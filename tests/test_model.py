@@ -17,11 +17,12 @@ import torch
 from fairseq.sequence_generator import SequenceGenerator
 from helpers import build_model, random_batch
 
-import var_attn_plugin.output_layer as output_layer
+import var_attn_plugin.latent.output_layer as output_layer
 from var_attn_plugin.benchmark import peak_cpu_bytes
-from var_attn_plugin.decoder import DecodingOptions
-from var_attn_plugin.model import VarAttnLSTMConfig, check_config
-from var_attn_plugin.objectives import OBJECTIVES, log_marginal
+from var_attn_plugin.latent.distributions import log_marginal
+from var_attn_plugin.latent.modes import ATTENTION_MODES
+from var_attn_plugin.latent.outputs import DecodingOptions
+from var_attn_plugin.lstm.model import VarAttnLSTMConfig, check_config
 
 SRC_LENGTHS, TGT_LENGTHS = [5, 2, 4], [3, 6, 4]  # a mixed-length batch, B = 3
 UNBOUNDED = 2**50  # a chunk budget no test batch reaches: one chunk
@@ -106,7 +107,7 @@ def test_sentence_likelihood_and_elbo_equal_enumeration_of_all_alignment_sequenc
     model = eval_model("var-enum")
     batch = random_batch(model, [4, 3, 2], [3, 5, 4], seed=1)
     out = model(**batch["net_input"], target=batch["target"])
-    per_token_elbo = -OBJECTIVES["var-enum"](out).objective  # B x T
+    per_token_elbo = -ATTENTION_MODES["var-enum"].objective(out).objective  # B x T
     model.decoder.decoding = DecodingOptions("exact")
     word_log_probs, _ = model(**batch["net_input"])  # B x T x V
     decoded = word_log_probs.gather(-1, batch["target"].unsqueeze(-1)).squeeze(-1)  # B x T
@@ -314,7 +315,7 @@ def loss_and_grads(model, batch, chunk_bytes: int, seed: int = 0):
     model.zero_grad()
     torch.manual_seed(seed)  # the same samples in the sampled modes
     out = model(**batch["net_input"], target=batch["target"])
-    terms = OBJECTIVES[model.objective_name()](out)
+    terms = ATTENTION_MODES[model.objective_name()].objective(out)
     loss = terms.loss.masked_fill(batch["target"].eq(model.decoder.dictionary.pad()), 0.0).sum()
     loss.backward()
     grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
@@ -382,7 +383,7 @@ def test_chunked_enumeration_bounds_peak_memory():
 
 def test_fused_target_log_softmax_matches_autograd():
     """The fused backward equals autograd's log_softmax + gather, values and gradients."""
-    from var_attn_plugin.output_layer import TargetLogSoftmax
+    from var_attn_plugin.latent.output_layer import TargetLogSoftmax
 
     g = torch.Generator().manual_seed(3)
     hidden = torch.randn(7, 5, dtype=torch.float64, generator=g, requires_grad=True)

@@ -1,4 +1,4 @@
-"""Objectives (var_attn_plugin.objectives) against brute-force loops over alignments.
+"""Objectives (var_attn_plugin.latent.objectives) against brute-force loops over alignments.
 
 Every exact objective is a sum over the candidate alignments j of one target token; the
 oracles here recompute it with explicit Python loops over j in float64 (``math``), on
@@ -19,15 +19,19 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from var_attn_plugin.masking import expand_padding_mask, masked_log_softmax, probs_times
-from var_attn_plugin.objectives import (
-    OBJECTIVES,
-    LatentOutputs,
+from var_attn_plugin.latent.distributions import (
     categorical_entropy,
     categorical_kl,
+    expand_padding_mask,
+    log_marginal,
+    masked_log_softmax,
+    probs_times,
+)
+from var_attn_plugin.latent.modes import ATTENTION_MODES
+from var_attn_plugin.latent.objectives import (
+    LatentOutputs,
     hard_enum_objective,
     hard_sample_objective,
-    log_marginal,
     marginal_objective,
     var_enum_objective,
     var_sample_objective,
@@ -202,7 +206,7 @@ def test_objectives_stay_finite_with_pads_and_underflowing_prior():
     out = LatentOutputs(prior_log_probs=prior, token_log_probs=ell, posterior_log_probs=posterior)
     total = 0.0
     for name in ("marginal", "hard-enum", "var-enum"):
-        terms = OBJECTIVES[name](out)
+        terms = ATTENTION_MODES[name].objective(out)
         for value in (terms.loss, terms.objective, terms.reconstruction, terms.kl):
             assert torch.all(torch.isfinite(value)), name
         total = total + terms.loss.sum()

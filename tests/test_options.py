@@ -10,7 +10,7 @@ import re
 from helpers import PLUGIN_DIR, fairseq_cli
 
 from var_attn_plugin.criterion import VarAttnCriterionConfig
-from var_attn_plugin.model import VarAttnLSTMConfig
+from var_attn_plugin.lstm.model import VarAttnLSTMConfig
 from var_attn_plugin.task import VarAttnTranslationConfig
 
 REQUIRED = ("--attention-mode", "--latent-decoding", "--enum-chunk-mb", "--kmax")

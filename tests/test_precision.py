@@ -33,9 +33,7 @@ import pytest
 import torch
 from helpers import build_model, fairseq_cli, random_batch, train_args
 
-from var_attn_plugin.modes import ATTENTION_MODES
-from var_attn_plugin.objectives import OBJECTIVES
-from var_attn_plugin.sampling import (
+from var_attn_plugin.latent.distributions import (
     dirichlet_concentration,
     dirichlet_kl,
     dirichlet_mean,
@@ -44,6 +42,7 @@ from var_attn_plugin.sampling import (
     noise_from,
     sample_categorical,
 )
+from var_attn_plugin.latent.modes import ATTENTION_MODES
 
 ROUNDOFF = {torch.bfloat16: 2.0**-8, torch.float16: 2.0**-11}
 
@@ -65,7 +64,7 @@ def training_step(mode: str, context=contextlib.nullcontext, dtype=torch.float32
     pads = target.eq(model.decoder.dictionary.pad())
     with noise_from(torch.Generator().manual_seed(1)), context():
         out = model(**batch["net_input"], target=target)
-        terms = OBJECTIVES[model.objective_name()](out)
+        terms = ATTENTION_MODES[model.objective_name()].objective(out)
         loss = terms.loss.masked_fill(pads, 0.0).sum()
         objective = terms.objective.masked_fill(pads, 0.0).sum()
     loss.backward()

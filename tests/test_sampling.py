@@ -1,4 +1,4 @@
-"""Samplers of the latent alignment (``var_attn_plugin.sampling``), checked statistically.
+"""Samplers of the latent alignment (``var_attn_plugin.latent.distributions``), checked statistically.
 
 Each distribution is compared with its definition: frequencies of many draws against the
 probabilities, sample means against the closed-form mean, within Z_SCORE standard errors
@@ -15,13 +15,14 @@ import torch.nn.functional as F
 from helpers import assert_mean_matches, standard_errors
 from torch.distributions import Dirichlet, kl_divergence
 
-from var_attn_plugin.masking import expand_padding_mask, masked_log_softmax
-from var_attn_plugin.sampling import (
+from var_attn_plugin.latent.distributions import (
     dirichlet_concentration,
     dirichlet_kl,
     dirichlet_mean,
     dirichlet_rsample,
+    expand_padding_mask,
     gumbel_softmax,
+    masked_log_softmax,
     sample_categorical,
 )
 

@@ -3,7 +3,8 @@ Attention", NeurIPS 2018).
 
 Use with ``--user-dir var_attn_plugin``. Importing the package registers the
 ``varattn_lstm`` model, the ``varattn_elbo`` criterion and the ``varattn_translation``
-task, and makes fairseq checkpoints loadable with torch >= 2.6.
+task, and makes fairseq checkpoints loadable with torch >= 2.6. The README's "Code map" says
+which module owns what.
 """
 
 from .checkpoint_compat import allow_fairseq_checkpoints
@@ -13,5 +14,6 @@ allow_fairseq_checkpoints()
 install_excepthook()  # a UsageError ends fairseq's commands with its message, exit code 1
 
 from . import criterion, model, task  # noqa: E402,F401  (registers with fairseq)
+from .lstm import model as lstm_model  # noqa: E402,F401  (--arch varattn_lstm)
 
 __version__ = "0.1.0"

@@ -216,7 +216,7 @@ def memory_child(args, sizes) -> float:
 def measure_generation(args, sizes) -> Dict[str, Dict[str, float]]:
     from fairseq.sequence_generator import SequenceGenerator
 
-    from .decoder import DecodingOptions
+    from .latent.outputs import DecodingOptions
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     task, lstm, _ = build_system(system_argv(args.data, "fairseq-lstm", sizes, args.max_tokens))

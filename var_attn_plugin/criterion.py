@@ -1,8 +1,9 @@
 """The ``varattn_elbo`` criterion: wires the mode's objective, masks, sums and logs.
 
-The objective itself lives in :mod:`var_attn_plugin.objectives`; this class hands the target
-to the model, picks the objective of the model's attention mode once, excludes target pads
-(EOS counts, docs/METHOD.md §9.3) and logs each term as its own metric.
+The objective itself lives in :mod:`var_attn_plugin.latent.objectives`, named by the modes
+table (latent/modes.py); this class hands the target to the model, picks the objective of the
+model's attention mode, excludes target pads (EOS counts, docs/METHOD.md §9.3) and logs each
+term as its own metric.
 
 Logged metrics (all in base 2 like fairseq's, per target token unless said otherwise):
 
@@ -24,7 +25,8 @@ from fairseq.dataclass import FairseqDataclass
 from omegaconf import II
 
 from .errors import UsageError
-from .objectives import OBJECTIVES, categorical_entropy, log_marginal
+from .latent.distributions import categorical_entropy, log_marginal
+from .latent.modes import mode_spec
 
 
 def check_task(task) -> None:
@@ -38,7 +40,8 @@ def check_task(task) -> None:
     if isinstance(task, FairseqTask) and not isinstance(task, VarAttnTranslationTask):
         raise UsageError(
             f"--criterion varattn_elbo needs --task varattn_translation, got --task {task_name(task)}: "
-            "pass --task varattn_translation with --arch varattn_lstm, or use varattn-train, which passes both")
+            "pass --task varattn_translation with --arch varattn_lstm (or another varattn_* architecture), "
+            "or use varattn-train, which passes both")
 
 
 @dataclass
@@ -66,7 +69,7 @@ class VarAttnCriterion(FairseqCriterion):
                 f"(or varattn_lstm_iwslt_de_en), not {type(model).__name__}")
         target = sample["target"]
         out = model(**sample["net_input"], target=target)
-        terms = OBJECTIVES[model.objective_name()](out)
+        terms = mode_spec(model.objective_name()).objective(out)
         target_mask = target.ne(self.padding_idx)  # B x T
 
         def total(per_token):
@@ -88,7 +91,7 @@ class VarAttnCriterion(FairseqCriterion):
         # training batch, whose soft output is only the REINFORCE baseline)
         if out.token_log_probs is not None:
             logging_output["nll_loss"] = -total(log_marginal(out.prior_log_probs, out.token_log_probs)).data
-        elif mode == "soft":
+        elif not model.spec.latent:  # soft attention: the soft output is the model
             logging_output["nll_loss"] = -total(out.soft_token_log_probs).data
         if self.report_entropy:
             logging_output["prior_ent"] = total(categorical_entropy(out.prior_log_probs)).data

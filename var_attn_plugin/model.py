@@ -1,13 +1,25 @@
-"""The variational-attention encoder-decoder, registered as ``varattn_lstm`` (docs/METHOD.md §3-4).
+"""The latent-alignment model, whatever network computes its states: :class:`VarAttnModel`.
 
-``forward`` has two uses:
+An architecture (``varattn_lstm`` in var_attn_plugin/lstm/, ``varattn_transformer`` in
+var_attn_plugin/transformer/) subclasses :class:`VarAttnModel` and supplies
+
+- an encoder whose output dict has ``encoder_out`` ``(B, S, D)`` source states x̃,
+  ``encoder_padding_mask`` ``(B, S)`` and ``src_embeddings`` ``(B, S, E)`` (after dropout; the
+  inference network reads them);
+- a decoder mixing in :class:`LatentDecoderMixin`: ``extract_features`` returns
+  :class:`~var_attn_plugin.latent.outputs.AlignmentStates`, ``embed_targets`` embeds target
+  tokens for the inference network, ``alignment_output`` is the output layer;
+- an :class:`~var_attn_plugin.latent.inference_network.InferenceNetwork` for variational modes.
+
+Everything else is here or in the shared core (var_attn_plugin/latent/): the attention mode, the
+objective that applies now, decoding options, checkpoint loading checks and ``forward``, which
+has two uses:
 
 - without ``target`` (generation, ``--score-reference``, fairseq's own criteria): returns
   ``((B, T, V) log-probabilities, {"attn": [prior]})`` under the decoding option;
 - with ``target`` (our criterion, which hands the target tokens to the model): returns the
-  :class:`~var_attn_plugin.objectives.LatentOutputs` that the objective of the attention
-  mode needs: the prior, and where needed ``ℓ_t(j)`` for every source position, the soft
-  output ``b_t`` and the posterior q.
+  :class:`~var_attn_plugin.latent.objectives.LatentOutputs` that the objective of the attention
+  mode needs (docs/METHOD.md §5).
 
 Dimensions: B batch, S source length, T target length, V vocabulary.
 """
@@ -15,47 +27,39 @@ Dimensions: B batch, S source length, T target length, V vocabulary.
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from typing import Dict, Optional
 
 import torch
-import torch.nn.functional as F
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
-from fairseq.models import FairseqEncoderDecoderModel, register_model, register_model_architecture
+from fairseq.models import FairseqEncoderDecoderModel
 from torch import Tensor, nn
 
-from .decoder import DecodingOptions, VarAttnDecoder
-from .encoder import VarAttnEncoder
 from .errors import UsageError
-from .inference_network import InferenceNetwork
-from .masking import expand_padding_mask, masked_log_softmax
-from .modes import ATTENTION_MODES, LATENT_DECODINGS, mode_spec
-from .objectives import LatentOutputs
-from .sampling import dirichlet_concentration, dirichlet_rsample, gumbel_softmax, sample_categorical
+from .latent.modes import ATTENTION_MODES, LATENT_DECODINGS, mode_spec, resolve_decoding
+from .latent.objectives import LatentOutputs
+from .latent.outputs import (
+    AlignmentStates,
+    DecodingOptions,
+    EstimatorSettings,
+    latent_outputs,
+    penalise_eos,
+    word_log_probs,
+)
 
 logger = logging.getLogger(__name__)
 
+IncrementalState = Dict[str, Dict[str, Optional[Tensor]]]
+
 
 @dataclass
-class VarAttnLSTMConfig(FairseqDataclass):
-    # Defaults are the paper's IWSLT14 De-En sizes (docs/METHOD.md §3-4).
+class LatentModelConfig(FairseqDataclass):
+    """Options of every architecture: the estimator and how the latent output is computed."""
+
     attention_mode: ChoiceEnum(list(ATTENTION_MODES)) = field(
         default="var-enum",
         metadata={"help": "training objective, one row of the paper's Table 1: "
                   + "; ".join(f"{k}: {v.description}" for k, v in ATTENTION_MODES.items())},
     )
-    encoder_embed_dim: int = field(default=512, metadata={"help": "source embedding size"})
-    encoder_hidden_size: int = field(default=512, metadata={"help": "encoder LSTM size per direction"})
-    encoder_layers: int = field(default=2, metadata={"help": "bidirectional encoder LSTM layers"})
-    decoder_embed_dim: int = field(default=512, metadata={"help": "target embedding size"})
-    decoder_hidden_size: int = field(default=768, metadata={"help": "decoder LSTM size"})
-    decoder_layers: int = field(default=2, metadata={"help": "decoder LSTM layers"})
-    attention_dim: int = field(default=512, metadata={"help": "hidden size of the prior's MLP scorer"})
-    decoder_output_dim: int = field(default=768, metadata={"help": "size of the output layer o_tj"})
-    inference_hidden_size: int = field(
-        default=512, metadata={"help": "inference network LSTM size per direction (variational modes)"})
-    inference_layers: int = field(default=2, metadata={"help": "inference network LSTM layers"})
-    dropout: float = field(
-        default=0.3, metadata={"help": "dropout on embeddings, between LSTM layers and on the output layer"})
-    init_scale: float = field(default=0.1, metadata={"help": "parameters start uniform in [-s, s]"})
     enum_chunk_mb: int = field(
         default=256,
         metadata={"help": "memory budget (MiB) for one chunk of enumerated output logits "
@@ -64,8 +68,8 @@ class VarAttnLSTMConfig(FairseqDataclass):
     )
     default_latent_decoding: ChoiceEnum(list(LATENT_DECODINGS) + ["auto"]) = field(
         default="auto",
-        metadata={"help": "decoding used when the task does not say: auto = soft for the soft mode, "
-                  "exact enumeration for latent modes"},
+        metadata={"help": "decoding saved with the model, used when the task's --latent-decoding is auto: "
+                  "auto = soft for the soft mode, exact enumeration for latent modes"},
     )
     # training-time options of the sampled modes (docs/METHOD.md §5), paper defaults
     wsram_samples: int = field(default=5, metadata={"help": "var-wsram: samples from q per target token"})
@@ -80,23 +84,20 @@ class VarAttnLSTMConfig(FairseqDataclass):
         metadata={"help": "var-relaxed: train the generative model with the hard-enum objective for "
                   "this many updates before adding q (the paper pretrains this way)"},
     )
-    max_source_positions: int = field(default=1024, metadata={"help": "longest source accepted"})
-    max_target_positions: int = field(default=1024, metadata={"help": "longest target accepted"})
 
 
-_SIZES = ("encoder_embed_dim", "encoder_hidden_size", "encoder_layers", "decoder_embed_dim",
-          "decoder_hidden_size", "decoder_layers", "attention_dim", "decoder_output_dim",
-          "inference_hidden_size", "inference_layers", "max_source_positions", "max_target_positions")
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
-def check_config(cfg: VarAttnLSTMConfig):
-    """Raise a UsageError naming the flag for a value outside its range."""
-    def flag(name: str) -> str:
-        return "--" + name.replace("_", "-")
-
-    for name in _SIZES:
+def check_positive(cfg, names) -> None:
+    for name in names:
         if getattr(cfg, name) < 1:
             raise UsageError(f"{flag(name)} must be a positive size, got {getattr(cfg, name)}")
+
+
+def check_latent_config(cfg: LatentModelConfig) -> None:
+    """Raise a UsageError naming the flag for a value outside its range."""
     if not 0 <= cfg.dropout < 1:
         raise UsageError(f"--dropout is a probability in [0, 1), got {cfg.dropout}")
     if cfg.enum_chunk_mb < 0:
@@ -120,7 +121,7 @@ def task_name(task) -> str:
     return next((name for name, cls in TASK_REGISTRY.items() if cls is type(task)), type(task).__name__)
 
 
-def check_task(task) -> None:
+def check_task(task, arch: str) -> None:
     """Refuse a fairseq task other than ``varattn_translation`` (training or loading)."""
     from fairseq.tasks import FairseqTask
 
@@ -128,7 +129,7 @@ def check_task(task) -> None:
 
     if isinstance(task, FairseqTask) and not isinstance(task, VarAttnTranslationTask):
         raise UsageError(
-            f"--arch varattn_lstm needs --task varattn_translation, got --task {task_name(task)}: that "
+            f"--arch {arch} needs --task varattn_translation, got --task {task_name(task)}: that "
             "task drops the last batch of a split when its size is not a multiple of "
             "--required-batch-size-multiple (sentences silently left out of generation and scoring) and "
             "has no --latent-decoding options; pass --task varattn_translation, or use varattn-train / "
@@ -141,13 +142,40 @@ def dictionary_fingerprint(dictionary) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-def build_embedding(dictionary, dim: int) -> nn.Embedding:
-    return nn.Embedding(len(dictionary), dim, padding_idx=dictionary.pad())
+class LatentDecoderMixin:
+    """``forward`` of a fairseq incremental decoder whose ``extract_features`` returns
+    :class:`AlignmentStates`: word distributions under the decoding option (latent/outputs.py),
+    the EOS penalty of beam search, and the prior as fairseq's ``attn``."""
+
+    alignment_output: nn.Module
+    decoding: DecodingOptions
+    estimator: EstimatorSettings
+
+    def extract_features(self, prev_output_tokens: Tensor, encoder_out,
+                         incremental_state: Optional[IncrementalState] = None) -> AlignmentStates:
+        raise NotImplementedError
+
+    def embed_targets(self, tokens: Tensor) -> Tensor:
+        """``(B, T)`` target tokens -> ``(B, T, E)`` embeddings after dropout (the inference network's input)."""
+        raise NotImplementedError
+
+    def forward(self, prev_output_tokens: Tensor, encoder_out=None,
+                incremental_state: Optional[IncrementalState] = None, **kwargs):
+        """Returns ``((B, T, V) log-probabilities, {"attn": [(B, T, S) prior]})``."""
+        states = self.extract_features(prev_output_tokens, encoder_out, incremental_state)
+        log_probs = word_log_probs(self.alignment_output, states, self.decoding, self.estimator)
+        if incremental_state is not None and self.decoding.eos_penalty > 0:
+            log_probs = penalise_eos(log_probs, states.src_padding_mask, self.dictionary.eos(),
+                                     self.decoding.eos_penalty, prev_output_tokens.size(1))
+        return log_probs, {"attn": [states.prior_log_probs.exp()]}
 
 
-@register_model("varattn_lstm", dataclass=VarAttnLSTMConfig)
 class VarAttnModel(FairseqEncoderDecoderModel):
-    def __init__(self, cfg: VarAttnLSTMConfig, encoder, decoder, inference_network):
+    """A translation model whose alignment is a latent variable; see the module docstring."""
+
+    ARCH = "varattn_lstm"  # the registered architecture name, in messages
+
+    def __init__(self, cfg: LatentModelConfig, encoder, decoder, inference_network: Optional[nn.Module]):
         super().__init__(encoder, decoder)
         self.cfg = cfg
         self.attention_mode = str(cfg.attention_mode)
@@ -158,36 +186,8 @@ class VarAttnModel(FairseqEncoderDecoderModel):
         # with another data directory's dictionaries of the same size
         self.register_buffer("dictionary_fingerprint", torch.tensor(
             [dictionary_fingerprint(encoder.dictionary), dictionary_fingerprint(decoder.dictionary)]))
-        if self.spec.relaxation == "dirichlet":
-            decoder.prior_concentration = self.concentration
-
-    @classmethod
-    def build_model(cls, cfg: VarAttnLSTMConfig, task):
-        check_config(cfg)
-        check_task(task)
-        src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
-        spec = mode_spec(str(cfg.attention_mode))
-        encoder = VarAttnEncoder(
-            src_dict, build_embedding(src_dict, cfg.encoder_embed_dim), cfg.encoder_hidden_size,
-            cfg.encoder_layers, cfg.dropout, cfg.dropout,
-        )
-        decoding = str(cfg.default_latent_decoding)
-        if decoding == "auto":
-            decoding = "exact" if spec.latent else "soft"
-        decoder = VarAttnDecoder(
-            tgt_dict, build_embedding(tgt_dict, cfg.decoder_embed_dim), encoder.output_dim,
-            cfg.decoder_hidden_size, cfg.decoder_layers, cfg.attention_dim, cfg.decoder_output_dim,
-            cfg.dropout, cfg.enum_chunk_mb * 2**20, DecodingOptions(latent_decoding=decoding),
-        )
-        inference_network = None
-        if spec.variational:
-            inference_network = InferenceNetwork(
-                cfg.encoder_embed_dim, cfg.decoder_embed_dim, cfg.inference_hidden_size,
-                cfg.inference_layers, cfg.dropout,
-            )
-        model = cls(cfg, encoder, decoder, inference_network)
-        model.reset_parameters(cfg.init_scale)
-        return model
+        decoder.estimator = EstimatorSettings.from_config(cfg)
+        decoder.decoding = DecodingOptions(latent_decoding=self.latent_decoding_for("auto"))
 
     @classmethod
     def from_pretrained(cls, model_name_or_path, checkpoint_file="checkpoint_best.pt", data_name_or_path=None,
@@ -198,13 +198,10 @@ class VarAttnModel(FairseqEncoderDecoderModel):
 
         return from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
 
-    def reset_parameters(self, scale: float):
-        """Every parameter uniform in [-scale, scale] (docs/METHOD.md §3); padding embeddings 0."""
-        for p in self.parameters():
-            nn.init.uniform_(p, -scale, scale)
-        with torch.no_grad():
-            for embedding in (self.encoder.embed_tokens, self.decoder.embed_tokens):
-                embedding.weight[embedding.padding_idx].zero_()
+    @staticmethod
+    def spec_of(cfg: LatentModelConfig):
+        """The modes-table row of ``cfg.attention_mode`` (an unknown mode is a ValueError)."""
+        return mode_spec(str(cfg.attention_mode))
 
     def set_num_updates(self, num_updates):
         self.num_updates = num_updates
@@ -213,20 +210,18 @@ class VarAttnModel(FairseqEncoderDecoderModel):
     def objective_name(self) -> str:
         """The row of ATTENTION_MODES whose objective applies now.
 
-        Training: the attention mode (hard-enum during var-relaxed warm-up). Evaluation: the
-        exact objective the mode is validated with.
+        Training: the attention mode (its ``warmup`` row during --dirichlet-warmup-updates).
+        Evaluation: the exact objective the mode is validated with.
         """
         if not self.training:
             return self.spec.validation or self.attention_mode
-        if self.spec.relaxation == "dirichlet" and self.num_updates < self.cfg.dirichlet_warmup_updates:
-            return "hard-enum"
+        if self.spec.warmup is not None and self.num_updates < self.cfg.dirichlet_warmup_updates:
+            return self.spec.warmup
         return self.attention_mode
 
-    def concentration(self, scores: Tensor) -> Tensor:
-        """Dirichlet concentrations from prior or posterior scores (var-relaxed)."""
-        cfg = self.cfg
-        return dirichlet_concentration(
-            scores, str(cfg.dirichlet_transform), cfg.dirichlet_min_alpha, cfg.dirichlet_max_alpha)
+    def latent_decoding_for(self, requested: str) -> str:
+        """The decoding the task's ``--latent-decoding`` value means for this model (resolves auto)."""
+        return resolve_decoding(requested, str(self.cfg.default_latent_decoding), self.spec)
 
     def configure_decoding(self, options: DecodingOptions):
         """Choose how generation turns states into word distributions (task options)."""
@@ -310,79 +305,14 @@ class VarAttnModel(FairseqEncoderDecoderModel):
         states = self.decoder.extract_features(prev_output_tokens, encoder_out)
         return self.latent_outputs(states, encoder_out, target)
 
-    def latent_outputs(self, states, encoder_out, target: Tensor) -> LatentOutputs:
+    def latent_outputs(self, states: AlignmentStates, encoder_out, target: Tensor) -> LatentOutputs:
         """Compute what the current objective needs (see :meth:`objective_name`)."""
         spec = mode_spec(self.objective_name())
         pad = self.decoder.dictionary.pad()
-        src_padding_mask = encoder_out["encoder_padding_mask"][0]  # B x S
-        tgt_padding_mask = target.eq(pad)  # B x T
-        B, T, S = states.prior_log_probs.shape
-        layer = self.decoder.alignment_output
-
-        # only real target tokens are scored: N rows of the flattened B x T grid
-        row_batch, row_step = (~tgt_padding_mask).nonzero(as_tuple=True)  # N, N
-        queries = layer.query_proj(states.hidden[row_batch, row_step])  # N x O
-        row_target = target[row_batch, row_step]  # N
-
-        def to_grid(rows: Tensor) -> Tensor:
-            """``(N, ...)`` per-token values -> ``(B, T, ...)``, 0 at target pads."""
-            grid = rows.new_zeros((B, T) + rows.shape[1:])
-            grid[row_batch, row_step] = rows
-            return grid
-
-        def output_at(weights: Tensor) -> Tensor:
-            """log p(y_t | Σ_j weights_tj x̃_j) for a ``(B, T, S)`` point of the simplex."""
-            context = layer.mix_sources(weights, states.output_sources)[row_batch, row_step]  # N x O
-            return to_grid(layer.soft_log_probs(queries, context).gather(-1, row_target[:, None]).squeeze(-1))
-
-        out = LatentOutputs(prior_log_probs=states.prior_log_probs)
-        if spec.enumerates:  # ℓ_t(j) for every source position
-            rows = layer.candidate_token_log_probs(queries, states.output_sources, row_batch, row_target)
-            out.token_log_probs = to_grid(rows).masked_fill(src_padding_mask.unsqueeze(1), 0.0)
-        if spec.soft_output:  # b_t: the objective (soft), or a detached baseline (sampling modes)
-            with torch.set_grad_enabled(torch.is_grad_enabled() and spec.sample_from is None):
-                out.soft_token_log_probs = output_at(states.prior_log_probs.exp())
-
         posterior_scores = None
         if spec.variational:
-            tgt_embeddings = F.dropout(self.decoder.embed_tokens(target), p=self.cfg.dropout, training=self.training)
-            posterior_scores = self.inference_network.scores(
-                encoder_out["src_embeddings"][0], src_padding_mask, tgt_embeddings, tgt_padding_mask)
-            out.posterior_log_probs = masked_log_softmax(
-                posterior_scores, expand_padding_mask(src_padding_mask, T))  # B x T x S
-
-        if spec.sample_from is not None:  # ℓ_t at K sampled positions
-            sampled = out.prior_log_probs if spec.sample_from == "prior" else out.posterior_log_probs
-            num_samples = self.cfg.wsram_samples if self.attention_mode == "var-wsram" else 1
-            out.sample_indices = sample_categorical(sampled, num_samples)  # B x T x K
-            rows = layer.candidate_token_log_probs(
-                queries, states.output_sources, row_batch, row_target,
-                candidates=out.sample_indices[row_batch, row_step])  # N x K
-            out.sample_token_log_probs = to_grid(rows)
-
-        if spec.relaxation == "gumbel":
-            weights = gumbel_softmax(out.posterior_log_probs, self.cfg.gumbel_temperature)
-            out.relaxed_token_log_probs = output_at(weights)
-        elif spec.relaxation == "dirichlet":
-            mask = src_padding_mask.unsqueeze(1)  # B x 1 x S
-            out.src_padding_mask = mask
-            out.prior_alpha = self.concentration(states.prior_scores)
-            out.posterior_alpha = self.concentration(posterior_scores)
-            out.relaxed_token_log_probs = output_at(dirichlet_rsample(out.posterior_alpha, mask))
-        return out
-
-
-@register_model_architecture("varattn_lstm", "varattn_lstm_iwslt_de_en")
-def varattn_lstm_iwslt_de_en(args):
-    """The paper's IWSLT14 De-En model (docs/METHOD.md §3-4); identical to ``varattn_lstm``'s defaults."""
-    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 512)
-    args.encoder_hidden_size = getattr(args, "encoder_hidden_size", 512)
-    args.encoder_layers = getattr(args, "encoder_layers", 2)
-    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", 512)
-    args.decoder_hidden_size = getattr(args, "decoder_hidden_size", 768)
-    args.decoder_layers = getattr(args, "decoder_layers", 2)
-    args.attention_dim = getattr(args, "attention_dim", 512)
-    args.decoder_output_dim = getattr(args, "decoder_output_dim", 768)
-    args.inference_hidden_size = getattr(args, "inference_hidden_size", 512)
-    args.inference_layers = getattr(args, "inference_layers", 2)
-    args.dropout = getattr(args, "dropout", 0.3)
+            posterior_scores = self.inference_network(
+                encoder_out["src_embeddings"][0], states.src_padding_mask,
+                self.decoder.embed_targets(target), target.eq(pad))
+        return latent_outputs(self.decoder.alignment_output, states, target, pad, spec,
+                              self.decoder.estimator, posterior_scores)

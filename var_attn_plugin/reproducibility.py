@@ -17,7 +17,7 @@ restarted with the same command continues the uninterrupted run bit for bit on t
   num_updates`` before every update (the same seed on every rank, as in all of fairseq);
 - the latent samples (Gumbel, categorical and Dirichlet noise): :class:`UpdateNoise`, a
   generator of their own per update, seeded from ``(seed, data-parallel rank, num_updates)``
-  (:func:`var_attn_plugin.sampling.noise_seed`), so every rank draws its own noise.
+  (:func:`var_attn_plugin.latent.distributions.noise_seed`), so every rank draws its own noise.
 
 Validation and decoding draw no noise. Not covered: ``--update-ordered-indices-seed``, with
 which fairseq also shuffles with the seed of the epoch the iterator was created in. On GPUs
@@ -29,7 +29,7 @@ from typing import Callable, Optional
 import torch
 from fairseq.data import iterators
 
-from .sampling import noise_seed
+from .latent.distributions import noise_seed
 
 
 def data_parallel_rank() -> int:

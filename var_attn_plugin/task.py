@@ -14,13 +14,13 @@ from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
 
-from .decoder import DecodingOptions
 from .errors import UsageError
 from .generator import GnmtSequenceGenerator, GnmtSequenceGeneratorWithAlignment
 from .input_check import INTERACTIVE_FIX, warn_unreadable_inputs
-from .modes import LATENT_DECODINGS
+from .latent.distributions import noise_from
+from .latent.modes import LATENT_DECODINGS
+from .latent.outputs import DecodingOptions
 from .reproducibility import UpdateNoise, batch_iterator_of_first_epoch
-from .sampling import noise_from
 from .startup_checks import SKIP_EMPTY_LINES_HELP, StartupChecks
 from .watchdog import watchdog_for
 
@@ -34,7 +34,8 @@ class VarAttnTranslationConfig(TranslationConfig):
         default="auto",
         metadata={"help": "exact: marginalise the latent alignment under the prior (docs/METHOD.md §6); "
                   "kmax: the same over the --kmax most probable source positions, renormalised; "
-                  "soft: soft attention; auto: exact for latent modes, soft for --attention-mode soft"},
+                  "soft: soft attention; auto: the model's --default-latent-decoding, which defaults to exact for "
+                  "latent modes and soft for --attention-mode soft"},
     )
     kmax: int = field(default=5, metadata={"help": "source positions kept by --latent-decoding kmax"})
     gnmt_lenpen: Optional[float] = field(
@@ -57,10 +58,8 @@ class VarAttnTranslationTask(StartupChecks, TranslationTask):
     cfg: VarAttnTranslationConfig
 
     def decoding_options(self, model) -> DecodingOptions:
-        latent_decoding = str(self.cfg.latent_decoding)
-        if latent_decoding == "auto":
-            latent_decoding = "exact" if model.spec.latent else "soft"
-        return DecodingOptions(latent_decoding, self.cfg.kmax, self.cfg.eos_penalty)
+        return DecodingOptions(model.latent_decoding_for(str(self.cfg.latent_decoding)), self.cfg.kmax,
+                               self.cfg.eos_penalty)
 
     def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, max_positions=None,
                            ignore_invalid_inputs=False, required_batch_size_multiple=1, **kwargs):

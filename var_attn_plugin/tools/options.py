@@ -60,7 +60,7 @@ def sections():
     from fairseq.tasks.translation import TranslationConfig
 
     from ..criterion import VarAttnCriterionConfig
-    from ..model import VarAttnLSTMConfig
+    from ..lstm.model import VarAttnLSTMConfig
     from ..task import VarAttnTranslationConfig
 
     inherited = {f.name for f in fields(TranslationConfig)}

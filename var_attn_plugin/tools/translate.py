@@ -27,7 +27,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence, TextIO
 
 from ..console import configure_logging, description_from_docstring
 from ..input_check import TRANSLATE_FIX, unreadable_inputs
-from ..modes import LATENT_DECODINGS
+from ..latent.modes import LATENT_DECODINGS
 from .words import detect_scheme
 
 logger = logging.getLogger("varattn-translate")

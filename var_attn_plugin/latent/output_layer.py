@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
-from .masking import at_least_float32
+from .distributions import at_least_float32
 from .scoring import Projection, tanh_of_sum
 
 

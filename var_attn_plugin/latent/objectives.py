@@ -1,4 +1,5 @@
-"""Training objectives as pure functions over a "candidate alignments" axis (docs/METHOD.md §5).
+"""Training objectives as pure functions over a "candidate alignments" axis (docs/METHOD.md §5);
+the modes table (latent/modes.py) names the one each attention mode trains with.
 
 Every function works per target token and returns ``(B, T)`` tensors; the criterion masks
 target pads and sums. The last axis of the inputs enumerates candidate alignments: all ``S``
@@ -17,13 +18,12 @@ enumerating, the number of samples when sampling).
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
 
-from .masking import probs_times
-from .sampling import dirichlet_kl
+from .distributions import categorical_kl, dirichlet_kl, expected_log_likelihood, log_marginal
 
 
 @dataclass
@@ -70,32 +70,6 @@ class TokenTerms:
     objective: Tensor
     reconstruction: Tensor
     kl: Tensor
-
-
-# ---------------------------------------------------------------------------- primitives
-
-
-def log_marginal(prior_log_probs: Tensor, token_log_probs: Tensor) -> Tensor:
-    """``log Σ_j p_t(j) exp ℓ_t(j)``: exact log-likelihood of y_t, marginalising z_t."""
-    return torch.logsumexp(prior_log_probs + token_log_probs, dim=-1)
-
-
-def expected_log_likelihood(log_probs: Tensor, token_log_probs: Tensor) -> Tensor:
-    """``Σ_j r_t(j) ℓ_t(j)`` for a distribution r (prior or posterior) given as log-probs."""
-    return probs_times(log_probs, token_log_probs)
-
-
-def categorical_kl(q_log_probs: Tensor, p_log_probs: Tensor) -> Tensor:
-    """``KL(q_t || p_t) = Σ_j q_t(j) (log q_t(j) - log p_t(j))`` (docs/METHOD.md eq. (17), §9.5).
-
-    Positions where q has no mass contribute 0 even where both are ``-inf`` (pads).
-    """
-    return probs_times(q_log_probs, q_log_probs - p_log_probs)
-
-
-def categorical_entropy(log_probs: Tensor) -> Tensor:
-    """``H(r_t) = -Σ_j r_t(j) log r_t(j)``, pads (``-inf``) contribute 0."""
-    return -probs_times(log_probs, log_probs)
 
 
 # ---------------------------------------------------------------------------- objectives
@@ -208,15 +182,3 @@ def var_relaxed_objective(out: LatentOutputs) -> TokenTerms:
     kl = dirichlet_kl(out.posterior_alpha, out.prior_alpha, out.src_padding_mask)
     return _exact(-out.relaxed_token_log_probs, kl)
 
-
-OBJECTIVES: Dict[str, Callable[[LatentOutputs], TokenTerms]] = {
-    "soft": soft_objective,
-    "marginal": marginal_objective,
-    "hard-enum": hard_enum_objective,
-    "var-enum": var_enum_objective,
-    "hard-sample": hard_sample_objective,
-    "var-sample": var_sample_objective,
-    "var-gumbel": var_gumbel_objective,
-    "var-wsram": var_wsram_objective,
-    "var-relaxed": var_relaxed_objective,
-}

@@ -1,17 +1,27 @@
-"""Samples of the latent alignment, exact and relaxed (docs/METHOD.md §5).
+"""Distributions over source positions: masking, categorical and Dirichlet helpers, sampling.
 
-Where the noise comes from: inside ``with noise_from(generator):`` every function here draws
-from that generator; outside it, from torch's global generator. In training the
+Everything the latent machinery computes about one alignment distribution lives here, so
+that the objectives, the output layer and every architecture share one implementation:
+
+- masking and log-space normalisation: pads get exactly zero mass everywhere, one helper
+  normalises every distribution over source positions (prior, posterior, K-max)
+  (docs/METHOD.md §9.1-9.2);
+- categorical quantities: the marginal, expectations, KL and entropy;
+- samples, exact and relaxed (docs/METHOD.md §5), and the Dirichlet's concentrations, mean
+  and KL.
+
+Where the noise comes from: inside ``with noise_from(generator):`` every sampling function
+here draws from that generator; outside it, from torch's global generator. In training the
 ``varattn_translation`` task opens that block around each update with a generator seeded from
 ``(--seed, data-parallel rank, update number)`` (:func:`noise_seed`), so each rank draws its own
 noise, and a run resumed from a checkpoint draws the same noise as the uninterrupted run.
 
-Numerics: everything here computes in float32 (or float64 for float64 inputs) whatever the
-activation dtype (``--fp16``, ``--amp``, autocast): Gumbel noise, concentrations, Gamma
-samples and the Dirichlet KL, whose ``lgamma`` terms overflow float16 beyond 65504 and lose
-all precision in their differences long before.
+Numerics: sampling and the Dirichlet compute in float32 (or float64 for float64 inputs)
+whatever the activation dtype (``--fp16``, ``--amp``, autocast): Gumbel noise,
+concentrations, Gamma samples and the Dirichlet KL, whose ``lgamma`` terms overflow float16
+beyond 65504 and lose all precision in their differences long before.
 
-Dimensions: B batch, T target steps, S source length, K samples.
+Dimensions: B batch, T target length, S source length, K candidate alignments or samples.
 """
 
 import contextlib
@@ -22,7 +32,71 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .masking import at_least_float32
+# ---------------------------------------------------------------------------- masking
+
+
+def at_least_float32(x: Tensor) -> Tensor:
+    """``x`` upcast to float32 when it is less precise (fp16, bf16); float32/64 unchanged."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def masked_log_softmax(scores: Tensor, src_padding_mask: Tensor) -> Tensor:
+    """``log softmax_j`` over the last axis, with masked positions at exactly ``-inf``.
+
+    Args:
+        scores: ``(..., S)`` unnormalised scores.
+        src_padding_mask: bool, broadcastable to ``scores``, True at positions that must get
+            zero probability (source pads). Every row needs at least one unmasked position.
+
+    Returns:
+        ``(..., S)`` log-probabilities; ``exp`` sums to 1 over the unmasked positions.
+    """
+    scores = at_least_float32(scores).masked_fill(src_padding_mask, float("-inf"))
+    return torch.log_softmax(scores, dim=-1)
+
+
+def expand_padding_mask(src_padding_mask: Tensor, num_steps: int) -> Tensor:
+    """``(B, S)`` source padding mask -> ``(B, T, S)`` view for per-step distributions."""
+    return src_padding_mask.unsqueeze(1).expand(-1, num_steps, -1)
+
+
+def probs_times(log_probs: Tensor, values: Tensor) -> Tensor:
+    """``Σ_j exp(log_probs_j) · values_j`` over the last axis, ignoring zero-mass entries.
+
+    Positions with ``log_probs == -inf`` contribute exactly 0 even where ``values`` is not
+    finite there (e.g. a padded candidate), so no ``0 · inf = nan`` can appear.
+    """
+    probs = log_probs.exp()
+    return (probs * values.masked_fill(probs == 0, 0.0)).sum(dim=-1)
+
+
+# ---------------------------------------------------------------------------- categorical
+
+
+def log_marginal(prior_log_probs: Tensor, token_log_probs: Tensor) -> Tensor:
+    """``log Σ_j p_t(j) exp ℓ_t(j)``: exact log-likelihood of y_t, marginalising z_t."""
+    return torch.logsumexp(prior_log_probs + token_log_probs, dim=-1)
+
+
+def expected_log_likelihood(log_probs: Tensor, token_log_probs: Tensor) -> Tensor:
+    """``Σ_j r_t(j) ℓ_t(j)`` for a distribution r (prior or posterior) given as log-probs."""
+    return probs_times(log_probs, token_log_probs)
+
+
+def categorical_kl(q_log_probs: Tensor, p_log_probs: Tensor) -> Tensor:
+    """``KL(q_t || p_t) = Σ_j q_t(j) (log q_t(j) - log p_t(j))`` (docs/METHOD.md eq. (17), §9.5).
+
+    Positions where q has no mass contribute 0 even where both are ``-inf`` (pads).
+    """
+    return probs_times(q_log_probs, q_log_probs - p_log_probs)
+
+
+def categorical_entropy(log_probs: Tensor) -> Tensor:
+    """``H(r_t) = -Σ_j r_t(j) log r_t(j)``, pads (``-inf``) contribute 0."""
+    return -probs_times(log_probs, log_probs)
+
+
+# ---------------------------------------------------------------------------- sampling
 
 _generator: Optional[torch.Generator] = None
 

@@ -1,5 +1,6 @@
 """The inference network q(z_t | x, y) (docs/METHOD.md ยง4, eqs. (11)-(12)); used in training and
-validation, never in decoding.
+validation, never in decoding. Every architecture uses this one: it reads only the model's
+embeddings of the source and the target.
 
 It reads the generative model's embedded source and target (its only shared parameters),
 runs its own bidirectional LSTMs over both, and scores every (target step, source position)
@@ -12,8 +13,7 @@ Dimensions: B batch, S source length, T target length, E embedding size, D = 2 ย
 
 from torch import Tensor, nn
 
-from .lstm import PackedBiLSTM
-from .masking import expand_padding_mask, masked_log_softmax
+from .packed_lstm import PackedBiLSTM
 from .scoring import BilinearAlignmentScorer
 
 
@@ -25,16 +25,10 @@ class InferenceNetwork(nn.Module):
         self.target_rnn = PackedBiLSTM(tgt_embed_dim, hidden_size, num_layers, dropout_between)
         self.scorer = BilinearAlignmentScorer(self.target_rnn.output_size, self.source_rnn.output_size)
 
-    def scores(self, src_embeddings: Tensor, src_padding_mask: Tensor,
-               tgt_embeddings: Tensor, tgt_padding_mask: Tensor) -> Tensor:
-        """Unnormalised posterior scores ``s_tj``, ``(B, T, S)`` (arguments as for forward)."""
-        f = self.source_rnn(src_embeddings, src_padding_mask)  # B x S x D
-        g = self.target_rnn(tgt_embeddings, tgt_padding_mask)  # B x T x D
-        return self.scorer(g, f)  # B x T x S
-
     def forward(self, src_embeddings: Tensor, src_padding_mask: Tensor,
                 tgt_embeddings: Tensor, tgt_padding_mask: Tensor) -> Tensor:
-        """Posterior log-probabilities.
+        """Unnormalised posterior scores ``s_tj`` (eq. (12)); the shared output code
+        (latent/outputs.py) normalises them over the real source positions.
 
         Args:
             src_embeddings: ``(B, S, E)`` embedded source (after dropout).
@@ -43,7 +37,8 @@ class InferenceNetwork(nn.Module):
             tgt_padding_mask: ``(B, T)`` True at target pads.
 
         Returns:
-            ``(B, T, S)`` log q(z_t = j | x, y), ``-inf`` at source pads.
+            ``(B, T, S)`` scores (finite everywhere; pads are masked by the caller).
         """
-        scores = self.scores(src_embeddings, src_padding_mask, tgt_embeddings, tgt_padding_mask)
-        return masked_log_softmax(scores, expand_padding_mask(src_padding_mask, scores.size(1)))
+        f = self.source_rnn(src_embeddings, src_padding_mask)  # B x S x D
+        g = self.target_rnn(tgt_embeddings, tgt_padding_mask)  # B x T x D
+        return self.scorer(g, f)  # B x T x S

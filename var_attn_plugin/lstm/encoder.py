@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from fairseq.models import FairseqEncoder
 from torch import Tensor, nn
 
-from .lstm import PackedBiLSTM
+from ..latent.packed_lstm import PackedBiLSTM
 
 EncoderOut = Dict[str, List[Tensor]]
 
