@@ -503,3 +503,28 @@ def test_zero_chunk_budget_enumerates_one_row_at_a_time_with_the_same_result():
     with torch.no_grad():
         chunked, _ = decode_full(one_row, batch, DecodingOptions("exact"))
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- "auto" decoding
+
+
+@pytest.mark.parametrize("mode, model_default, task_choice, expected", [
+    ("var-enum", "auto", "auto", "exact"),  # latent modes marginalise exactly
+    ("soft", "auto", "auto", "soft"),  # soft attention decodes softly
+    ("var-enum", "kmax", "auto", "kmax"),  # the model's saved default answers the task's auto
+    ("soft", "exact", "auto", "exact"),
+    ("var-enum", "kmax", "soft", "soft"),  # an explicit task choice wins
+    ("marginal", "auto", "kmax", "kmax"),
+])
+def test_auto_decoding_is_the_task_choice_then_the_model_default_then_the_mode(
+        mode, model_default, task_choice, expected):
+    from types import SimpleNamespace
+
+    from var_attn_plugin.task import VarAttnTranslationTask
+
+    model = build_model(mode, default_latent_decoding=model_default)
+    task = SimpleNamespace(cfg=SimpleNamespace(latent_decoding=task_choice, kmax=3, eos_penalty=0.0))
+    options = VarAttnTranslationTask.decoding_options(task, model)
+    assert options.latent_decoding == expected
+    if task_choice == "auto":  # a model used without the task decodes with the same resolution
+        assert model.decoder.decoding.latent_decoding == expected
