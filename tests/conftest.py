@@ -32,3 +32,9 @@ def spm_var_enum(spm_corpus, tmp_path_factory):
     from sentencepiece_corpus import train_model
 
     return train_model(spm_corpus, tmp_path_factory.mktemp("spm_var_enum"), "var-enum", 40)
+
+
+@pytest.fixture(params=["lstm", "transformer"])
+def arch(request):
+    """Each architecture in turn (helpers.ARCHITECTURES): the oracles shared by both."""
+    return request.param

@@ -17,6 +17,8 @@ from fairseq.data import Dictionary
 
 import var_attn_plugin  # noqa: F401  (registers the plugin)
 from var_attn_plugin.lstm.model import VarAttnLSTMConfig, VarAttnLSTMModel
+from var_attn_plugin.model import VarAttnModel
+from var_attn_plugin.transformer.model import VarAttnTransformerConfig, VarAttnTransformerModel
 
 PLUGIN_DIR = Path(var_attn_plugin.__file__).resolve().parent
 BIN_DIR = Path(sys.executable).parent
@@ -26,6 +28,17 @@ TINY_SIZES = dict(
     decoder_embed_dim=7, decoder_hidden_size=9, decoder_layers=2,
     attention_dim=4, decoder_output_dim=8, inference_hidden_size=3, inference_layers=2,
 )
+TINY_TRANSFORMER_SIZES = dict(
+    encoder_embed_dim=8, encoder_ffn_embed_dim=10, encoder_layers=2, encoder_attention_heads=2,
+    decoder_embed_dim=6, decoder_ffn_embed_dim=12, decoder_layers=2, decoder_attention_heads=3,
+    decoder_output_dim=7, inference_hidden_size=3, inference_layers=2,
+)
+# the architectures every shared oracle runs for: (config, model class, tiny sizes)
+ARCHITECTURES = {
+    "lstm": (VarAttnLSTMConfig, VarAttnLSTMModel, TINY_SIZES),
+    "transformer": (VarAttnTransformerConfig, VarAttnTransformerModel, TINY_TRANSFORMER_SIZES),
+}
+ARCHS = list(ARCHITECTURES)
 
 # the flags that give the same tiny sizes on the command line
 TINY_FLAGS = [
@@ -43,17 +56,19 @@ def make_dictionary(num_words: int) -> Dictionary:
     return d
 
 
-def build_model(mode: str, src_words: int = 11, tgt_words: int = 13, seed: int = 0,
-                **overrides) -> VarAttnLSTMModel:
-    """A tiny model built the way fairseq builds it (``build_model`` with a task)."""
+def build_model(mode: str, src_words: int = 11, tgt_words: int = 13, seed: int = 0, arch: str = "lstm",
+                **overrides) -> VarAttnModel:
+    """A tiny model of architecture ``arch`` (a key of ARCHITECTURES) built the way fairseq
+    builds it (``build_model`` with a task)."""
     torch.manual_seed(seed)
-    cfg = VarAttnLSTMConfig(attention_mode=mode, dropout=0.0, **{**TINY_SIZES, **overrides})
+    config, model_class, sizes = ARCHITECTURES[arch]
+    cfg = config(attention_mode=mode, dropout=0.0, **{**sizes, **overrides})
     task = SimpleNamespace(source_dictionary=make_dictionary(src_words),
                            target_dictionary=make_dictionary(tgt_words))
-    return VarAttnLSTMModel.build_model(cfg, task)
+    return model_class.build_model(cfg, task)
 
 
-def random_batch(model: VarAttnLSTMModel, lengths_src: List[int], lengths_tgt: List[int],
+def random_batch(model: VarAttnModel, lengths_src: List[int], lengths_tgt: List[int],
                  seed: int = 0, left_pad_source: bool = True) -> Dict:
     """A fairseq-style batch: left-padded sources, right-padded targets ending in EOS."""
     g = torch.Generator().manual_seed(seed)

@@ -34,8 +34,8 @@ def make_criterion(model, criterion_cls=VarAttnCriterion, sentence_avg: bool = F
     return criterion_cls(task, sentence_avg=sentence_avg)
 
 
-def eval_model(mode: str):
-    return build_model(mode).double().eval()
+def eval_model(mode: str, arch: str = "lstm"):
+    return build_model(mode, arch=arch).double().eval()
 
 
 def sentence(batch, b: int, pad: int):
@@ -60,8 +60,8 @@ def as_float(value):
 
 
 @pytest.mark.parametrize("training", [False, True])
-def test_soft_mode_is_fairseq_cross_entropy(training):
-    model = build_model("soft").double().train(training)  # dropout 0: deterministic
+def test_soft_mode_is_fairseq_cross_entropy(arch, training):
+    model = build_model("soft", arch=arch).double().train(training)  # dropout 0: deterministic
     batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
     results = []
     for criterion_cls in (VarAttnCriterion, CrossEntropyCriterion):
@@ -83,8 +83,8 @@ def test_soft_mode_is_fairseq_cross_entropy(training):
 
 
 @pytest.mark.parametrize("mode", list(ATTENTION_MODES))
-def test_summed_padded_and_batched_equal_unsummed_unpadded_one_by_one(mode):
-    model = eval_model(mode)
+def test_summed_padded_and_batched_equal_unsummed_unpadded_one_by_one(arch, mode):
+    model = eval_model(mode, arch=arch)
     criterion = make_criterion(model)
     pad = model.decoder.dictionary.pad()
     batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS, seed=3)
@@ -112,8 +112,8 @@ def test_summed_padded_and_batched_equal_unsummed_unpadded_one_by_one(mode):
 
 
 @pytest.mark.parametrize("mode", ["soft", "marginal", "var-enum"])
-def test_left_and_right_padded_sources_give_the_same_loss(mode):
-    model = eval_model(mode)
+def test_left_and_right_padded_sources_give_the_same_loss(arch, mode):
+    model = eval_model(mode, arch=arch)
     criterion = make_criterion(model)
     left = random_batch(model, SRC_LENGTHS, TGT_LENGTHS, seed=2, left_pad_source=True)
     right = random_batch(model, SRC_LENGTHS, TGT_LENGTHS, seed=2, left_pad_source=False)
@@ -129,8 +129,8 @@ def test_left_and_right_padded_sources_give_the_same_loss(mode):
 
 
 @pytest.mark.parametrize("mode", ["marginal", "hard-enum", "var-enum", "var-sample"])
-def test_logged_terms_fit_together(mode):
-    model = eval_model(mode)
+def test_logged_terms_fit_together(arch, mode):
+    model = eval_model(mode, arch=arch)
     batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS, seed=4)
     _, _, log = make_criterion(model)(model, batch)
     loss, rec, kl, nll = (as_float(log[key]) for key in ("loss", "rec", "kl", "nll_loss"))
@@ -148,8 +148,8 @@ def test_logged_terms_fit_together(mode):
     assert nll == pytest.approx(-scored[real].sum().item(), rel=1e-10)
 
 
-def test_reduce_metrics_reports_base_2_per_token_and_perplexities():
-    model = eval_model("var-enum")
+def test_reduce_metrics_reports_base_2_per_token_and_perplexities(arch):
+    model = eval_model("var-enum", arch=arch)
     criterion = make_criterion(model)
     logs = [criterion(model, random_batch(model, SRC_LENGTHS, TGT_LENGTHS, seed=s))[2] for s in (5, 6)]
     ntokens = sum(log["ntokens"] for log in logs)
@@ -164,8 +164,8 @@ def test_reduce_metrics_reports_base_2_per_token_and_perplexities():
         assert meters.get_smoothed_value("bound_ppl") >= meters.get_smoothed_value("ppl")
 
 
-def test_sentence_average_divides_by_sentences():
-    model = eval_model("var-enum")
+def test_sentence_average_divides_by_sentences(arch):
+    model = eval_model("var-enum", arch=arch)
     batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
     loss, sample_size, _ = make_criterion(model, sentence_avg=True)(model, batch)
     token_loss, token_size, _ = make_criterion(model)(model, batch)
@@ -183,14 +183,14 @@ def test_criterion_names_the_flag_for_a_foreign_model():
         make_criterion(model)(torch.nn.Linear(2, 3), batch)
 
 
-def test_training_a_latent_mode_without_the_criterion_names_the_flag():
-    model = build_model("var-enum").train()
+def test_training_a_latent_mode_without_the_criterion_names_the_flag(arch):
+    model = build_model("var-enum", arch=arch).train()
     batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
     with pytest.raises(RuntimeError, match="--criterion varattn_elbo"):
         make_criterion(model, CrossEntropyCriterion)(model, batch)
 
 
-def test_sampling_modes_log_no_likelihood_in_training():
+def test_sampling_modes_log_no_likelihood_in_training(arch):
     """In training, hard-sample and var-sample compute b_t only as a baseline: it is not the
     model's likelihood, so no nll_loss is logged (validation logs the exact one)."""
     from types import SimpleNamespace
@@ -200,7 +200,7 @@ def test_sampling_modes_log_no_likelihood_in_training():
     from var_attn_plugin.criterion import VarAttnCriterion
 
     for mode in ("hard-sample", "var-sample"):
-        model = build_model(mode)
+        model = build_model(mode, arch=arch)
         batch = random_batch(model, [5, 3, 4], [4, 6, 2])
         criterion = VarAttnCriterion(SimpleNamespace(target_dictionary=model.decoder.dictionary), False)
         _, _, train_log = criterion(model.train(), batch)
@@ -209,7 +209,7 @@ def test_sampling_modes_log_no_likelihood_in_training():
         assert "nll_loss" in valid_log
 
 
-def test_entropies_are_logged_unless_no_entropy_is_passed():
+def test_entropies_are_logged_unless_no_entropy_is_passed(arch):
     """A boolean criterion option is a flag that switches on what its name says (fairseq makes
     a True-default boolean a flag that switches it off)."""
     import argparse
@@ -222,7 +222,7 @@ def test_entropies_are_logged_unless_no_entropy_is_passed():
     gen_parser_from_dataclass(parser, VarAttnCriterionConfig())
     assert parser.parse_args([]).no_entropy is False and parser.parse_args(["--no-entropy"]).no_entropy is True
 
-    model = eval_model("var-enum")
+    model = eval_model("var-enum", arch=arch)
     batch = random_batch(model, [5, 3], [4, 2])
     task = SimpleNamespace(target_dictionary=model.decoder.dictionary)
     _, _, logged = VarAttnCriterion(task, sentence_avg=False)(model, batch)

@@ -332,12 +332,12 @@ def test_wake_sleep_weights_converge_to_the_exact_posterior_as_k_grows():
 
 
 @pytest.mark.parametrize("mode", SAMPLED_MODES)
-def test_sampled_modes_validate_with_the_exact_objective_of_the_same_parameters(mode):
+def test_sampled_modes_validate_with_the_exact_objective_of_the_same_parameters(arch, mode):
     """In eval mode a sampled-mode model reports exactly what a model of its exact mode with
     the same parameters reports: no sampling noise, loss and every logged term."""
     exact_mode = ATTENTION_MODES[mode].validation
-    model = build_model(mode).double().eval()
-    exact_model = build_model(exact_mode, seed=1).double().eval()
+    model = build_model(mode, arch=arch).double().eval()
+    exact_model = build_model(exact_mode, seed=1, arch=arch).double().eval()
     exact_model.load_state_dict(model.state_dict())  # strict: the same parameters
     assert model.objective_name() == exact_mode
     batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
@@ -353,15 +353,15 @@ def test_sampled_modes_validate_with_the_exact_objective_of_the_same_parameters(
 
 
 @pytest.mark.parametrize("mode", SAMPLED_MODES)
-def test_sampled_modes_train_with_their_own_objective(mode):
-    model = build_model(mode).train()
+def test_sampled_modes_train_with_their_own_objective(arch, mode):
+    model = build_model(mode, arch=arch).train()
     assert model.objective_name() == mode
 
 
-def test_var_relaxed_trains_hard_enum_during_warmup_then_var_relaxed_and_validates_var_enum():
+def test_var_relaxed_trains_hard_enum_during_warmup_then_var_relaxed_and_validates_var_enum(arch):
     warmup = 3
-    model = build_model("var-relaxed", dirichlet_warmup_updates=warmup).double()
-    hard_enum = build_model("hard-enum", seed=1).double()
+    model = build_model("var-relaxed", dirichlet_warmup_updates=warmup, arch=arch).double()
+    hard_enum = build_model("hard-enum", seed=1, arch=arch).double()
     hard_enum.load_state_dict({k: v for k, v in model.state_dict().items()
                                if not k.startswith("inference_network.")})
     batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
@@ -385,14 +385,14 @@ def test_var_relaxed_trains_hard_enum_during_warmup_then_var_relaxed_and_validat
 
 
 @pytest.mark.parametrize("mode", [m for m in ATTENTION_MODES if m != "var-relaxed"])
-def test_dirichlet_mean_decoding_needs_a_var_relaxed_model(mode):
-    model = build_model(mode)
+def test_dirichlet_mean_decoding_needs_a_var_relaxed_model(arch, mode):
+    model = build_model(mode, arch=arch)
     with pytest.raises(ValueError, match="--latent-decoding dirichlet-mean.*var-relaxed"):
         model.configure_decoding(DecodingOptions("dirichlet-mean"))
 
 
-def test_dirichlet_mean_decoding_is_accepted_by_a_var_relaxed_model():
-    model = build_model("var-relaxed").double().eval()
+def test_dirichlet_mean_decoding_is_accepted_by_a_var_relaxed_model(arch):
+    model = build_model("var-relaxed", arch=arch).double().eval()
     model.configure_decoding(DecodingOptions("dirichlet-mean"))
     batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
     log_probs, _ = model(**batch["net_input"])

@@ -16,7 +16,10 @@ agree to a relative u. Each gradient entry accumulates a few roundings through t
 the gradient vector must agree to a relative 2u in norm. Measured: at most 3e-5 (objective)
 and 2.3e-3 (gradient) for bfloat16, 5e-6 and 2.2e-4 for float16, so both bounds leave a
 margin of more than 3; a dtype error (a float16 log-normaliser, a KL overflowing to inf) is
-far outside them.
+far outside them. The Transformer's gradients go through more rounding in fairseq's own
+layers (layer norms, attention, feed-forward blocks): its soft mode alone is 3.8u off in
+bfloat16, and var-wsram, whose importance weights magnify differences in ℓ, 14.4u (at most
+0.6u for the objective), so its gradient bound is 16u; a dtype error is still far outside.
 
 Through the command line, ``--memory-efficient-fp16`` and ``--fp16 --fp16-no-flatten-grads``
 run on the CPU (``--fp16``'s flattened fp32 copy needs a CUDA device, ``--amp``'s autocast is
@@ -45,6 +48,7 @@ from var_attn_plugin.latent.distributions import (
 from var_attn_plugin.latent.modes import ATTENTION_MODES
 
 ROUNDOFF = {torch.bfloat16: 2.0**-8, torch.float16: 2.0**-11}
+GRADIENT_ROUNDOFFS = {"lstm": 2, "transformer": 16}  # the gradient bound, in units u (see above)
 
 SETTINGS = {
     # name: (context of the step, dtype of the weights, the low-precision dtype)
@@ -55,10 +59,10 @@ SETTINGS = {
 }
 
 
-def training_step(mode: str, context=contextlib.nullcontext, dtype=torch.float32):
+def training_step(mode: str, context=contextlib.nullcontext, dtype=torch.float32, arch: str = "lstm"):
     """One forward and backward of the mode's training loss on a mixed-length batch; returns
     (the objective summed over tokens, the model)."""
-    model = build_model(mode, seed=0).to(dtype).train()
+    model = build_model(mode, seed=0, arch=arch).to(dtype).train()
     batch = random_batch(model, [5, 2, 4], [3, 6, 4])
     target = batch["target"]
     pads = target.eq(model.decoder.dictionary.pad())
@@ -77,11 +81,11 @@ def flat_gradient(model) -> torch.Tensor:
 
 @pytest.mark.parametrize("setting", list(SETTINGS))
 @pytest.mark.parametrize("mode", list(ATTENTION_MODES))
-def test_a_training_step_in_low_precision_is_finite_and_close_to_float32(mode, setting):
+def test_a_training_step_in_low_precision_is_finite_and_close_to_float32(arch, mode, setting):
     context, weights, low = SETTINGS[setting]
     u = ROUNDOFF[low]
-    ref_objective, ref_model = training_step(mode)
-    objective, model = training_step(mode, context, weights)
+    ref_objective, ref_model = training_step(mode, arch=arch)
+    objective, model = training_step(mode, context, weights, arch=arch)
 
     assert objective.dtype == torch.float32 and torch.isfinite(objective)
     for name, p in model.named_parameters():
@@ -91,7 +95,7 @@ def test_a_training_step_in_low_precision_is_finite_and_close_to_float32(mode, s
     assert abs(float(objective) - float(ref_objective)) <= u * abs(float(ref_objective))
     gradient, reference = flat_gradient(model), flat_gradient(ref_model)
     assert gradient.shape == reference.shape
-    assert float((gradient - reference).norm()) <= 2 * u * float(reference.norm())
+    assert float((gradient - reference).norm()) <= GRADIENT_ROUNDOFFS[arch] * u * float(reference.norm())
 
 
 # ---------------------------------------------------------------------------- extreme scores

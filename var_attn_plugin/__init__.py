@@ -2,7 +2,7 @@
 Attention", NeurIPS 2018).
 
 Use with ``--user-dir var_attn_plugin``. Importing the package registers the
-``varattn_lstm`` model, the ``varattn_elbo`` criterion and the ``varattn_translation``
+``varattn_lstm`` and ``varattn_transformer`` models, the ``varattn_elbo`` criterion and the ``varattn_translation``
 task, and makes fairseq checkpoints loadable with torch >= 2.6. The README's "Code map" says
 which module owns what.
 """
@@ -15,5 +15,6 @@ install_excepthook()  # a UsageError ends fairseq's commands with its message, e
 
 from . import criterion, model, task  # noqa: E402,F401  (registers with fairseq)
 from .lstm import model as lstm_model  # noqa: E402,F401  (--arch varattn_lstm)
+from .transformer import model as transformer_model  # noqa: E402,F401  (--arch varattn_transformer)
 
 __version__ = "0.1.0"
