@@ -27,6 +27,25 @@ CLIP_NORM=5
 MAX_EPOCH=30
 SEED=3435
 
+# train_transformer MODE [fairseq-train arguments...]: the Transformer rows (train-transformer.sh)
+# with fairseq's own IWSLT14 Transformer recipe: --arch varattn_transformer_iwslt_de_en (6+6
+# layers of 512, feed-forward 1024, 4 heads), Adam betas (0.9, 0.98), lr 5e-4 with 4,000
+# warm-up updates and inverse square-root decay, no clipping, weight decay 1e-4, dropout 0.3,
+# batches of 4,096 target tokens (TOKENS), at most 50,000 updates; the checkpoint is chosen by
+# the validation bound as for the LSTM. Checkpoints go to SAVE_ROOT/transformer-MODE.
+train_transformer() {
+    local mode=$1; shift
+    local save=$SAVE_ROOT/transformer-$mode
+    mkdir -p "$save"
+    fairseq-train "$DATA" --user-dir "$PLUGIN" --task varattn_translation \
+        --arch varattn_transformer_iwslt_de_en --criterion varattn_elbo --attention-mode "$mode" \
+        --optimizer adam --adam-betas '(0.9, 0.98)' --lr 5e-4 --lr-scheduler inverse_sqrt \
+        --warmup-updates 4000 --warmup-init-lr 1e-7 --clip-norm 0 --weight-decay 0.0001 --dropout 0.3 \
+        --max-tokens "${TOKENS:-4096}" --max-update 50000 --best-checkpoint-metric bound --seed $SEED \
+        --save-dir "$save" --no-epoch-checkpoints \
+        --log-format simple --log-interval 500 "$@" 2>&1 | tee -a "$save/train.log"
+}
+
 # train MODE [fairseq-train arguments...]
 train() {
     local mode=$1; shift

@@ -2,6 +2,7 @@
 # Evaluate an IWSLT14 De->En model the way the paper does (docs/METHOD.md §6, §8).
 #
 #   bash examples/iwslt14/evaluate.sh MODE [CHECKPOINT]      (default SAVE_ROOT/MODE/checkpoint_best.pt)
+#   bash examples/iwslt14/evaluate.sh transformer-var-enum   # a train-transformer.sh run
 #   LATENT_DECODING=kmax bash examples/iwslt14/evaluate.sh var-enum     # K-max (K=5) decoding
 #
 # 1. exact test perplexity (fairseq-validate): ppl = the marginal under the prior, per BPE

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The Transformer with a latent alignment (docs/METHOD.md §10) on the paper's IWSLT14 De->En
+# data, one --attention-mode per run, with fairseq's own IWSLT14 Transformer recipe (common.sh,
+# train_transformer). The paper has no Transformer rows: these are new. Evaluate with the
+# paper's decoding like the LSTM rows:
+#
+#   bash examples/iwslt14/train-transformer.sh soft [fairseq-train arguments]    (after prepare.sh)
+#   bash examples/iwslt14/train-transformer.sh var-enum
+#   bash examples/iwslt14/evaluate.sh transformer-var-enum
+#   LATENT_DECODING=kmax bash examples/iwslt14/evaluate.sh transformer-var-enum
+set -euo pipefail
+MODE=${1:?usage: train-transformer.sh MODE [fairseq-train arguments]  (MODE: soft, marginal, var-enum, ...)}
+shift
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+train_transformer "$MODE" "$@"
