@@ -10,8 +10,7 @@ import torch
 from fairseq.data import Dictionary
 from helpers import PLUGIN_DIR, TINY_FLAGS, build_model, fairseq_cli, random_batch
 
-from var_attn_plugin.tools.aer import GoldAlignment, read_prediction, score
-from var_attn_plugin.tools.align import (
+from var_attn_plugin.alignment import (
     AlignmentToolError,
     SentenceAlignment,
     alignment_log_probs,
@@ -20,6 +19,7 @@ from var_attn_plugin.tools.align import (
     resolve_distribution,
     to_words,
 )
+from var_attn_plugin.tools.aer import GoldAlignment, read_prediction, score
 from var_attn_plugin.tools.words import detect_scheme, merge_pieces, word_ids, word_links, word_probs
 
 # ------------------------------------------------------------------ pieces to words

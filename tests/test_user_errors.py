@@ -23,8 +23,8 @@ from helpers import (
 )
 
 import var_attn_plugin.cli as cli
+from var_attn_plugin.alignment import AlignmentToolError, resolve_distribution
 from var_attn_plugin.tools import aer
-from var_attn_plugin.tools.align import AlignmentToolError, resolve_distribution
 
 SIZES = (("train", 300), ("valid", 20), ("test", 50))
 LOADED = "examples from:"  # fairseq's log line for every split it loads

@@ -19,9 +19,10 @@ import io
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterable, List, Sequence, Set, Tuple
+from typing import Iterable, List, Sequence, Set
 
-Link = Tuple[int, int]  # (source word, target word)
+from var_attn_plugin.textio import Link, read_lines
+
 NEIGHBOURS = ((-1, 0), (0, -1), (1, 0), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
 
 
@@ -71,10 +72,6 @@ def format_links(links: Iterable[Link]) -> str:
     return " ".join(f"{i}-{j}" for i, j in sorted(links))
 
 
-def read(path: Path) -> List[str]:
-    return Path(path).read_text(encoding="utf-8").splitlines()
-
-
 def run_eflomal(source: Sequence[str], target: Sequence[str], symmetrise: str = "grow-diag-final-and",
                 seed_lines: int = 0) -> List[Set[Link]]:
     """Symmetrised eflomal links of every line pair (lowercased words)."""
@@ -85,7 +82,7 @@ def run_eflomal(source: Sequence[str], target: Sequence[str], symmetrise: str = 
         eflomal.Aligner().align(io.StringIO("".join(s.lower() + "\n" for s in source)),
                                 io.StringIO("".join(t.lower() + "\n" for t in target)),
                                 links_filename_fwd=str(forward), links_filename_rev=str(reverse), quiet=True)
-        pairs = zip(read(forward), read(reverse))
+        pairs = zip(read_lines(forward, "eflomal output"), read_lines(reverse, "eflomal output"))
         if symmetrise == "intersection":
             return [parse_links(f) & parse_links(r) for f, r in pairs]
         return [grow_diag_final_and(parse_links(f), parse_links(r)) for f, r in pairs]
@@ -105,14 +102,14 @@ def main(argv: Sequence[str] = None) -> None:
     align.add_argument("--symmetrise", choices=("grow-diag-final-and", "intersection"),
                        default="grow-diag-final-and")
     args = parser.parse_args(argv)
-    source, target = read(args.source), read(args.target)
+    source, target = read_lines(args.source, "source file"), read_lines(args.target, "target file")
     if len(source) != len(target):
         parser.error(f"{args.source} has {len(source)} lines, {args.target} {len(target)}")
     if args.command == "diagonal":
         links = [diagonal(len(s.split()), len(t.split())) for s, t in zip(source, target)]
     else:
-        extra_src = [line for path in args.train_src for line in read(path)]
-        extra_tgt = [line for path in args.train_tgt for line in read(path)]
+        extra_src = [line for path in args.train_src for line in read_lines(path, "--train-src")]
+        extra_tgt = [line for path in args.train_tgt for line in read_lines(path, "--train-tgt")]
         if len(extra_src) != len(extra_tgt):
             parser.error("--train-src and --train-tgt must have as many lines")
         links = run_eflomal(extra_src + source, extra_tgt + target, args.symmetrise)[len(extra_src):]

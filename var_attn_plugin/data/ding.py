@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..console import configure_logging
+from ..textio import read_lines
 
 logger = logging.getLogger("varattn-prepare-ding")
 
@@ -258,13 +259,8 @@ def fetch_ding(download_dir: Path, url: str = UPSTREAM_URL) -> Path:
 
 
 def read_dictionary(path: Path) -> List[str]:
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DingDataError(f"--ding-file {path}: no such file") from None
-    except UnicodeDecodeError:
-        raise DingDataError(f"--ding-file {path} is not UTF-8 text; pass the uncompressed dictionary "
-                            "(gunzip de-en.txt.gz first)") from None
+    lines = read_lines(path, "--ding-file", DingDataError,
+                       "; pass the uncompressed dictionary (gunzip de-en.txt.gz first)")
     if not any(LANGUAGE_SEPARATOR in line for line in lines):
         raise DingDataError(f"--ding-file {path} has no 'German :: English' line; is it Ding's de-en file?")
     return lines

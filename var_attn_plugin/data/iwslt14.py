@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from ..console import configure_logging
+from ..textio import read_lines
 from . import subwords
 
 logger = logging.getLogger("varattn-prepare-iwslt14")
@@ -48,6 +49,9 @@ VALID_EVERY = 23  # valid = lines 23, 46, ... of the cleaned training data
 MIN_WORDS, MAX_WORDS, MAX_RATIO = 1, 175, 1.5  # clean-corpus-n.perl -ratio 1.5 ... 1 175
 MAX_PIECES = 125
 VOCAB_SIZE = 14000
+# what to fix when a file of --orig is missing
+ORIG_HINT = (f"; --orig must be the unpacked de-en.tgz (with {TRAIN_FILE.format(pair=PAIR, lang=SOURCE)} "
+             "and the IWSLT14.TED*.xml files)")
 _SEGMENT = re.compile(r'<seg id="[0-9]*">\s*(.*?)\s*</seg>\s*$')
 
 
@@ -134,13 +138,6 @@ def filter_pieces(source: Sequence[str], target: Sequence[str], max_pieces: int 
     return [f for f, _ in kept], [e for _, e in kept]
 
 
-def read_lines(path: Path) -> List[str]:
-    if not path.is_file():
-        raise IWSLTDataError(f"{path}: no such file; --orig must be the unpacked de-en.tgz "
-                             f"(with {TRAIN_FILE.format(pair=PAIR, lang=SOURCE)} and the IWSLT14.TED*.xml files)")
-    return path.read_text(encoding="utf-8").splitlines()
-
-
 def write_lines(path: Path, lines: Sequence[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
@@ -152,7 +149,8 @@ def prepare(orig: Path, output: Path, vocab_size: int = VOCAB_SIZE, max_pieces: 
     """Run steps 1-5; returns the number of pairs per split and step."""
     counts = {}
     # 1. training data
-    train = {lang: clean_train_tags(read_lines(orig / TRAIN_FILE.format(pair=PAIR, lang=lang)))
+    train = {lang: clean_train_tags(read_lines(orig / TRAIN_FILE.format(pair=PAIR, lang=lang), "--orig file",
+                                               IWSLTDataError, ORIG_HINT))
              for lang in (SOURCE, TARGET)}
     if len(train[SOURCE]) != len(train[TARGET]):
         raise IWSLTDataError(f"after removing the tag lines, {orig} has {len(train[SOURCE])} German and "
@@ -168,7 +166,8 @@ def prepare(orig: Path, output: Path, vocab_size: int = VOCAB_SIZE, max_pieces: 
     for lang in (SOURCE, TARGET):
         tok["train", lang], tok["valid", lang] = split_valid(lowercase(cleaned[lang]))
         raw_test = [segment for name in TEST_SETS
-                    for segment in xml_segments(read_lines(orig / XML_FILE.format(name=name, pair=PAIR, lang=lang)))]
+                    for segment in xml_segments(read_lines(orig / XML_FILE.format(name=name, pair=PAIR, lang=lang),
+                                                           "--orig file", IWSLTDataError, ORIG_HINT))]
         write_lines(output / "raw" / f"test.{lang}", raw_test)
         tok["test", lang] = lowercase(tokenize(raw_test, lang, workers))
         if lang == TARGET and len(tok["test", SOURCE]) != len(raw_test):

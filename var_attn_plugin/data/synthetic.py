@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Set, Tuple
 
+from ..textio import Link
+
 TASKS = ("monotone", "local", "fertility", "null")
 SPLITS = ("train", "valid", "test")
-Link = Tuple[int, int]  # (source word, target word)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
-Link = Tuple[int, int]  # (source position, target position)
+from ..textio import Link, read_lines
+
 GOLD_FORMATS = ("auto", "pharaoh", "naacl")
 
 _PHARAOH = re.compile(r"^(\d+)([-?])(\d+)(?:-([SP]))?$")
@@ -153,15 +154,6 @@ def parse_pharaoh_line(line: str, where: str, one_based: bool = False,
     return sure, possible - sure
 
 
-def _read_lines(path: Path, role: str) -> List[str]:
-    try:
-        return Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise AlignmentFormatError(f"{role} file {path} does not exist") from None
-    except UnicodeDecodeError as e:
-        raise AlignmentFormatError(f"{role} file {path} is not UTF-8 text ({e})") from None
-
-
 def detect_format(lines: Sequence[str], path: Path) -> str:
     """``pharaoh`` or ``naacl`` from the first non-empty line."""
     for number, line in enumerate(lines, 1):
@@ -181,7 +173,7 @@ def detect_format(lines: Sequence[str], path: Path) -> str:
 
 def read_pharaoh(path: Path, one_based: bool = False, role: str = "gold",
                  null_links: Optional[NullLinks] = None) -> List[GoldAlignment]:
-    lines = _read_lines(path, role)
+    lines = read_lines(path, f"{role} file", AlignmentFormatError)
     return [GoldAlignment.from_links(*parse_pharaoh_line(line, f"{path}:{n}", one_based, null_links))
             for n, line in enumerate(lines, 1)]
 
@@ -192,7 +184,7 @@ def read_naacl(path: Path, num_sentences: int, one_based: bool = False,
     sure: Dict[int, Set[Link]] = {}
     possible: Dict[int, Set[Link]] = {}
     last_id = first_sentence_id - 1
-    for number, line in enumerate(_read_lines(path, "gold"), 1):
+    for number, line in enumerate(read_lines(path, "gold file", AlignmentFormatError), 1):
         fields = line.split()
         if not fields:
             continue
@@ -235,7 +227,7 @@ def read_naacl(path: Path, num_sentences: int, one_based: bool = False,
 def read_prediction(path: Path, reverse: bool = False) -> List[Set[Link]]:
     """Predicted links per line (Pharaoh, 0-based); ``reverse`` swaps i and j."""
     links = []
-    for n, line in enumerate(_read_lines(path, "prediction"), 1):
+    for n, line in enumerate(read_lines(path, "prediction file", AlignmentFormatError), 1):
         sure, possible = parse_pharaoh_line(line, f"{path}:{n}")
         both = sure | possible
         links.append({(j, i) for i, j in both} if reverse else both)
@@ -248,7 +240,7 @@ def read_gold(path: Path, num_sentences: int, gold_format: str = "auto", one_bas
     if gold_format not in GOLD_FORMATS:
         raise ValueError(f"--gold-format must be one of {', '.join(GOLD_FORMATS)}, got {gold_format!r}")
     if gold_format == "auto":
-        gold_format = detect_format(_read_lines(path, "gold"), path)
+        gold_format = detect_format(read_lines(path, "gold file", AlignmentFormatError), path)
     if gold_format == "naacl":
         return read_naacl(path, num_sentences, one_based, first_sentence_id, null_links)
     gold = read_pharaoh(path, one_based, null_links=null_links)
@@ -264,7 +256,7 @@ def read_gold(path: Path, num_sentences: int, gold_format: str = "auto", one_bas
 
 def read_lengths(path: Path, flag: str) -> List[int]:
     """Whitespace-separated tokens per line of the text that the positions index."""
-    return [len(line.split()) for line in _read_lines(path, flag)]
+    return [len(line.split()) for line in read_lines(path, flag, AlignmentFormatError)]
 
 
 def check_positions(links: Sequence[Set[Link]], src_lengths: Sequence[int], tgt_lengths: Sequence[int],
@@ -366,7 +358,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         f"{flag} has {len(lengths)} lines but {args.pred} has {len(predicted)}: the text must "
                         "have one line per sentence pair, in the same order")
             naacl = args.gold_format == "naacl" or (
-                args.gold_format == "auto" and detect_format(_read_lines(args.gold, "gold"), args.gold) == "naacl")
+                args.gold_format == "auto"
+                and detect_format(read_lines(args.gold, "gold file", AlignmentFormatError), args.gold) == "naacl")
             check_positions([g.possible for g in gold], src_lengths, tgt_lengths,
                             (lambda k: f"{args.gold}: sentence {args.first_sentence_id + k}") if naacl
                             else (lambda k: f"{args.gold}:{k + 1}"), args.one_based, True)

@@ -19,10 +19,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..console import configure_logging, description_from_docstring
-from .align import (
+from ..alignment import (
     AlignmentToolError,
-    add_data_arguments,
     alignment_log_probs,
     load_checkpoint,
     raw_dataset,
@@ -30,8 +28,9 @@ from .align import (
     real_tokens,
     resolve_distribution,
     split_dataset,
-    subword_schemes,
 )
+from ..console import configure_logging, description_from_docstring
+from .align import add_data_arguments, subword_schemes
 from .words import merge_pieces, word_ids, word_probs
 
 logger = logging.getLogger("varattn-plot")

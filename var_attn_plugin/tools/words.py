@@ -22,16 +22,16 @@ Word alignments from piece alignments, two rules:
 Dimensions: T target pieces, S source pieces, I target words, J source words.
 """
 
-from typing import Iterable, List, Sequence, Set, Tuple
+from typing import Iterable, List, Sequence, Set
 
 import numpy as np
+
+from ..textio import Link
 
 WORD_START = "\u2581"  # sentencepiece's word-start marker ▁
 BPE_CONTINUATION = "@@"
 SCHEMES = ("sentencepiece", "bpe", "none")
 WORD_RULES = ("any", "sum")
-
-Link = Tuple[int, int]  # (source position, target position)
 
 
 def detect_scheme(symbols: Iterable[str]) -> str:

@@ -1,0 +1,289 @@
+"""Word alignments from a trained checkpoint, teacher-forced on the reference: the library
+behind ``varattn-align`` (:mod:`.tools.align`), ``varattn-plot`` and the hub's ``align``.
+
+For every sentence pair the model reads the reference target (``model(**net_input,
+target=target)`` in evaluation mode) and gives, at each target step t, a distribution over
+source positions j (:func:`alignment_log_probs`):
+
+- ``prior``: p(z_t = j | x, y_<t), the attention distribution (soft attention for a
+  soft-trained model);
+- ``posterior``: the inference network's q(z_t = j | x, y) (variational models);
+- ``exact-posterior``: the model's own posterior p(z_t = j | x, y_<=t)
+  ∝ p(z_t = j | x, y_<t) · p(y_t | x, y_<t, z_t = j) (every latent model).
+
+Links (:func:`batch_alignments`; source position first, 0-based, EOS and pads excluded;
+positions count real tokens, whatever the padding layout):
+
+- argmax (``threshold=None``): every target token is linked to its most probable source
+  token (EOS is not a candidate, as in fairseq's ``--print-alignment``);
+- ``threshold=P``: every pair with probability >= P.
+
+:func:`to_words` turns piece links into word links (:mod:`.tools.words`). User errors
+(:class:`AlignmentToolError`) name the command-line flag to fix.
+
+Dimensions: B batch, T target length, S source length.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .input_check import sentencepiece_mismatch
+from .textio import Link
+from .tools.words import word_ids, word_links, word_probs
+
+DISTRIBUTIONS = ("auto", "posterior", "prior", "exact-posterior")
+
+
+class AlignmentToolError(ValueError):
+    """A user error: the message names the flag and the fix."""
+
+
+# ------------------------------------------------------------------ model and data
+
+
+def load_checkpoint(path: Path, data: Optional[Path] = None, source_lang: Optional[str] = None,
+                    target_lang: Optional[str] = None, cpu: bool = False):
+    """``(model, task)`` from a checkpoint, the way ``fairseq-generate`` loads them.
+
+    ``data`` is the binarised data directory (its ``dict.*.txt`` at least); without it the
+    directory the checkpoint was trained on.
+    """
+    from fairseq import checkpoint_utils
+
+    from .model import VarAttnModel  # importing the package registers the plugin
+
+    if not Path(path).is_file():
+        raise AlignmentToolError(f"--path {path}: no such checkpoint file")
+    overrides = {key: value for key, value in
+                 (("data", data and str(data)), ("source_lang", source_lang), ("target_lang", target_lang))
+                 if value is not None}
+    try:
+        models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(path)], arg_overrides=overrides)
+    except FileNotFoundError as e:
+        raise AlignmentToolError(
+            f"cannot load the checkpoint's dictionaries ({e}): pass DATA, the binarised data "
+            "directory with dict.SRC.txt and dict.TGT.txt") from None
+    model = models[0]
+    if not isinstance(model, VarAttnModel):
+        raise AlignmentToolError(
+            f"--path {path} holds a {type(model).__name__}; alignments need a varattn_lstm checkpoint")
+    model.eval()
+    if not cpu and torch.cuda.is_available():
+        model.cuda()
+    return model, task
+
+
+def load_sentencepiece(path, flag: str):
+    """A sentencepiece processor, or a user error naming ``flag``."""
+    import sentencepiece
+
+    if not Path(path).is_file():
+        raise AlignmentToolError(f"{flag} {path}: no such sentencepiece model file")
+    return sentencepiece.SentencePieceProcessor(model_file=str(path))
+
+
+def encode_lines(lines: Sequence[str], dictionary, spm_model: Optional[str] = None) -> List[Tensor]:
+    """Raw lines -> token ids with EOS (pieces from ``spm_model`` when given)."""
+    if spm_model is not None:
+        processor = load_sentencepiece(spm_model, "--spm")
+        lines = [" ".join(processor.encode(line, out_type=str)) for line in lines]
+    return [dictionary.encode_line(line, add_if_not_exist=False, append_eos=True).long() for line in lines]
+
+
+def raw_dataset(task, src_lines: Sequence[str], tgt_lines: Sequence[str], spm: Optional[str] = None,
+                target_spm: Optional[str] = None):
+    """A ``LanguagePairDataset`` over raw text, padded like the task pads its splits."""
+    from fairseq.data import LanguagePairDataset
+
+    if spm is not None and target_spm is None:
+        raise AlignmentToolError(
+            "--spm encodes the source text only, and would turn the target text into the wrong pieces: pass "
+            "--target-spm with the target language's sentencepiece model (the same file as --spm when one joint "
+            "model encoded both languages)")
+    if len(src_lines) != len(tgt_lines):
+        raise AlignmentToolError(
+            f"--source-file has {len(src_lines)} lines but --target-file has {len(tgt_lines)}: "
+            "they must be parallel, one sentence per line")
+    for flag, model, dictionary, side in (("--spm", spm, task.source_dictionary, "source"),
+                                          ("--target-spm", target_spm, task.target_dictionary, "target")):
+        problem = model is not None and sentencepiece_mismatch(dictionary, load_sentencepiece(model, flag), side)
+        if problem:
+            raise AlignmentToolError(f"{flag} {model}: {problem}; pass the {side} language's model")
+    src = encode_lines(src_lines, task.source_dictionary, spm)
+    tgt = encode_lines(tgt_lines, task.target_dictionary, target_spm)
+    return LanguagePairDataset(
+        src, np.array([len(s) for s in src]), task.source_dictionary,
+        tgt, np.array([len(t) for t in tgt]), task.target_dictionary,
+        left_pad_source=task.cfg.left_pad_source, left_pad_target=task.cfg.left_pad_target,
+        shuffle=False,
+    )
+
+
+def split_dataset(task, subset: str):
+    """A binarised split (``--gen-subset``) of the task's data directory."""
+    try:
+        task.load_dataset(subset)
+    except FileNotFoundError as e:
+        raise AlignmentToolError(f"--gen-subset {subset}: {e}") from None
+    return task.dataset(subset)
+
+
+def iterate_batches(task, model, dataset, max_tokens: Optional[int], batch_size: Optional[int]) -> Iterator[Dict]:
+    """The task's batches (length-bucketed like fairseq-generate), on the model's device."""
+    from fairseq import utils
+
+    if max_tokens is None and batch_size is None:
+        raise AlignmentToolError("pass --max-tokens or --batch-size")
+    itr = task.get_batch_iterator(
+        dataset=dataset, max_tokens=max_tokens, max_sentences=batch_size,
+        max_positions=utils.resolve_max_positions(task.max_positions(), model.max_positions()),
+        ignore_invalid_inputs=False, required_batch_size_multiple=1,
+    ).next_epoch_itr(shuffle=False)
+    device = next(model.parameters()).device
+    for sample in itr:
+        if sample:
+            yield utils.move_to_cuda(sample, device) if device.type == "cuda" else sample
+
+
+# ------------------------------------------------------------------ distributions
+
+
+def resolve_distribution(model, distribution: str) -> str:
+    """``auto`` -> posterior (variational), exact-posterior (latent), prior (soft); checks."""
+    spec = model.spec
+    if distribution == "auto":
+        return "posterior" if spec.variational else "exact-posterior" if spec.latent else "prior"
+    if distribution == "posterior" and not spec.variational:
+        can_give = ("--distribution exact-posterior (the model's own posterior) or prior" if spec.latent else
+                    "--distribution prior, the attention (a soft-attention model has no latent alignment, so no "
+                    "posterior of either kind)")
+        raise AlignmentToolError(
+            f"--distribution posterior needs a variational model; this checkpoint was trained with "
+            f"--attention-mode {model.attention_mode}: use {can_give}")
+    if distribution == "exact-posterior" and not spec.latent:
+        raise AlignmentToolError(
+            f"--distribution exact-posterior needs a latent-alignment model; this checkpoint was "
+            f"trained with --attention-mode {model.attention_mode}: use --distribution prior")
+    if distribution not in DISTRIBUTIONS:
+        raise AlignmentToolError(f"--distribution must be one of {', '.join(DISTRIBUTIONS)}")
+    return distribution
+
+
+@torch.no_grad()
+def alignment_log_probs(model, sample: Dict, distributions: Sequence[str]) -> Dict[str, Tensor]:
+    """``(B, T, S)`` log-probabilities over source positions for each named distribution,
+    from one teacher-forced pass over ``sample`` (``-inf`` at source pads)."""
+    out = model(**sample["net_input"], target=sample["target"])
+    result = {}
+    for name in distributions:
+        if name == "prior":
+            result[name] = out.prior_log_probs
+        elif name == "posterior":
+            result[name] = out.posterior_log_probs
+        elif name == "exact-posterior":
+            # p(z_t = j | y_<=t) ∝ p(z_t = j | y_<t) exp ℓ_t(j); pads stay -inf through the prior
+            result[name] = torch.log_softmax(out.prior_log_probs + out.token_log_probs, dim=-1)
+        else:
+            raise ValueError(f"unknown distribution {name!r}")
+    return {name: value.float() for name, value in result.items()}
+
+
+# ------------------------------------------------------------------ links
+
+
+def real_positions(tokens: Tensor, dictionary) -> Tuple[Tensor, Tensor, Tensor]:
+    """For ``(B, L)`` tokens: ``(kept, real, index)``, all ``(B, L)``.
+
+    ``kept``: not a pad; ``real``: neither pad nor EOS; ``index``: the position counted over
+    kept tokens (the caller's position once padding is removed), -1 at pads.
+    """
+    kept = tokens.ne(dictionary.pad())
+    real = kept & tokens.ne(dictionary.eos())
+    index = (kept.long().cumsum(dim=1) - 1).masked_fill(~kept, -1)
+    return kept, real, index
+
+
+def link_mask(probs: Tensor, src_real: Tensor, tgt_real: Tensor, threshold: Optional[float]) -> Tensor:
+    """``(B, T, S)`` True at linked (target step, source position) pairs.
+
+    Args:
+        probs: ``(B, T, S)`` alignment probabilities.
+        src_real, tgt_real: ``(B, S)`` / ``(B, T)`` True at real tokens (not pad, not EOS).
+        threshold: None for argmax over real source tokens, else links with prob >= threshold.
+    """
+    candidates = tgt_real.unsqueeze(2) & src_real.unsqueeze(1)  # B x T x S
+    if threshold is None:
+        best = probs.masked_fill(~src_real.unsqueeze(1), -1.0).argmax(dim=-1, keepdim=True)  # B x T x 1
+        linked = torch.zeros_like(candidates).scatter_(-1, best, True)
+    else:
+        linked = probs >= threshold
+    return linked & candidates
+
+
+@dataclass
+class SentenceAlignment:
+    """One sentence pair with its alignment distribution over kept (non-pad) tokens."""
+
+    id: int
+    src_pieces: List[str]  # S' tokens including the final EOS
+    tgt_pieces: List[str]  # T' tokens including the final EOS
+    probs: np.ndarray  # T' x S'
+    links: Set[Link]  # (source, target) piece positions, EOS excluded
+
+
+def batch_alignments(model, task, sample: Dict, distribution: str,
+                     threshold: Optional[float] = None) -> List[SentenceAlignment]:
+    """Alignments of every sentence in a batch (the model runs once, links are found batched)."""
+    src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
+    src_tokens, target = sample["net_input"]["src_tokens"], sample["target"]
+    probs = alignment_log_probs(model, sample, [distribution])[distribution].exp()  # B x T x S
+    src_kept, src_real, src_index = real_positions(src_tokens, src_dict)  # B x S
+    tgt_kept, tgt_real, tgt_index = real_positions(target, tgt_dict)  # B x T
+    b, t, j = link_mask(probs, src_real, tgt_real, threshold).nonzero(as_tuple=True)  # N each
+    link_rows = torch.stack([b, src_index[b, j], tgt_index[b, t]], dim=1).tolist()  # N x 3
+
+    # one transfer per batch; per sentence only slicing and the token strings
+    probs, src_tokens, target = probs.cpu().numpy(), src_tokens.cpu().numpy(), target.cpu().numpy()
+    src_kept, tgt_kept = src_kept.cpu().numpy(), tgt_kept.cpu().numpy()
+    sentences = []
+    for row, sentence_id in enumerate(sample["id"].tolist()):
+        sentences.append(SentenceAlignment(
+            id=sentence_id,
+            src_pieces=[src_dict[k] for k in src_tokens[row][src_kept[row]].tolist()],
+            tgt_pieces=[tgt_dict[k] for k in target[row][tgt_kept[row]].tolist()],
+            probs=probs[row][tgt_kept[row]][:, src_kept[row]],  # T' x S'
+            links=set(),
+        ))
+    for row, src_position, tgt_position in link_rows:
+        sentences[row].links.add((src_position, tgt_position))
+    return sentences
+
+
+def real_tokens(pieces: Sequence[str], eos: str) -> List[str]:
+    """The pieces without the final EOS."""
+    return list(pieces[:-1]) if pieces and pieces[-1] == eos else list(pieces)
+
+
+def to_words(sentence: SentenceAlignment, src_scheme: str, tgt_scheme: str, rule: str,
+             threshold: Optional[float], eos: str) -> Set[Link]:
+    """Word links of one sentence under ``rule`` (``any`` or ``sum``, see :mod:`.words`)."""
+    src = real_tokens(sentence.src_pieces, eos)
+    tgt = real_tokens(sentence.tgt_pieces, eos)
+    src_words, tgt_words = word_ids(src, src_scheme), word_ids(tgt, tgt_scheme)
+    if rule == "any":
+        return word_links(sentence.links, src_words, tgt_words)
+    if not src or not tgt:
+        return set()
+    probs = word_probs(sentence.probs[: len(tgt), : len(src)], tgt_words, src_words)  # I x J
+    if threshold is None:
+        return {(int(j), i) for i, j in enumerate(probs.argmax(axis=1))}
+    return {(int(j), int(i)) for i, j in zip(*np.nonzero(probs >= threshold))}
+
+
+def format_links(links: Set[Link]) -> str:
+    return " ".join(f"{i}-{j}" for i, j in sorted(links))
