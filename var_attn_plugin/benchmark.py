@@ -427,8 +427,10 @@ def main(argv: Sequence[str] = None):
                      A=sizes["attention"], O=sizes["output"], Hq=sizes["inference_hidden"],
                      V=len(task.target_dictionary), S=float(dataset.src_sizes.mean()),
                      ratio=src_tokens / tgt_tokens)
-    # as AlignmentOutputLayer decides: chunks (and recomputation) when the logits exceed the budget
-    cost.recompute = args.max_tokens * cost.S * cost.V * 4 > soft_model.cfg.enum_chunk_mb * 2**20
+    # the output layer's own rule: a batch of up to --max-tokens target rows (each scoring the
+    # mean source length of candidates) is chunked, and recomputed, when it exceeds a chunk
+    rows_per_chunk = soft_model.decoder.alignment_output.rows_per_chunk(max(1, round(cost.S)))
+    cost.recompute = args.max_tokens > rows_per_chunk
     # decoding: the mean source length of the sentences decoded
     decoding_cost = dataclasses.replace(cost, S=results["generation"]["mean_source_length"])
     results["cost_model"] = {
