@@ -11,7 +11,9 @@ from helpers import PLUGIN_DIR, fairseq_cli
 
 from var_attn_plugin.criterion import VarAttnCriterionConfig
 from var_attn_plugin.lstm.model import VarAttnLSTMConfig
+from var_attn_plugin.model import LatentModelConfig
 from var_attn_plugin.task import VarAttnTranslationConfig
+from var_attn_plugin.transformer.model import VarAttnTransformerConfig
 
 REQUIRED = ("--attention-mode", "--latent-decoding", "--enum-chunk-mb", "--kmax")
 
@@ -37,3 +39,42 @@ def test_varattn_options_lists_every_option_with_help_and_default():
     block = out.split("  --enum-chunk-mb", 1)[1].split("\n  --", 1)[0]
     assert "memory budget (MiB)" in block and "(default: 256)" in " ".join(block.split())
     assert "--attention-mode {soft,marginal,hard-enum" in out
+
+
+def option_block(section: str, flag: str) -> str:
+    """The lines of ``flag`` in ``section``: the flag line and the help under it, joined."""
+    match = re.search(rf"^  {flag}\b.*?(?=^  \S|\Z)", section, re.M | re.S)
+    assert match, flag
+    return " ".join(match.group(0).split())
+
+
+def test_each_architecture_has_a_section_of_its_own_options_with_help_and_default():
+    """The latent options once for every architecture, then each architecture's sizes under
+    its --arch, each with the help and the default of its config."""
+    sections = {block.split(":\n", 1)[0]: block for block in fairseq_cli("varattn-options").stdout.split("\n\n")}
+    titles = {
+        LatentModelConfig: "model options of every architecture",
+        VarAttnLSTMConfig: "model options of --arch varattn_lstm",
+        VarAttnTransformerConfig: "model options of --arch varattn_transformer",
+    }
+    latent = set(LatentModelConfig.__dataclass_fields__)
+    for config, title in titles.items():
+        (section,) = [block for name, block in sections.items() if name.startswith(title)]
+        own = [name for name in config.__dataclass_fields__
+               if not name.startswith("_") and (config is LatentModelConfig or name not in latent)]
+        assert own
+        for name in own:
+            field = config.__dataclass_fields__[name]
+            block = option_block(section, "--" + name.replace("_", "-"))
+            assert " ".join(field.metadata["help"].split()) in block, name
+            if field.type is bool:  # a store_true flag
+                assert f"(default: {field.default}; the flag sets it to {not field.default})" in block, name
+            else:
+                assert f"(default: {field.default})" in block, name
+        if config is not LatentModelConfig:  # the latent options are listed once, not per architecture
+            repeated = [name for name in latent if re.search(rf"^  --{name.replace('_', '-')}\b", section, re.M)]
+            assert not repeated, (title, repeated)
+    transformer = [block for name, block in sections.items() if name.startswith(titles[VarAttnTransformerConfig])][0]
+    assert "varattn_transformer_iwslt_de_en" in transformer.split(":\n", 1)[0]
+    assert "--activation-fn {relu,gelu" in transformer
+    assert "(default: 4)" in option_block(transformer, "--encoder-attention-heads")

@@ -5,9 +5,10 @@ the command line, before it adds the options of the chosen ``--arch``, ``--task`
 ``--criterion`` (``fairseq.options.parse_args_and_arch``), so the help of every fairseq
 model, task and criterion, this plugin's included, shows only fairseq's general options.
 This command builds the plugin's options the way fairseq does (from the same dataclasses)
-and prints them in four groups: the model (``--arch varattn_lstm``, saved in the
-checkpoint), the criterion (``--criterion varattn_elbo``), the plugin's task options
-(``--task varattn_translation``; decoding options, so they work in ``fairseq-generate``,
+and prints them in groups: the model (saved in the checkpoint): the latent options of every
+architecture, then the sizes of ``--arch varattn_lstm`` and of ``--arch varattn_transformer``;
+the criterion (``--criterion varattn_elbo``), the plugin's task options (``--task
+varattn_translation``; decoding options, so they work in ``fairseq-generate``,
 ``fairseq-interactive`` and ``--eval-bleu`` too) and the options the task inherits from
 fairseq's translation task.
 """
@@ -61,13 +62,25 @@ def sections():
 
     from ..criterion import VarAttnCriterionConfig
     from ..lstm.model import VarAttnLSTMConfig
+    from ..model import LatentModelConfig
     from ..task import VarAttnTranslationConfig
+    from ..transformer.model import VarAttnTransformerConfig
 
     inherited = {f.name for f in fields(TranslationConfig)}
     own = [f.name for f in fields(VarAttnTranslationConfig) if f.name not in inherited]
+    latent = {f.name for f in fields(LatentModelConfig)}
+
+    def architecture(config):
+        return option_actions(config(), [f.name for f in fields(config) if f.name not in latent])
+
     return [
-        ("model options (--arch varattn_lstm, or varattn_lstm_iwslt_de_en; saved in the checkpoint)",
-         option_actions(VarAttnLSTMConfig())),
+        ("model options of every architecture (--arch varattn_lstm, varattn_transformer and their presets; "
+         "saved in the checkpoint)", option_actions(LatentModelConfig())),
+        ("model options of --arch varattn_lstm (or varattn_lstm_iwslt_de_en; saved in the checkpoint)",
+         architecture(VarAttnLSTMConfig)),
+        ("model options of --arch varattn_transformer (or varattn_transformer_iwslt_de_en, "
+         "varattn_transformer_small, varattn_transformer_tiny; saved in the checkpoint)",
+         architecture(VarAttnTransformerConfig)),
         ("criterion options (--criterion varattn_elbo)", option_actions(VarAttnCriterionConfig())),
         ("task options (--task varattn_translation; decoding, so also for fairseq-generate and "
          "fairseq-interactive)", option_actions(VarAttnTranslationConfig(), own)),
