@@ -129,7 +129,7 @@ def test_our_criterion_with_fairseq_lstm_is_refused_without_crash_pt(data, tmp_p
         "--optimizer", "adam", "--lr", "1e-2", "--max-tokens", "500", "--max-update", "1", "--cpu",
         "--no-save", "--save-dir", tmp_path, check=False)
     assert_refused(proc, "--criterion varattn_elbo needs a model of this plugin, got --arch lstm",
-                   "use --arch varattn_lstm", save_dir=tmp_path)
+                   "use --arch varattn_lstm or varattn_transformer", save_dir=tmp_path)
     assert LOADED not in output(proc) and not (tmp_path / "crash.pt").exists()
 
 

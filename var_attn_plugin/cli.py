@@ -9,7 +9,8 @@ given on the command line:
   naming a ``var_attn_plugin`` folder that does not exist from here is replaced by the
   installed one;
 - ``--task varattn_translation``;
-- for training, ``--arch varattn_lstm`` and ``--criterion varattn_elbo``.
+- for training, ``--arch varattn_lstm`` (pass ``--arch varattn_transformer`` for the
+  Transformer) and ``--criterion varattn_elbo``.
 
 Every other option is fairseq's, passed through unchanged, and the command then runs
 fairseq's own ``cli_main``. A :class:`~var_attn_plugin.errors.UsageError` ends it with its

@@ -40,7 +40,7 @@ def check_task(task) -> None:
     if isinstance(task, FairseqTask) and not isinstance(task, VarAttnTranslationTask):
         raise UsageError(
             f"--criterion varattn_elbo needs --task varattn_translation, got --task {task_name(task)}: "
-            "pass --task varattn_translation with --arch varattn_lstm (or another varattn_* architecture), "
+            "pass --task varattn_translation with --arch varattn_lstm or varattn_transformer, "
             "or use varattn-train, which passes both")
 
 
@@ -65,8 +65,8 @@ class VarAttnCriterion(FairseqCriterion):
         mode = getattr(model, "attention_mode", None)
         if mode is None:
             raise TypeError(
-                "--criterion varattn_elbo needs a model from this plugin: use --arch varattn_lstm "
-                f"(or varattn_lstm_iwslt_de_en), not {type(model).__name__}")
+                "--criterion varattn_elbo needs a model from this plugin: use --arch varattn_lstm or "
+                f"varattn_transformer (or one of their presets), not {type(model).__name__}")
         target = sample["target"]
         out = model(**sample["net_input"], target=target)
         terms = mode_spec(model.objective_name()).objective(out)

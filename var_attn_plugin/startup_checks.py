@@ -72,7 +72,8 @@ def check_criterion(criterion, name: Optional[str], model, arch: Optional[str], 
     if isinstance(criterion, VarAttnCriterion) and not isinstance(model, VarAttnModel):
         raise UsageError(
             f"--criterion varattn_elbo needs a model of this plugin, got --arch {arch or type(model).__name__} "
-            f"({type(model).__name__}): use --arch varattn_lstm (or varattn_lstm_iwslt_de_en), or train "
+            f"({type(model).__name__}): use --arch varattn_lstm or varattn_transformer (or one of their presets, "
+            "e.g. varattn_lstm_iwslt_de_en, varattn_transformer_iwslt_de_en), or train "
             "fairseq's own models with --criterion cross_entropy")
     if (training and isinstance(model, VarAttnModel) and model.spec.latent
             and not isinstance(criterion, VarAttnCriterion)):
