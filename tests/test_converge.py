@@ -211,7 +211,7 @@ def recipe_env(tmp_path: Path, aligner: str) -> dict:
     return dict(os.environ, PATH=f"{BIN_DIR}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1",
                 PYTHONWARNINGS="ignore", PYTHON=sys.executable, TINY="1", ROOT=str(tmp_path / "root"),
                 DING_FILE=str(tmp_path / "de-en"), LIBREOFFICE_MO_DIR=str(tmp_path / "mo"),
-                MODES="soft var-enum", SEEDS="1", PARALLEL="1", SYN_TASKS="null", ALIGNER=aligner,
+                MODES="soft var-enum transformer-var-enum", SEEDS="1", PARALLEL="1", SYN_TASKS="null", ALIGNER=aligner,
                 MAX_UPDATES="40", CURVES=str(tmp_path / "curves.png"))
 
 
@@ -285,7 +285,7 @@ def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
     # every step of every run ran
     corpora = ["ding", "libreoffice", "syn-null"]
     for corpus in corpora:
-        for mode in ("soft", "var-enum"):
+        for mode in ("soft", "var-enum", "transformer-var-enum"):
             steps = {p.name for p in (root / corpus / f"{mode}-seed1" / ".done").iterdir()}
             expected = {"train"} | {f"align-{d}" for d in (["prior"] if mode == "soft" else
                                                              ["prior", "posterior", "exact-posterior"])}
@@ -294,6 +294,7 @@ def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
             if corpus.startswith("syn-") or aligner != "none":
                 expected |= {s.replace("align-", "aer-") for s in expected if s.startswith("align-")}
             assert steps == expected, (corpus, mode)
+    assert "'_name': 'varattn_transformer'" in (root / "ding" / "transformer-var-enum-seed1" / "train.log").read_text()
     libreoffice_stats = json.loads((root / "libreoffice" / "data" / "stats.json").read_text())
     assert libreoffice_stats["train_pairs"] == 300 and libreoffice_stats["test_pairs"] == 30
 
@@ -304,13 +305,14 @@ def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
     for section in sections[:2]:
         table = [line for line in section.splitlines() if line.startswith("| ")]
         assert table[0].startswith("| mode | exact PPL | bound PPL | KL (nats) | prior ent")
-        rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in table[1:3]}
-        assert list(rows) == ["soft", "var-enum"]
+        rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in table[1:4]}
+        assert list(rows) == ["soft", "var-enum", "transformer-var-enum"]
         for cells in rows.values():
             ppl, bound = float(cells[0]), float(cells[1])
             assert 1 < ppl <= bound + 0.01  # the bound is never better than the exact perplexity
             assert 0 <= float(cells[5]) <= 100 and int(cells[7]) > 0 and float(cells[8]) >= 0
         assert rows["soft"][6].strip() == "—" and 0 <= float(rows["var-enum"][6]) <= 100  # K-max
+        assert 0 <= float(rows["transformer-var-enum"][6]) <= 100
     synthetic_rows = {line.split("|")[1].strip(): line for line in sections[2].splitlines() if line.startswith("| ")}
     assert "diagonal baseline" in synthetic_rows and "soft" in synthetic_rows and "var-enum" in synthetic_rows
     for cell in synthetic_rows["var-enum"].split("|")[2:-1]:
@@ -323,4 +325,4 @@ def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
     markers = {p: p.read_text() for p in root.rglob(".done/*")}
     again = run_recipe(env)
     assert {p: p.read_text() for p in root.rglob(".done/*")} == markers
-    assert again.count("finished: ") == 6 and len(attempts(killed / "train.log")) == 2
+    assert again.count("finished: ") == 9 and len(attempts(killed / "train.log")) == 2

@@ -4,6 +4,7 @@
 #
 #   bash examples/converge/converge.sh              # the virtualenv's bin on PATH
 #   MODES="soft var-enum" SEEDS=1 bash examples/converge/converge.sh
+#   CORPORA=ding SYN_TASKS="" MODES="transformer-soft transformer-var-enum" bash examples/converge/converge.sh
 #   DATA_FROM=work/demo bash examples/converge/converge.sh     # reuse the demo's Ding data
 #   TINY=1 bash examples/converge/converge.sh       # the whole pipeline on a few hundred pairs
 #   bash examples/converge/converge.sh run CORPUS MODE SEED    # (re)do one run only
@@ -19,7 +20,10 @@
 #                reordering, fertility, null words; var_attn_plugin/data/synthetic.py): only
 #                their alignments are scored
 #
-# Every mode of MODES and seed of SEEDS trains on every corpus with the same flags and the same
+# A MODES entry is an attention mode of the paper's LSTM (soft, var-enum, ...) or transformer-MODE,
+# the same mode of the Transformer (--arch varattn_transformer, 2 layers each side; its runs live
+# next to the LSTM's, $ROOT/CORPUS/transformer-MODE-seedS, and report.py puts them in the same
+# tables). Every entry of MODES and seed of SEEDS trains on every corpus with the same flags and the same
 # maximum number of updates (MAX_UPDATES), validating every epoch: the learning rate is halved
 # whenever the validation bound does not improve (the negative ELBO for the variational modes,
 # the exact objective otherwise; metric `bound`, which the criterion logs for every mode) and
@@ -90,6 +94,7 @@ else
     SAVE_EXTRA=()
 fi
 LR=2e-3; CLIP_NORM=5; DROPOUT=0.2
+TRANSFORMER_WARMUP=${TRANSFORMER_WARMUP:-$([[ $TINY == 1 ]] && echo 10 || echo 500)}  # linear lr warm-up (Transformer)
 MAX_TOKENS=1000                       # target tokens per batch (the demo's)
 EVAL_MAX_TOKENS=2000
 LOG_INTERVAL=50
@@ -99,9 +104,9 @@ SELF=$HERE/$(basename "${BASH_SOURCE[0]}")
 PLUGIN=$(cd "$HERE/../.." && pwd)/var_attn_plugin
 export ROOT OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONWARNINGS=ignore
 
-# flags every training run shares; the model's sizes come per corpus kind (real or synthetic)
-COMMON=(--user-dir "$PLUGIN" --task varattn_translation --arch varattn_lstm --criterion varattn_elbo
-        --encoder-layers 1 --decoder-layers 1 --inference-layers 1 --dropout $DROPOUT
+# flags every training run shares; the model's sizes come per architecture and corpus kind
+COMMON=(--user-dir "$PLUGIN" --task varattn_translation --criterion varattn_elbo
+        --inference-layers 1 --dropout $DROPOUT
         --optimizer adam --lr $LR --clip-norm $CLIP_NORM --max-tokens $MAX_TOKENS
         --lr-scheduler reduce_lr_on_plateau --lr-shrink 0.5 --lr-patience 0
         --best-checkpoint-metric bound --patience "$PATIENCE" --max-epoch 100000
@@ -111,8 +116,22 @@ sizes() {  # sizes EMBED HIDDEN DECODER OUTPUT ATTENTION INFERENCE
     echo --encoder-embed-dim "$1" --decoder-embed-dim "$1" --encoder-hidden-size "$2" \
         --decoder-hidden-size "$3" --decoder-output-dim "$4" --attention-dim "$5" --inference-hidden-size "$6"
 }
-REAL_SIZES=($(sizes $EMBED $HIDDEN $DECODER $OUTPUT $ATTENTION $INFERENCE))
-SYN_SIZES=($(sizes $SYN_EMBED $SYN_HIDDEN $SYN_DECODER $SYN_DECODER $SYN_HIDDEN $SYN_HIDDEN))
+REAL_SIZES=(--arch varattn_lstm --encoder-layers 1 --decoder-layers 1
+            $(sizes $EMBED $HIDDEN $DECODER $OUTPUT $ATTENTION $INFERENCE))
+SYN_SIZES=(--arch varattn_lstm --encoder-layers 1 --decoder-layers 1
+           $(sizes $SYN_EMBED $SYN_HIDDEN $SYN_DECODER $SYN_DECODER $SYN_HIDDEN $SYN_HIDDEN))
+# The Transformer (MODES entries transformer-MODE, docs/METHOD.md §10): 2 layers each side, 4
+# heads, feed-forward twice the model size, the same output and inference sizes as the LSTM;
+# Adam (0.9, 0.98) at 5e-4 after a linear warm-up, then the same plateau halving and stopping.
+transformer_sizes() {  # transformer_sizes MODEL OUTPUT INFERENCE
+    echo --arch varattn_transformer --encoder-layers 2 --decoder-layers 2 \
+        --encoder-attention-heads 4 --decoder-attention-heads 4 \
+        --encoder-embed-dim "$1" --decoder-embed-dim "$1" --encoder-ffn-embed-dim $(( 2 * $1 )) \
+        --decoder-ffn-embed-dim $(( 2 * $1 )) --decoder-output-dim "$2" --inference-hidden-size "$3" \
+        --adam-betas "(0.9,0.98)" --lr 5e-4 --warmup-updates "$TRANSFORMER_WARMUP" --warmup-init-lr 1e-7
+}
+REAL_TRANSFORMER_SIZES=($(transformer_sizes $EMBED $OUTPUT $INFERENCE))
+SYN_TRANSFORMER_SIZES=($(transformer_sizes $SYN_EMBED $SYN_DECODER $SYN_HIDDEN))
 EVAL=(--user-dir "$PLUGIN" --task varattn_translation --max-tokens $EVAL_MAX_TOKENS --cpu --num-workers 0)
 
 step() { printf '\n=== %s\n' "$*"; }
@@ -120,8 +139,11 @@ is_done() { [[ -f $1/.done/$2 ]]; }                       # is_done DIR STEP
 mark_done() { mkdir -p "$1/.done"; date '+%F %T' > "$1/.done/$2"; }
 fail() { echo "FAILED: $1 (log: $2)"; tail -n 25 "$2"; return 1; }
 synthetic() { [[ $1 == syn-* ]]; }
-latent() { [[ $1 != soft ]]; }
-variational() { [[ $1 == var-* ]]; }
+# a MODES entry is an attention mode (the LSTM) or transformer-MODE (the Transformer)
+attention_mode() { echo "${1#transformer-}"; }
+transformer() { [[ $1 == transformer-* ]]; }
+latent() { [[ $(attention_mode "$1") != soft ]]; }
+variational() { [[ $(attention_mode "$1") == var-* ]]; }
 distributions() {  # the alignment distributions a mode has
     if variational "$1"; then echo prior posterior exact-posterior
     elif latent "$1"; then echo prior exact-posterior
@@ -208,12 +230,16 @@ run_one() {  # run_one CORPUS MODE SEED: train, evaluate, align; output in $ROOT
     else
         local model_sizes=("${REAL_SIZES[@]}") max_updates=$MAX_UPDATES
         if synthetic "$corpus"; then model_sizes=("${SYN_SIZES[@]}"); max_updates=$SYN_MAX_UPDATES; fi
+        if transformer "$mode"; then
+            model_sizes=("${REAL_TRANSFORMER_SIZES[@]}")
+            if synthetic "$corpus"; then model_sizes=("${SYN_TRANSFORMER_SIZES[@]}"); fi
+        fi
         # one marker line per attempt: report.py adds up the attempts' wall time
         echo "=== attempt $(date '+%F %T')" >> "$run/train.log"
         if [[ -f $run/checkpoints/checkpoint_last.pt ]]; then   # resuming: from a checkpoint that loads
             $PYTHON "$HERE/batch.py" resume-point "$run/checkpoints" >> "$run/train.log" 2>&1
         fi
-        fairseq-train "$bin" "${COMMON[@]}" "${model_sizes[@]}" --attention-mode "$mode" --seed "$seed" \
+        fairseq-train "$bin" "${COMMON[@]}" "${model_sizes[@]}" --attention-mode "$(attention_mode "$mode")" --seed "$seed" \
             --max-update "$max_updates" --save-dir "$run/checkpoints" >> "$run/train.log" 2>&1 \
             || fail "training $corpus $mode seed $seed" "$run/train.log"
         mark_done "$run" train
@@ -311,6 +337,8 @@ done | xargs -P "$PARALLEL" -L 1 sh -c 'bash "$0" run "$@" > "$ROOT/$1/$2-seed$3
 
 # ---------------------------------------------------------------- 5. report
 step "5. report -> $ROOT/results.md, $CURVES"
-$PYTHON "$HERE/report.py" "$ROOT" --corpora "${corpora[@]}" --modes $MODES --seeds $SEEDS --curves "$CURVES"
+report_corpora=($CORPORA)   # the report: the real corpora first, then the synthetic tasks
+for task in $SYN_TASKS; do report_corpora+=("syn-$task"); done
+$PYTHON "$HERE/report.py" "$ROOT" --corpora "${report_corpora[@]}" --modes $MODES --seeds $SEEDS --curves "$CURVES"
 cat "$ROOT/results.md"
 exit $status

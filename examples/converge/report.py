@@ -186,6 +186,11 @@ def seeds_note(runs: Sequence[Run], finished: Sequence[Run]) -> str:
     return f" ({len(finished)}/{len(runs)} seeds; {', '.join(states)})"
 
 
+def attention_mode(system: str) -> str:
+    """The attention mode of a MODES entry: ``var-enum`` (the LSTM) or ``transformer-var-enum``."""
+    return system[len("transformer-"):] if system.startswith("transformer-") else system
+
+
 def translation_table(runs_by_mode: Dict[str, List[Run]]) -> List[str]:
     rows = ["| mode | exact PPL | bound PPL | KL (nats) | prior ent (nats) | post ent (nats) | BLEU exact | "
             "BLEU K-max | updates | wall time (min) | early stops |",
@@ -201,7 +206,7 @@ def translation_table(runs_by_mode: Dict[str, List[Run]]) -> List[str]:
                         f"{minutes([r.train.wall for r in runs if r.train.attempts])} | — |")
             continue
         m = [r.metrics for r in finished]
-        kmax = "—" if mode == "soft" else spread([r.bleu["kmax"] for r in finished])
+        kmax = "—" if attention_mode(mode) == "soft" else spread([r.bleu["kmax"] for r in finished])
         rows.append(
             f"| {mode}{note} | {spread([x.get('ppl') for x in m])} | {spread([x.get('bound_ppl') for x in m])} | "
             f"{spread([x.get('kl', 0.0) for x in m], 3, nats)} | {spread([x.get('prior_ent') for x in m], 3, nats)} | "
