@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from helpers import PLUGIN_DIR, TINY_FLAGS, fairseq_cli
 
-from var_attn_plugin.tools.plot import build_parser, merged_matrix, overlay_colors, plot
+from var_attn_plugin.alignment import merged_matrix
+from var_attn_plugin.tools.plot import build_parser, overlay_colors, plot
 
 
 def test_overlay_colours_at_the_corners():

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from .input_check import sentencepiece_mismatch
 from .textio import Link
-from .tools.words import word_ids, word_links, word_probs
+from .tools.words import merge_pieces, word_ids, word_links, word_probs
 
 DISTRIBUTIONS = ("auto", "posterior", "prior", "exact-posterior")
 
@@ -267,6 +267,25 @@ def batch_alignments(model, task, sample: Dict, distribution: str,
 def real_tokens(pieces: Sequence[str], eos: str) -> List[str]:
     """The pieces without the final EOS."""
     return list(pieces[:-1]) if pieces and pieces[-1] == eos else list(pieces)
+
+
+def merged_matrix(probs: np.ndarray, src_pieces: Sequence[str], tgt_pieces: Sequence[str],
+                  src_scheme: str, tgt_scheme: str, eos: str) -> Tuple[np.ndarray, List[str], List[str]]:
+    """``(T', S')`` piece probabilities (EOS last on both axes) -> ``(I, J)`` word
+    probabilities with their labels; EOS stays a word of its own."""
+
+    def words(pieces: Sequence[str], scheme: str) -> Tuple[List[int], List[str]]:
+        real = real_tokens(pieces, eos)
+        ids = word_ids(real, scheme)
+        labels = merge_pieces(real, scheme)
+        if len(real) < len(pieces):
+            ids.append(len(labels))
+            labels.append(eos)
+        return ids, labels
+
+    src_ids, src_labels = words(src_pieces, src_scheme)
+    tgt_ids, tgt_labels = words(tgt_pieces, tgt_scheme)
+    return word_probs(probs, tgt_ids, src_ids), src_labels, tgt_labels
 
 
 def to_words(sentence: SentenceAlignment, src_scheme: str, tgt_scheme: str, rule: str,

@@ -46,10 +46,9 @@ from torch import Tensor
 
 import var_attn_plugin
 
-from .alignment import alignment_log_probs, real_positions
+from .alignment import alignment_log_probs, merged_matrix, real_positions
 from .input_check import HUB_FIX, sentencepiece_mismatch, warn_unreadable_inputs
 from .task import VarAttnTranslationConfig
-from .tools.plot import merged_matrix
 from .tools.words import detect_scheme
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ Dimensions: I target words, J source words.
 import argparse
 import logging
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -23,15 +23,14 @@ from ..alignment import (
     AlignmentToolError,
     alignment_log_probs,
     load_checkpoint,
+    merged_matrix,
     raw_dataset,
     real_positions,
-    real_tokens,
     resolve_distribution,
     split_dataset,
 )
 from ..console import configure_logging, description_from_docstring
 from .align import add_data_arguments, subword_schemes
-from .words import merge_pieces, word_ids, word_probs
 
 logger = logging.getLogger("varattn-plot")
 
@@ -48,25 +47,6 @@ def overlay_colors(prior: np.ndarray, posterior: np.ndarray) -> np.ndarray:
     p, q = np.clip(prior, 0, 1), np.clip(posterior, 0, 1)
     both = p * q / 2
     return np.stack([1 - q + both, 1 - np.maximum(p, q), 1 - p + both], axis=-1)
-
-
-def merged_matrix(probs: np.ndarray, src_pieces: Sequence[str], tgt_pieces: Sequence[str],
-                  src_scheme: str, tgt_scheme: str, eos: str) -> Tuple[np.ndarray, List[str], List[str]]:
-    """``(T', S')`` piece probabilities (EOS last on both axes) -> ``(I, J)`` word
-    probabilities with their labels; EOS stays a word of its own."""
-
-    def words(pieces: Sequence[str], scheme: str) -> Tuple[List[int], List[str]]:
-        real = real_tokens(pieces, eos)
-        ids = word_ids(real, scheme)
-        labels = merge_pieces(real, scheme)
-        if len(real) < len(pieces):
-            ids.append(len(labels))
-            labels.append(eos)
-        return ids, labels
-
-    src_ids, src_labels = words(src_pieces, src_scheme)
-    tgt_ids, tgt_labels = words(tgt_pieces, tgt_scheme)
-    return word_probs(probs, tgt_ids, src_ids), src_labels, tgt_labels
 
 
 def draw(prior: np.ndarray, posterior: np.ndarray, src_labels: Sequence[str], tgt_labels: Sequence[str],
