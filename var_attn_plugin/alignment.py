@@ -71,7 +71,8 @@ def load_checkpoint(path: Path, data: Optional[Path] = None, source_lang: Option
     model = models[0]
     if not isinstance(model, VarAttnModel):
         raise AlignmentToolError(
-            f"--path {path} holds a {type(model).__name__}; alignments need a varattn_lstm checkpoint")
+            f"--path {path} holds a {type(model).__name__}; alignments need a checkpoint of this plugin "
+            "(--arch varattn_lstm or varattn_transformer)")
     model.eval()
     if not cpu and torch.cuda.is_available():
         model.cuda()

@@ -279,7 +279,8 @@ def from_pretrained(model_name_or_path: Union[str, Path], checkpoint_file: str =
 
     for model in models:
         if not isinstance(model, VarAttnModel):
-            raise HubError(f"{paths[0]} holds a {type(model).__name__}, not a varattn_lstm model")
+            raise HubError(f"{paths[0]} holds a {type(model).__name__}, not a model of this plugin "
+                           "(varattn_lstm or varattn_transformer)")
     hub = VarAttnHubInterface(cfg, task, models, target_sentencepiece_model)
     for argument, processor, dictionary, side in (
         ("sentencepiece_model", getattr(hub.bpe, "sp", None), hub.src_dict, "source"),
