@@ -40,12 +40,24 @@ ARCHITECTURES = {
 }
 ARCHS = list(ARCHITECTURES)
 
-# the flags that give the same tiny sizes on the command line
+# tiny sizes on the command line (fairseq-train), per architecture
 TINY_FLAGS = [
     "--encoder-embed-dim", "16", "--encoder-hidden-size", "16", "--decoder-embed-dim", "16",
     "--decoder-hidden-size", "24", "--attention-dim", "16", "--decoder-output-dim", "24",
     "--inference-hidden-size", "16",
 ]
+TINY_TRANSFORMER_FLAGS = [
+    "--encoder-embed-dim", "16", "--encoder-ffn-embed-dim", "32", "--encoder-layers", "2",
+    "--encoder-attention-heads", "2", "--decoder-embed-dim", "16", "--decoder-ffn-embed-dim", "32",
+    "--decoder-layers", "2", "--decoder-attention-heads", "2", "--decoder-output-dim", "24",
+    "--inference-hidden-size", "16",
+]
+# the --arch and tiny command-line sizes of each architecture of ARCHITECTURES
+ARCH_FLAGS = {
+    "lstm": ("varattn_lstm", TINY_FLAGS),
+    "transformer": ("varattn_transformer", TINY_TRANSFORMER_FLAGS),
+}
+assert set(ARCH_FLAGS) == set(ARCHITECTURES)
 
 
 def make_dictionary(num_words: int) -> Dictionary:
@@ -181,11 +193,13 @@ def assert_mean_matches(samples, expected, std=None, what: str = "estimator"):
 # ------------------------------------------------------------------ command-line runs and their logs
 
 
-def train_args(data: Path, save_dir: Path, mode: str = "var-enum", *extra) -> List:
-    """A tiny ``fairseq-train`` command line with JSON logs; flags in ``extra`` come last and
-    so override the defaults here (argparse keeps the last value)."""
-    return [data, "--user-dir", PLUGIN_DIR, "--task", "varattn_translation", "--arch", "varattn_lstm",
-            "--criterion", "varattn_elbo", "--attention-mode", mode, *TINY_FLAGS,
+def train_args(data: Path, save_dir: Path, mode: str = "var-enum", *extra, arch: str = "lstm") -> List:
+    """A tiny ``fairseq-train`` command line with JSON logs for architecture ``arch`` (a key of
+    ARCH_FLAGS: its ``--arch`` and tiny sizes); flags in ``extra`` come last and so override
+    the defaults here (argparse keeps the last value)."""
+    arch_name, sizes = ARCH_FLAGS[arch]
+    return [data, "--user-dir", PLUGIN_DIR, "--task", "varattn_translation", "--arch", arch_name,
+            "--criterion", "varattn_elbo", "--attention-mode", mode, *sizes,
             "--optimizer", "adam", "--lr", "1e-2", "--max-tokens", "500", "--cpu", "--seed", "1",
             "--save-dir", save_dir, "--log-format", "json", "--no-epoch-checkpoints", *extra]
 
