@@ -91,7 +91,7 @@ def reference_lstm_steps(model, one):
 def reference_transformer_steps(model, one):
     """x̃ ``(S, C)``, h_t and log p_t(j) of the Transformer for a batch of one without pads: h_t
     from fairseq's own decoder layers (not the plugin's code), the prior by an explicit loop over
-    source positions, ``p_t(j) ∝ exp((U h_t) · x̃_j)`` (docs/METHOD.md §10)."""
+    source positions, ``p_t(j) ∝ exp((U h_t) · x̃_j / √D)`` (docs/METHOD.md §10)."""
     from fairseq.models.transformer import TransformerDecoderBase
 
     encoder_out = encode(model, one)
@@ -99,9 +99,10 @@ def reference_transformer_steps(model, one):
     hidden, _ = TransformerDecoderBase.extract_features(
         model.decoder, one["net_input"]["prev_output_tokens"], encoder_out)
     U = model.decoder.prior_scorer.U.weight
+    scale = math.sqrt(states.size(1))  # √D
     queries, log_prior = [], []
     for h in hidden[0]:
-        scores = torch.stack([(U @ h) @ states[j] for j in range(states.size(0))])
+        scores = torch.stack([(U @ h) @ states[j] / scale for j in range(states.size(0))])
         queries.append(h)
         log_prior.append(torch.log_softmax(scores, dim=0))
     return states, queries, log_prior

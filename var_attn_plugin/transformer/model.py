@@ -3,7 +3,7 @@
 fairseq's own ``TransformerEncoderBase`` and ``TransformerDecoderBase`` (its layers, positions,
 masks, incremental state and beam reordering) compute the states; on top of the decoder:
 
-    prior        p_t(j) = softmax_j((U h_t) · x̃_j)          a single-head alignment attention
+    prior        p_t(j) = softmax_j((U h_t) · x̃_j / √D)     a single-head alignment attention
                                                            reading the final decoder state h_t
     context      c_t = Σ_j p_t(j) x̃_j                      (the soft output's input)
     output       p(y_t | x, y_<t, z_t = j) from h_t and x̃_j alone, through the shared
@@ -119,6 +119,9 @@ class VarAttnTransformerDecoder(LatentDecoderMixin, TransformerDecoderBase):
         super().__init__(cfg, dictionary, embed_tokens, no_encoder_attn=False)
         source_dim = cfg.encoder.embed_dim
         self.prior_scorer = BilinearAlignmentScorer(cfg.decoder.embed_dim, source_dim)  # U
+        # scaled like dot-product attention: scores of order 1 at initialisation, so the prior
+        # (and var-relaxed's Dirichlet concentrations) start near uniform, as q's do
+        self.prior_scale = source_dim ** -0.5
         self.alignment_output = AlignmentOutputLayer(
             cfg.decoder.embed_dim, source_dim, output_dim, len(dictionary), dropout, chunk_bytes)
         # self.decoding and self.estimator: set by the model (var_attn_plugin.model)
@@ -136,7 +139,8 @@ class VarAttnTransformerDecoder(LatentDecoderMixin, TransformerDecoderBase):
         sources = encoder_out["encoder_out"][0].transpose(0, 1)  # B x S x C, x̃
         src_padding_mask = encoder_out["encoder_padding_mask"][0]  # B x S
         T = hidden.size(1)
-        scores = self.prior_scorer(hidden, sources).masked_fill(src_padding_mask.unsqueeze(1), float("-inf"))
+        scores = self.prior_scorer(hidden, sources) * self.prior_scale
+        scores = scores.masked_fill(src_padding_mask.unsqueeze(1), float("-inf"))
         prior = masked_log_softmax(scores, expand_padding_mask(src_padding_mask, T))  # B x T x S
         context = torch.bmm(prior.exp().to(sources.dtype), sources)  # B x T x C
         # soft decoding does not read W_ox x̃; every other use does (recomputed at each step:
