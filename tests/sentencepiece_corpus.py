@@ -35,9 +35,11 @@ def build_corpus(root: Path) -> SimpleNamespace:
                            other_spm=models["other"])
 
 
-def train_model(corpus: SimpleNamespace, save_dir: Path, mode: str, updates: int) -> Path:
-    """A tiny model of ``mode`` trained through ``fairseq-train``; returns checkpoint_last.pt."""
-    fairseq_cli("fairseq-train", *train_args(corpus.data, save_dir, mode, "--max-update", updates, "--dropout", "0"))
+def train_model(corpus: SimpleNamespace, save_dir: Path, mode: str, updates: int, arch: str = "lstm") -> Path:
+    """A tiny model of ``mode`` and architecture ``arch`` trained through ``fairseq-train``;
+    returns checkpoint_last.pt."""
+    fairseq_cli("fairseq-train", *train_args(corpus.data, save_dir, mode, "--max-update", updates, "--dropout", "0",
+                                             arch=arch))
     return save_dir / "checkpoint_last.pt"
 
 

@@ -127,8 +127,8 @@ def sentence_batch(model, b, batch):
 
 @pytest.mark.parametrize("distribution", ["posterior", "prior", "exact-posterior"])
 @pytest.mark.parametrize("threshold", [None, 0.3])
-def test_batched_links_equal_one_by_one_brute_force(distribution, threshold):
-    model = build_model("var-enum", seed=3).eval()
+def test_batched_links_equal_one_by_one_brute_force(arch, distribution, threshold):
+    model = build_model("var-enum", seed=3, arch=arch).eval()
     task = SimpleNamespace(source_dictionary=model.encoder.dictionary, target_dictionary=model.decoder.dictionary)
     left = batch_alignments(model, task, random_batch(model, SRC_LENGTHS, TGT_LENGTHS, seed=4),
                             distribution, threshold)
@@ -151,8 +151,8 @@ def test_batched_links_equal_one_by_one_brute_force(distribution, threshold):
         np.testing.assert_allclose(sentence.probs.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_exact_posterior_is_bayes_rule_and_masks_pads():
-    model = build_model("marginal", seed=5).eval()
+def test_exact_posterior_is_bayes_rule_and_masks_pads(arch):
+    model = build_model("marginal", seed=5, arch=arch).eval()
     batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS, seed=6)
     log_probs = alignment_log_probs(model, batch, ["prior", "exact-posterior"])
     with torch.no_grad():
@@ -257,3 +257,30 @@ def test_user_errors(trained, tmp_path, args, message):
     args = [str(tmp_path / a) if a in ("SRC", "TGT1") else a for a in args]
     proc = fairseq_cli("varattn-align", trained.data, "--path", trained.ckpt, *args, check=False)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------ the Transformer
+
+
+@pytest.mark.slow
+def test_alignment_tools_read_a_transformer_checkpoint(synthetic_data, tmp_path):
+    """varattn-align (every distribution a variational model has) and varattn-plot on a
+    briefly trained varattn_transformer: one link per target word, inside the sentence pair
+    (the distributions themselves are checked for both architectures above)."""
+    from helpers import train_args
+
+    fairseq_cli("fairseq-train", *train_args(synthetic_data, tmp_path, "var-enum", "--max-update", "20",
+                                             "--dropout", "0", arch="transformer"))
+    checkpoint = tmp_path / "checkpoint_last.pt"
+    sources = (synthetic_data.parent / "raw" / "test.src").read_text().splitlines()
+    for distribution in ("prior", "posterior", "exact-posterior"):
+        links = as_links(fairseq_cli("varattn-align", synthetic_data, "--path", checkpoint, "--cpu",
+                                     "--gen-subset", "test", "--distribution", distribution).stdout)
+        assert len(links) == len(sources)
+        for sentence, sentence_links in zip(sources, links):
+            n = len(sentence.split())
+            assert all(0 <= s <= n and 0 <= t for s, t in sentence_links)  # EOS included
+            assert sorted(t for _, t in sentence_links) == list(range(len(sentence_links)))  # one per word
+    figure = tmp_path / "figure.png"
+    fairseq_cli("varattn-plot", synthetic_data, "--path", checkpoint, "--id", "0", "--cpu", "-o", figure)
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -29,15 +29,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def common_args(data, save_dir):
+def common_args(data, save_dir, arch):
     return train_args(data, save_dir, "var-enum", "--optimizer", "sgd", "--lr", "0.5", "--dropout", "0",
-                      "--max-tokens", "300", "--max-update", UPDATES, "--log-interval", "1", "--seed", "3")
+                      "--max-tokens", "300", "--max-update", UPDATES, "--log-interval", "1", "--seed", "3",
+                      arch=arch)
 
 
-def run_ranks(data, save_dir):
+def run_ranks(data, save_dir, arch):
     """Start one fairseq-train per rank and wait for all; returns their CompletedProcess."""
     init = f"tcp://127.0.0.1:{free_port()}"
-    command = [str(BIN_DIR / "fairseq-train"), *map(str, common_args(data, save_dir))]
+    command = [str(BIN_DIR / "fairseq-train"), *map(str, common_args(data, save_dir, arch))]
     procs = [
         subprocess.Popen(
             [*command, "--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp",
@@ -60,11 +61,12 @@ def run_ranks(data, save_dir):
     return results
 
 
-@pytest.fixture(scope="module")
-def runs(synthetic_data, tmp_path_factory):
-    root = tmp_path_factory.mktemp("distributed")
-    ranks = run_ranks(synthetic_data, root / "distributed")
-    single = fairseq_cli("fairseq-train", *common_args(synthetic_data, root / "single"),
+@pytest.fixture(scope="module", params=["lstm", "transformer"])
+def runs(synthetic_data, tmp_path_factory, request):
+    """Two gloo ranks and one process with --update-freq 2, for each architecture."""
+    root = tmp_path_factory.mktemp(f"distributed-{request.param}")
+    ranks = run_ranks(synthetic_data, root / "distributed", request.param)
+    single = fairseq_cli("fairseq-train", *common_args(synthetic_data, root / "single", request.param),
                          "--update-freq", WORLD_SIZE)
     return root, ranks, single
 

@@ -37,6 +37,13 @@ def hub(spm_corpus, spm_var_enum):
 
 
 @pytest.fixture(scope="module")
+def transformer_hub(spm_corpus, tmp_path_factory):
+    """The hub interface of a tiny var-enum varattn_transformer."""
+    ckpt = train_model(spm_corpus, tmp_path_factory.mktemp("spm_transformer"), "var-enum", 40, arch="transformer")
+    return load(spm_corpus, ckpt)
+
+
+@pytest.fixture(scope="module")
 def marginal_ckpt(spm_corpus, tmp_path_factory):
     """A latent but not variational model: no inference network, no q."""
     return train_model(spm_corpus, tmp_path_factory.mktemp("spm_marginal"), "marginal", 2)
@@ -163,7 +170,9 @@ def by_words(probs, tgt_pieces, src_pieces):
 
 
 @pytest.mark.slow
-def test_align_gives_the_models_teacher_forced_distributions(spm_corpus, hub):
+@pytest.mark.parametrize("interface", ["hub", "transformer_hub"])
+def test_align_gives_the_models_teacher_forced_distributions(spm_corpus, interface, request):
+    hub = request.getfixturevalue(interface)
     sources, targets = raw_test_pairs(spm_corpus, 3)
     for source, target in zip(sources, targets):
         words = hub.align(source, target)
@@ -231,3 +240,11 @@ def test_varattn_align_on_raw_text_links_the_argmax_of_align(spm_corpus, spm_var
         with pytest.raises(SystemExit):
             align.main(argv + extra)
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_transformer_translates_through_the_hub(spm_corpus, transformer_hub):
+    sources, _ = raw_test_pairs(spm_corpus, 4)
+    translations = transformer_hub.translate(sources, beam=3, latent_decoding="kmax", kmax=2)
+    assert len(translations) == len(sources) and all(isinstance(t, str) for t in translations)
+    assert translations == [transformer_hub.translate(s, beam=3, latent_decoding="kmax", kmax=2) for s in sources]

@@ -309,10 +309,10 @@ class VarAttnModel(FairseqEncoderDecoderModel):
         """Compute what the current objective needs (see :meth:`objective_name`)."""
         spec = mode_spec(self.objective_name())
         pad = self.decoder.dictionary.pad()
-        posterior_scores = None
-        if spec.variational:
-            posterior_scores = self.inference_network(
-                encoder_out["src_embeddings"][0], states.src_padding_mask,
-                self.decoder.embed_targets(target), target.eq(pad))
+
+        def posterior_scores() -> Tensor:  # s_tj of q(z | x, y), (B, T, S); variational modes
+            return self.inference_network(encoder_out["src_embeddings"][0], states.src_padding_mask,
+                                          self.decoder.embed_targets(target), target.eq(pad))
+
         return latent_outputs(self.decoder.alignment_output, states, target, pad, spec,
                               self.decoder.estimator, posterior_scores)
