@@ -122,7 +122,10 @@ def check_hypotheses(trained, out, expected_score):
         score, words = record["H"]
         positional = record["P"]
         assert len(positional) == len(words.split()) + 1  # the words and EOS
-        assert score == pytest.approx(expected_score(positional), abs=SCORE_ROUNDING)
+        # each printed P is rounded to 4 decimals; both rankings are linear in P, so the
+        # rounding of H - f(P) is at most f applied to the per-token rounding
+        assert score == pytest.approx(expected_score(positional),
+                                      abs=abs(expected_score([SCORE_ROUNDING / 2] * len(positional))) + 1e-9)
     return records
 
 
