@@ -84,6 +84,8 @@ class LatentModelConfig(FairseqDataclass):
         metadata={"help": "var-relaxed: train the generative model with the hard-enum objective for "
                   "this many updates before adding q (the paper pretrains this way)"},
     )
+    max_source_positions: int = field(default=1024, metadata={"help": "longest source accepted"})
+    max_target_positions: int = field(default=1024, metadata={"help": "longest target accepted"})
 
 
 def flag(name: str) -> str:
@@ -98,6 +100,7 @@ def check_positive(cfg, names) -> None:
 
 def check_latent_config(cfg: LatentModelConfig) -> None:
     """Raise a UsageError naming the flag for a value outside its range."""
+    check_positive(cfg, ("max_source_positions", "max_target_positions"))
     if not 0 <= cfg.dropout < 1:
         raise UsageError(f"--dropout is a probability in [0, 1), got {cfg.dropout}")
     if cfg.enum_chunk_mb < 0:

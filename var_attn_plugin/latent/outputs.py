@@ -118,7 +118,7 @@ def word_log_probs(layer: AlignmentOutputLayer, states: AlignmentStates, decodin
         return soft_log_probs(layer, states.hidden, states.context)
     if decoding.latent_decoding == "dirichlet-mean":
         alpha = estimator.concentration(states.prior_scores)
-        return relaxed_log_probs(layer, states, dirichlet_mean(alpha, torch.isinf(states.prior_scores)))
+        return relaxed_log_probs(layer, states, dirichlet_mean(alpha, states.src_padding_mask.unsqueeze(1)))
     B, T, S = states.prior_log_probs.shape
     queries = layer.query_proj(states.hidden).view(B * T, -1)  # N x O
     row_batch = torch.arange(B, device=queries.device).repeat_interleave(T)  # N

@@ -34,13 +34,11 @@ class VarAttnLSTMConfig(LatentModelConfig):
     dropout: float = field(
         default=0.3, metadata={"help": "dropout on embeddings, between LSTM layers and on the output layer"})
     init_scale: float = field(default=0.1, metadata={"help": "parameters start uniform in [-s, s]"})
-    max_source_positions: int = field(default=1024, metadata={"help": "longest source accepted"})
-    max_target_positions: int = field(default=1024, metadata={"help": "longest target accepted"})
 
 
 _SIZES = ("encoder_embed_dim", "encoder_hidden_size", "encoder_layers", "decoder_embed_dim",
           "decoder_hidden_size", "decoder_layers", "attention_dim", "decoder_output_dim",
-          "inference_hidden_size", "inference_layers", "max_source_positions", "max_target_positions")
+          "inference_hidden_size", "inference_layers")
 
 
 def check_config(cfg: VarAttnLSTMConfig):

@@ -66,14 +66,11 @@ class VarAttnTransformerConfig(LatentModelConfig):
     inference_hidden_size: int = field(
         default=256, metadata={"help": "inference network LSTM size per direction (variational modes)"})
     inference_layers: int = field(default=1, metadata={"help": "inference network LSTM layers"})
-    max_source_positions: int = field(default=1024, metadata={"help": "longest source accepted"})
-    max_target_positions: int = field(default=1024, metadata={"help": "longest target accepted"})
 
 
 _SIZES = ("encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_layers", "encoder_attention_heads",
           "decoder_embed_dim", "decoder_ffn_embed_dim", "decoder_layers", "decoder_attention_heads",
-          "decoder_output_dim", "inference_hidden_size", "inference_layers", "max_source_positions",
-          "max_target_positions")
+          "decoder_output_dim", "inference_hidden_size", "inference_layers")
 # the options fairseq's TransformerConfig reads, under the same flat names as its --arch transformer
 _FAIRSEQ_OPTIONS = ("encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_layers", "encoder_attention_heads",
                     "encoder_normalize_before", "decoder_embed_dim", "decoder_ffn_embed_dim", "decoder_layers",
@@ -189,9 +186,6 @@ class VarAttnTransformerModel(VarAttnModel):
         init_latent_modules(decoder.prior_scorer, decoder.alignment_output,
                             *([inference_network] if inference_network is not None else []))
         return cls(cfg, encoder, decoder, inference_network)
-
-    def max_positions(self):
-        return (self.encoder.max_positions(), self.decoder.max_positions())
 
 
 def _sizes(args, embed: int, ffn: int, heads: int, layers: int, inference: int):
