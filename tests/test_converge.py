@@ -185,6 +185,32 @@ def test_report_reads_runs_and_marks_unfinished_ones(tmp_path):
     assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_an_attempt_that_starts_from_scratch_discards_the_earlier_ones(tmp_path):
+    def line(clock, text):
+        return f"2026-01-01 {clock} | INFO | {text}"
+
+    log_file = tmp_path / "train.log"
+    log_file.write_text("\n".join([
+        "=== attempt 2026-01-01 10:00:00",
+        line("10:00:05", "fairseq.trainer | No existing checkpoint found /x/checkpoint_last.pt"),
+        line("10:01:00", 'valid | {"valid_ppl": "50", "valid_num_updates": "10"}'),
+        line("10:02:00", "x | killed before a checkpoint was saved"),
+        "=== attempt 2026-01-01 11:00:00",
+        line("11:00:30", "fairseq.trainer | No existing checkpoint found /x/checkpoint_last.pt"),
+        line("11:01:30", 'valid | {"valid_ppl": "40", "valid_num_updates": "10"}'),
+        line("11:02:30", "x | killed after epoch 1"),
+        "=== attempt 2026-01-01 12:00:00",
+        line("12:00:10", "fairseq.trainer | Loaded checkpoint /x/checkpoint_last.pt (epoch 1 @ 10 updates)"),
+        line("12:01:00", 'valid | {"valid_ppl": "30", "valid_num_updates": "20"}'),
+    ]) + "\n")
+    log = report.read_train_log(log_file)
+    # the first attempt's 2 minutes are gone; the second (2.5 min) started over, the third resumed it
+    assert log.attempts == 3 and log.updates == 20
+    assert log.wall == 150 + 60
+    assert log.curve.updates == [10, 20] and log.curve.ppl == [40.0, 30.0]
+    assert log.curve.wall == [90, 150 + 60]
+
+
 # ----------------------------------------------------------------------------- the recipe, tiny
 
 

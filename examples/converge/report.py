@@ -12,7 +12,8 @@ shows what it has and is marked as such.
 Numbers are mean ± half the range over the finished seeds. fairseq logs in bits; KL and
 entropies are given in nats like the paper (per target token), perplexities per subword
 (EOS included). Wall time is the sum over a run's attempts of the time from the attempt's
-start to its last log line (start-up and validation included).
+start to its last log line (start-up and validation included); an attempt that found no
+checkpoint to resume from starts the sum, and the curve, anew.
 """
 
 import argparse
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 ATTEMPT = "=== attempt "
+FRESH_START = "No existing checkpoint found"  # fairseq: this attempt trains from the beginning
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
 DISTRIBUTIONS = (("prior", "prior (attention)"), ("posterior", "posterior q"),
@@ -79,6 +81,10 @@ def read_train_log(path: Path) -> TrainLog:
             start = now
             log.attempts += 1
         last = now
+        if FRESH_START in line:  # the earlier attempts' training was discarded: neither time nor curve counts
+            done_before = 0.0
+            points.clear()
+            log.early_stop = False
         if "early stop" in line:
             log.early_stop = True
         head, brace, rest = line.partition("{")
