@@ -211,6 +211,79 @@ def test_an_attempt_that_starts_from_scratch_discards_the_earlier_ones(tmp_path)
     assert log.curve.wall == [90, 150 + 60]
 
 
+def test_time_spent_paused_is_not_wall_time(tmp_path):
+    def line(clock, text):
+        return f"2026-01-01 {clock} | INFO | {text}"
+
+    log_file = tmp_path / "train.log"
+    log_file.write_text("\n".join([
+        "=== attempt 2026-01-01 10:00:00",
+        line("10:01:00", 'valid | {"valid_ppl": "50", "valid_num_updates": "10"}'),
+        "=== paused 2026-01-01 10:02:00",
+        "=== resumed 2026-01-01 10:32:00",
+        line("10:33:00", 'valid | {"valid_ppl": "40", "valid_num_updates": "20"}'),
+        "=== paused 2026-01-01 10:34:00 (a comment after the time is allowed)",
+        "=== paused 2026-01-01 10:40:00",  # a second pause while paused changes nothing
+        # killed while paused: the attempt ended at its pause
+        "=== attempt 2026-01-01 12:00:00",
+        line("12:00:10", "fairseq.trainer | Loaded checkpoint /x/checkpoint_last.pt (epoch 2 @ 20 updates)"),
+        "=== resumed 2026-01-01 12:00:20",  # a resume without a pause in this attempt counts nothing
+        line("12:01:00", 'valid | {"valid_ppl": "30", "valid_num_updates": "30"}'),
+    ]) + "\n")
+    log = report.read_train_log(log_file)
+    assert log.attempts == 2 and log.updates == 30
+    assert log.wall == 4 * 60 + 60
+    assert log.curve.wall == [60, 3 * 60, 4 * 60 + 60]
+    assert log.curve.ppl == [50.0, 40.0, 30.0]
+
+
+def process_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
+def test_pause_and_resume_stop_the_comparisons_processes_and_mark_its_trainings(tmp_path):
+    """converge.sh pause SIGSTOPs every process whose ROOT is this comparison's (relative ROOTs
+    resolved against the process's directory) and writes a marker into each training's train.log;
+    resume continues them. Another comparison's processes are left alone."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_train = bin_dir / "fairseq-train"  # stands in for a training: sleeps with the recipe's arguments
+    fake_train.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(120)\n")
+    fake_train.chmod(0o755)
+    run = tmp_path / "root" / "ding" / "soft-seed1"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "train.log").write_text("=== attempt 2026-01-01 10:00:00\n")
+
+    def start(root: str, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([str(fake_train), *args], cwd=tmp_path, env=dict(os.environ, ROOT=root))
+
+    training = start("root", "data-bin", "--save-dir", "root/ding/soft-seed1/checkpoints", "--seed", "1")
+    helper = start(str(tmp_path / "root"))  # a step that is not a training (an evaluation, a shell)
+    other = start(str(tmp_path / "elsewhere"), "--save-dir", str(tmp_path / "elsewhere"))
+    command = ["bash", str(CONVERGE / "converge.sh")]
+    env = dict(os.environ, ROOT=str(tmp_path / "root"))
+    try:
+        time.sleep(0.5)
+        for _ in range(2):  # pausing twice stops once and marks once
+            proc = subprocess.run([*command, "pause"], env=env, capture_output=True, text=True, check=True)
+            assert proc.stderr == ""  # processes it may not read (other users', ended ones) are skipped quietly
+        out = proc.stdout
+        assert process_state(training.pid) == "T" and process_state(helper.pid) == "T"
+        assert process_state(other.pid) != "T"
+        assert "paused 0 processes" in out
+        subprocess.run([*command, "resume"], env=env, capture_output=True, text=True, check=True)
+        assert process_state(training.pid) != "T" and process_state(helper.pid) != "T"
+        lines = (run / "train.log").read_text().splitlines()
+        assert [line.split(" 20")[0] for line in lines] == ["=== attempt", "=== paused", "=== resumed"]
+        assert report.read_train_log(run / "train.log").attempts == 1
+        assert not (tmp_path / "train.log").exists()
+    finally:
+        for process in (training, helper, other):
+            process.kill()
+            process.wait()
+
+
 # ----------------------------------------------------------------------------- the recipe, tiny
 
 

@@ -8,6 +8,9 @@
 #   DATA_FROM=work/demo bash examples/converge/converge.sh     # reuse the demo's Ding data
 #   TINY=1 bash examples/converge/converge.sh       # the whole pipeline on a few hundred pairs
 #   bash examples/converge/converge.sh run CORPUS MODE SEED    # (re)do one run only
+#   bash examples/converge/converge.sh pause          # SIGSTOP the comparison running in $ROOT
+#   bash examples/converge/converge.sh resume         # and let it go on; the report's wall
+#                                                     # times leave the pause out
 #   python examples/converge/report.py work/converge --corpora ding libreoffice syn-null \
 #       --modes soft var-enum --seeds 1 2      # the report so far, while runs are going
 #
@@ -306,11 +309,43 @@ run_one() {  # run_one CORPUS MODE SEED: train, evaluate, align; output in $ROOT
     echo "finished: $corpus $mode seed $seed"
 }
 
-if [[ "${1:-}" == run ]]; then
-    shift
-    run_one "$@"
-    exit
-fi
+# ---------------------------------------------------------------- pause / resume
+process_state() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1 || true; }   # R, S, T, Z, ...
+pause_or_resume() {  # pause_or_resume pause|resume: every process of this comparison (ROOT)
+    local signal=STOP marker=paused
+    if [[ $1 == resume ]]; then signal=CONT; marker=resumed; fi
+    local root proc pid value cwd state save_dir now found=0 trainings=0
+    root=$(realpath -m "$ROOT")
+    local pids=()
+    for proc in /proc/[0-9]*; do   # the recipe exports ROOT: its shells, xargs, fairseq and python steps have it
+        pid=${proc#/proc/}
+        [[ $pid == "$$" ]] && continue
+        value=$({ tr '\0' '\n' < "$proc/environ"; } 2>/dev/null | sed -n 's/^ROOT=//p' | head -n 1) || continue
+        [[ -n $value ]] || continue
+        if [[ $value != /* ]]; then cwd=$(readlink "$proc/cwd" 2>/dev/null) || continue; value=$cwd/$value; fi
+        if [[ $(realpath -m "$value") == "$root" ]]; then pids+=("$pid"); fi
+    done
+    now=$(date '+%F %T')
+    for pid in "${pids[@]}"; do
+        state=$(process_state "$pid")
+        case $state in Z|X|"") continue ;; esac
+        if [[ $signal == STOP && $state == T ]] || [[ $signal == CONT && $state != T ]]; then continue; fi
+        # a training gets the marker in its train.log (next to --save-dir), so report.py leaves the pause out
+        save_dir=$({ tr '\0' '\n' < "/proc/$pid/cmdline"; } 2>/dev/null | grep -A 1 -x -- '--save-dir' | tail -n +2 | head -n 1 || true)
+        if [[ -n $save_dir ]] && { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null | grep -q fairseq-train; then
+            [[ $save_dir == /* ]] || save_dir=$(readlink "/proc/$pid/cwd")/$save_dir
+            echo "=== $marker $now" >> "$(dirname "$save_dir")/train.log"
+            trainings=$((trainings + 1))
+        fi
+        if kill -s "$signal" "$pid" 2>/dev/null; then found=$((found + 1)); fi
+    done
+    echo "$marker $found processes of the comparison in $ROOT ($trainings trainings)"
+}
+
+case "${1:-}" in
+    run) shift; run_one "$@"; exit ;;
+    pause|resume) pause_or_resume "$1"; exit ;;
+esac
 
 # ---------------------------------------------------------------- 0. the reference aligner
 mkdir -p "$ROOT"

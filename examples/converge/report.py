@@ -12,8 +12,10 @@ shows what it has and is marked as such.
 Numbers are mean ± half the range over the finished seeds. fairseq logs in bits; KL and
 entropies are given in nats like the paper (per target token), perplexities per subword
 (EOS included). Wall time is the sum over a run's attempts of the time from the attempt's
-start to its last log line (start-up and validation included); an attempt that found no
-checkpoint to resume from starts the sum, and the curve, anew.
+start to its last log line (start-up and validation included), less the time it spent paused
+(``=== paused DATE TIME`` ... ``=== resumed DATE TIME``, written by ``converge.sh pause`` and
+``resume``); an attempt that found no checkpoint to resume from starts the sum, and the curve,
+anew.
 """
 
 import argparse
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 ATTEMPT = "=== attempt "
+PAUSED, RESUMED = "=== paused ", "=== resumed "  # converge.sh pause / resume; text after the time is a comment
 FRESH_START = "No existing checkpoint found"  # fairseq: this attempt trains from the beginning
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
@@ -55,7 +58,7 @@ class TrainLog:
 
 
 def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, TIME_FORMAT)
+    return datetime.strptime(text.strip()[:19], TIME_FORMAT)
 
 
 def read_train_log(path: Path) -> TrainLog:
@@ -65,13 +68,25 @@ def read_train_log(path: Path) -> TrainLog:
         return log
     points: Dict[float, Tuple[float, float]] = {}  # updates -> (wall, ppl); a resumed attempt may repeat one
     done_before = 0.0  # wall time of the finished attempts
-    start = last = None
+    start = last = paused_at = None
+    paused = 0.0  # seconds the current attempt spent paused
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         if line.startswith(ATTEMPT):
             if start is not None:
-                done_before += (last - start).total_seconds()
-            start = last = parse_time(line[len(ATTEMPT):].strip())
+                done_before += (last - start).total_seconds() - paused
+            start = last = parse_time(line[len(ATTEMPT):])
+            paused, paused_at = 0.0, None  # an attempt killed while paused ended at its pause
             log.attempts += 1
+            continue
+        if line.startswith(PAUSED) and start is not None:
+            if paused_at is None:
+                paused_at = last = max(last, parse_time(line[len(PAUSED):]))
+            continue
+        if line.startswith(RESUMED) and start is not None:
+            if paused_at is not None:
+                last = max(last, parse_time(line[len(RESUMED):]))
+                paused += (last - paused_at).total_seconds()
+                paused_at = None
             continue
         stamp = _TIMESTAMP.match(line)
         if stamp is None:
@@ -98,10 +113,10 @@ def read_train_log(path: Path) -> TrainLog:
             if key in record:
                 log.updates = int(float(record[key]))
         if " | valid | " in head and "valid_ppl" in record:
-            elapsed = done_before + (now - start).total_seconds()
+            elapsed = done_before + (now - start).total_seconds() - paused
             points[float(record["valid_num_updates"])] = (elapsed, float(record["valid_ppl"]))
     if start is not None:
-        log.wall = done_before + (last - start).total_seconds()
+        log.wall = done_before + (last - start).total_seconds() - paused
     for updates in sorted(points):
         log.curve.updates.append(updates)
         log.curve.wall.append(points[updates][0])
