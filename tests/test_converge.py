@@ -314,8 +314,11 @@ def recipe_env(tmp_path: Path, aligner: str) -> dict:
                 MAX_UPDATES="40", CURVES=str(tmp_path / "curves.png"))
 
 
+RECIPE_COMMAND = ["bash", str(CONVERGE / "converge.sh")]
+
+
 def run_recipe(env: dict, timeout: int = 600) -> str:
-    proc = subprocess.run(["bash", str(CONVERGE / "converge.sh")], env=env, cwd=REPO, capture_output=True,
+    proc = subprocess.run(RECIPE_COMMAND, env=env, cwd=REPO, capture_output=True,
                           text=True, timeout=timeout)
     assert proc.returncode == 0, f"converge.sh failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout
@@ -425,3 +428,20 @@ def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
     again = run_recipe(env)
     assert {p: p.read_text() for p in root.rglob(".done/*")} == markers
     assert again.count("finished: ") == 9 and len(attempts(killed / "train.log")) == 2
+
+    # 4. a higher maximum: a run that reached the former one goes on from its last checkpoint and
+    # its evaluation is redone; run again with the same maximum, nothing is redone
+    soft_log = (first / "train.log").read_text()
+    assert "early stop" not in soft_log and max(update_counts(soft_log)) == 40, "the run must have reached the cap"
+    soft_steps = {p.name: p.stat().st_mtime_ns for p in (first / ".done").iterdir()}
+    further = [*RECIPE_COMMAND, "run", "ding", "soft", "1"]
+    for _ in range(2):
+        proc = subprocess.run(further, env=dict(env, MAX_UPDATES="50"), cwd=REPO, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    continued = attempts(first / "train.log")
+    assert len(continued) == 2 and "done already" in proc.stdout and "continuing" not in proc.stdout
+    assert re.search(r"Loaded checkpoint \S*checkpoint_last\.pt \(epoch \d+ @ 40 updates\)", continued[1])
+    assert min(update_counts(continued[1])) > 40 and max(update_counts(continued[1])) == 50
+    redone = {p.name: p.stat().st_mtime_ns for p in (first / ".done").iterdir()}
+    assert redone.keys() == soft_steps.keys() and all(redone[k] > soft_steps[k] for k in redone)

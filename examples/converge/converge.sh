@@ -48,6 +48,9 @@
 # Resuming: every step of every run is marked done ($RUN/.done/STEP) only after it finished;
 # run the same command again and finished steps are skipped, an interrupted training resumes
 # from its checkpoint_last.pt (fairseq's default), an interrupted evaluation is redone.
+# Raising MAX_UPDATES (SYN_MAX_UPDATES) and running the same command again continues every run
+# that had reached the former maximum (not those that stopped early) from its last checkpoint,
+# and redoes its evaluation: a comparison at equal updates can be taken further later.
 # Training logs (fairseq's JSON lines, appended per attempt) stay in $RUN/train.log; the
 # report reads learning curves and wall time from them. Note: fairseq does not save the
 # early-stopping counter, so a resumed run starts counting PATIENCE anew.
@@ -155,6 +158,12 @@ synthetic() { [[ $1 == syn-* ]]; }
 attention_mode() { echo "${1#transformer-}"; }
 transformer() { [[ $1 == transformer-* ]]; }
 latent() { [[ $(attention_mode "$1") != soft ]]; }
+trained_updates() {  # trained_updates RUN: the last number of updates RUN/train.log reports (0 if none)
+    local updates
+    updates=$({ grep -o '"\(train_\|valid_\)\?num_updates": "[0-9]*' "$1/train.log" 2>/dev/null || true; } \
+        | tail -n 1 | sed 's/.*"//')
+    echo "${updates:-0}"
+}
 variational() { [[ $(attention_mode "$1") == var-* ]]; }
 distributions() {  # the alignment distributions a mode has
     if variational "$1"; then echo prior posterior exact-posterior
@@ -236,16 +245,25 @@ run_one() {  # run_one CORPUS MODE SEED: train, evaluate, align; output in $ROOT
     local dir=$ROOT/$corpus run=$ROOT/$corpus/$mode-seed$seed
     local bin=$dir/data-bin ckpt=$run/checkpoints/checkpoint_best.pt
     mkdir -p "$run/eval" "$run/align"
+    local model_sizes=("${REAL_SIZES[@]}") max_updates=$MAX_UPDATES
+    if synthetic "$corpus"; then model_sizes=("${SYN_SIZES[@]}"); max_updates=$SYN_MAX_UPDATES; fi
+    if transformer "$mode"; then
+        model_sizes=("${REAL_TRANSFORMER_SIZES[@]}")
+        if synthetic "$corpus"; then model_sizes=("${SYN_TRANSFORMER_SIZES[@]}"); fi
+    fi
+
+    # a training that ended at a lower maximum than today's, not by early stopping, goes on from
+    # its last checkpoint; its evaluation and alignments are redone on the new best checkpoint
+    local trained
+    trained=$(trained_updates "$run")
+    if is_done "$run" train && ! grep -q "early stop" "$run/train.log" && (( trained < max_updates )); then
+        echo "(continuing $run: it reached the former maximum, $trained updates, the maximum is now $max_updates)"
+        rm -f "$run/.done/"*
+    fi
 
     if is_done "$run" train; then
         echo "(done already: $run training)"
     else
-        local model_sizes=("${REAL_SIZES[@]}") max_updates=$MAX_UPDATES
-        if synthetic "$corpus"; then model_sizes=("${SYN_SIZES[@]}"); max_updates=$SYN_MAX_UPDATES; fi
-        if transformer "$mode"; then
-            model_sizes=("${REAL_TRANSFORMER_SIZES[@]}")
-            if synthetic "$corpus"; then model_sizes=("${SYN_TRANSFORMER_SIZES[@]}"); fi
-        fi
         # one marker line per attempt: report.py adds up the attempts' wall time
         echo "=== attempt $(date '+%F %T')" >> "$run/train.log"
         if [[ -f $run/checkpoints/checkpoint_last.pt ]]; then   # resuming: from a checkpoint that loads
