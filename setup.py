@@ -31,6 +31,7 @@ setup(
     entry_points={"console_scripts": [
         "varattn-aer = var_attn_plugin.tools.aer:main",
         "varattn-align = var_attn_plugin.tools.align:main",
+        "varattn-diagnose = var_attn_plugin.tools.diagnose:main",
         "varattn-options = var_attn_plugin.tools.options:main",
         "varattn-plot = var_attn_plugin.tools.plot:main",
         "varattn-prepare-ding = var_attn_plugin.data.ding:main",

@@ -1,5 +1,6 @@
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -38,3 +39,18 @@ def spm_var_enum(spm_corpus, tmp_path_factory):
 def arch(request):
     """Each architecture in turn (helpers.ARCHITECTURES): the oracles shared by both."""
     return request.param
+
+
+@pytest.fixture(scope="session", params=["lstm", "transformer"])
+def trained(request, synthetic_data, tmp_path_factory):
+    """A tiny var-enum model of each architecture after 10 epochs (80 updates) on
+    ``synthetic_data``: enough that beam search stops (both still translate badly: hypotheses
+    of 1-3 words, BLEU 0; the Transformer's are the shorter, about a third of the references'
+    length)."""
+    from helpers import fairseq_cli, train_args
+
+    root = tmp_path_factory.mktemp(f"trained-{request.param}")
+    log = fairseq_cli("fairseq-train", *train_args(synthetic_data, root / "ckpt", "var-enum", "--max-epoch", "10",
+                                                   "--dropout", "0", arch=request.param)).stdout
+    return SimpleNamespace(data=synthetic_data, ckpt=root / "ckpt" / "checkpoint_last.pt", log=log, root=root,
+                           arch=request.param)

@@ -21,7 +21,6 @@ import pytest
 import torch
 from helpers import (
     ARCH_FLAGS,
-    ARCHS,
     PLUGIN_DIR,
     fairseq_cli,
     generation_records,
@@ -50,18 +49,6 @@ def generate(trained, *args, check=True):
     return fairseq_cli(
         "fairseq-generate", trained.data, "--user-dir", PLUGIN_DIR, "--task", "varattn_translation",
         "--path", trained.ckpt, "--cpu", "--gen-subset", "test", "--batch-size", "7", *args, check=check)
-
-
-@pytest.fixture(scope="module", params=ARCHS)
-def trained(request, synthetic_data, tmp_path_factory):
-    """A tiny var-enum model of each architecture after 10 epochs (80 updates): enough that
-    beam search stops (both still translate badly: hypotheses of 1-3 words, BLEU 0; the
-    Transformer's are the shorter, about a third of the references' length)."""
-    root = tmp_path_factory.mktemp(f"cli-{request.param}")
-    log = fairseq_cli("fairseq-train", *train_args(synthetic_data, root / "ckpt", "var-enum", "--max-epoch", "10",
-                                                   "--dropout", "0", arch=request.param)).stdout
-    return SimpleNamespace(data=synthetic_data, ckpt=root / "ckpt" / "checkpoint_last.pt", log=log, root=root,
-                           arch=request.param)
 
 
 # ------------------------------------------------------------------ training, every mode
