@@ -151,7 +151,10 @@ def fake_run(root: Path, corpus: str, mode: str, seed: int, ppl: float, bleu: fl
         (run / "eval" / "bleu-exact.json").write_text(json.dumps({"name": "BLEU", "score": bleu}))
         (run / "eval" / "bleu-kmax.json").write_text(json.dumps({"name": "BLEU", "score": bleu - 1}))
         (run / "align" / "prior.aer.json").write_text(json.dumps({"aer": 0.5}))
-        for step in ("train", "validate", "bleu-exact", "bleu-kmax", "aer-prior"):
+        (run / "eval" / "diagnose.json").write_text(json.dumps(
+            {"mode": mode, "tokens": 100, "ppl": ppl, "ppl_other_source": 3 * ppl, "kl_posterior_prior": seed / 10,
+             "position_spread": 1.0, "prior_entropy": 2.0, "uniform_entropy": 2.5}))
+        for step in ("train", "validate", "diagnose", "bleu-exact", "bleu-kmax", "aer-prior"):
             (run / ".done" / step).write_text("")
     (run / "train.log").write_text("\n".join(lines) + "\n")
 
@@ -172,7 +175,13 @@ def test_report_reads_runs_and_marks_unfinished_ones(tmp_path):
                  "--seeds", "1", "2", "--curves", str(curves)])
     text = (tmp_path / "results.md").read_text()
     translation, alignment = text.split("Agreement with eflomal")
+    translation, diagnosis = translation.split("Does the model use its alignment?")
     rows = {line.split("|")[1].strip(): line for line in translation.splitlines() if line.startswith("| ")}
+    diagnosed = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in diagnosis.splitlines()
+                 if line.startswith("| ")}
+    assert [c.strip() for c in diagnosed["var-enum"]] == ["21.00 ± 1.00", "63.00 ± 3.00", "0.150 ± 0.050",
+                                                          "1.000 ± 0.000", "2.000 ± 0.000", "2.500 ± 0.000"]
+    assert diagnosed["soft (0/2 seeds; not started, training)"][0].strip() == "—"
     assert rows["var-enum"].split("|")[2].strip() == "21.00 ± 1.00"  # exact PPL: mean ± half range
     # BLEU exact, K-max, updates, wall time (minutes)
     assert "| 11.00 ± 1.00 | 10.00 ± 1.00 | 20 ± 0 | 5.0 ± 0.0 | 1/2 |" in rows["var-enum"]
@@ -368,8 +377,8 @@ def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
     # 1. killed while the second run trains: the first is complete, the second is not marked done
     kill_during_training(env, killed)
     finished_steps = sorted(p.name for p in (first / ".done").iterdir())
-    assert finished_steps == ["aer-prior", "align-prior", "bleu-exact", "train", "validate"] if aligner != "none" \
-        else finished_steps == ["align-prior", "bleu-exact", "train", "validate"]
+    assert finished_steps == ["aer-prior", "align-prior", "bleu-exact", "diagnose", "train", "validate"] \
+        if aligner != "none" else finished_steps == ["align-prior", "bleu-exact", "diagnose", "train", "validate"]
     first_log = (first / "train.log").read_text()
 
     # 2. the same command: the killed run resumes from checkpoint_last, the finished one is not redone
@@ -392,7 +401,7 @@ def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
             expected = {"train"} | {f"align-{d}" for d in (["prior"] if mode == "soft" else
                                                              ["prior", "posterior", "exact-posterior"])}
             if not corpus.startswith("syn-"):
-                expected |= {"validate", "bleu-exact"} | ({"bleu-kmax"} if mode != "soft" else set())
+                expected |= {"validate", "diagnose", "bleu-exact"} | ({"bleu-kmax"} if mode != "soft" else set())
             if corpus.startswith("syn-") or aligner != "none":
                 expected |= {s.replace("align-", "aer-") for s in expected if s.startswith("align-")}
             assert steps == expected, (corpus, mode)

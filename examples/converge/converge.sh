@@ -34,7 +34,8 @@
 # OMP_NUM_THREADS=1 each. Run CORPUS/MODE-seedS lives in $ROOT/CORPUS/MODE-seedS/.
 #
 # Then, on checkpoint_best.pt: fairseq-validate on the test set (exact perplexity, ELBO-bound
-# perplexity, KL, prior and posterior entropy), beam search with the paper's settings (beam 10,
+# perplexity, KL, prior and posterior entropy), varattn-diagnose (perplexity against another
+# sentence's source, KL(exact posterior || prior): is the alignment used?), beam search with the paper's settings (beam 10,
 # --gnmt-lenpen 1, --eos-penalty 3) with exact and with K-max (K=5) marginalisation,
 # detokenised sacreBLEU on the raw test text; word alignments of the test set from the prior
 # (the attention), the inference network's posterior q and the exact posterior
@@ -280,6 +281,13 @@ run_one() {  # run_one CORPUS MODE SEED: train, evaluate, align; output in $ROOT
             fairseq-validate "$bin" "${EVAL[@]}" --path "$ckpt" --valid-subset test > "$run/eval/validate.log" 2>&1 \
                 || fail "fairseq-validate $run" "$run/eval/validate.log"
             mark_done "$run" validate
+        fi
+        if ! is_done "$run" diagnose; then   # does the model use its alignment, and the source? (varattn-diagnose)
+            varattn-diagnose "$bin" --path "$ckpt" --gen-subset test --max-tokens $EVAL_MAX_TOKENS --cpu --json \
+                > "$run/eval/diagnose.json.tmp" 2> "$run/eval/diagnose.log" \
+                || fail "varattn-diagnose $run" "$run/eval/diagnose.log"
+            mv "$run/eval/diagnose.json.tmp" "$run/eval/diagnose.json"
+            mark_done "$run" diagnose
         fi
         local decodings=exact
         if latent "$mode"; then decodings="exact kmax"; fi

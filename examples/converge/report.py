@@ -5,7 +5,7 @@
 
 Reads, for run ROOT/CORPUS/MODE-seedS: train.log (fairseq's JSON log lines, one
 ``=== attempt DATE TIME`` line before each attempt), eval/validate.log (fairseq-validate on the
-test set), eval/bleu-{exact,kmax}.json (sacreBLEU), align/DIST.aer.json (varattn-aer) and
+test set), eval/diagnose.json (varattn-diagnose), eval/bleu-{exact,kmax}.json (sacreBLEU), align/DIST.aer.json (varattn-aer) and
 the step markers in .done/. Works on partial results: a run that has not finished a step
 shows what it has and is marked as such.
 
@@ -152,6 +152,7 @@ class Run:
     metrics: Dict[str, float]
     bleu: Dict[str, Optional[float]]
     aer: Dict[str, Optional[float]]
+    diagnosis: Dict[str, Optional[float]] = field(default_factory=dict)  # varattn-diagnose --json
 
     @property
     def trained(self) -> bool:
@@ -179,7 +180,8 @@ def read_run(root: Path, corpus: str, mode: str, seed: str) -> Run:
         report = read_json(path / "align" / f"{distribution}.aer.json") if steps.get(f"aer-{distribution}") else None
         aer[distribution] = report.get("aer") if report else None
     metrics = read_validate(path / "eval" / "validate.log") if steps.get("validate") else {}
-    return Run(corpus, mode, seed, path, steps, read_train_log(path / "train.log"), metrics, bleu, aer)
+    diagnosis = (read_json(path / "eval" / "diagnose.json") if steps.get("diagnose") else None) or {}
+    return Run(corpus, mode, seed, path, steps, read_train_log(path / "train.log"), metrics, bleu, aer, diagnosis)
 
 
 # ----------------------------------------------------------------------------- tables
@@ -234,6 +236,23 @@ def translation_table(runs_by_mode: Dict[str, List[Run]]) -> List[str]:
             f"{spread([x.get('post_ent') for x in m], 3, nats)} | {spread([r.bleu['exact'] for r in finished])} | "
             f"{kmax} | {spread([r.train.updates for r in finished], 0)} | "
             f"{minutes([r.train.wall for r in finished])} | {sum(r.train.early_stop for r in trained)}/{len(runs)} |")
+    return rows
+
+
+DIAGNOSIS_COLUMNS = (("ppl", "exact PPL", 2), ("ppl_other_source", "PPL, another sentence's source", 2),
+                     ("kl_posterior_prior", "KL(exact posterior ‖ prior) (nats)", 3),
+                     ("position_spread", "spread of log p(y_t | z_t = j) over j (nats)", 3),
+                     ("prior_entropy", "prior ent (nats)", 3), ("uniform_entropy", "uniform (nats)", 3))
+
+
+def diagnosis_table(runs_by_mode: Dict[str, List[Run]]) -> List[str]:
+    """varattn-diagnose's figures: does each model use its alignment, and the source?"""
+    rows = ["| mode | " + " | ".join(title for _, title, _ in DIAGNOSIS_COLUMNS) + " |",
+            "|---" * (len(DIAGNOSIS_COLUMNS) + 1) + "|"]
+    for mode, runs in runs_by_mode.items():
+        finished = [r for r in runs if r.diagnosis]
+        cells = [spread([r.diagnosis.get(key) for r in finished], digits) for key, _, digits in DIAGNOSIS_COLUMNS]
+        rows.append(f"| {mode}{seeds_note(runs, finished)} | " + " | ".join(cells) + " |")
     return rows
 
 
@@ -293,6 +312,11 @@ def report(root: Path, corpora: Sequence[str], modes: Sequence[str], seeds: Sequ
         lines += [f"## {corpus_title(corpus)}", "", data_line(root, corpus), ""]
         if not corpus.startswith("syn-"):
             lines += translation_table(runs_by_mode) + [""]
+            if any(r.diagnosis for runs in runs_by_mode.values() for r in runs):
+                lines += ["Does the model use its alignment? (varattn-diagnose on the test set: the perplexity "
+                          "when each target is scored against another sentence's source, and how far seeing "
+                          "the word moves the alignment; zero KL and spread: the aligned position does not "
+                          "matter to the word)", ""] + diagnosis_table(runs_by_mode) + [""]
         gold = (root / corpus / "ref" / "gold.align").is_file()
         if corpus.startswith("syn-"):
             lines.append("Alignment error rate (AER, word level) against the true alignment of the test set:")
