@@ -241,7 +241,7 @@ def translation_table(runs_by_mode: Dict[str, List[Run]]) -> List[str]:
 
 DIAGNOSIS_COLUMNS = (("ppl", "exact PPL", 2), ("ppl_other_source", "PPL, another sentence's source", 2),
                      ("kl_posterior_prior", "KL(exact posterior ‖ prior) (nats)", 3),
-                     ("position_spread", "spread of log p(y_t | z_t = j) over j (nats)", 3),
+                     ("position_spread", "spread of ℓ_t(j) over j (nats)", 3),
                      ("prior_entropy", "prior ent (nats)", 3), ("uniform_entropy", "uniform (nats)", 3))
 
 
@@ -316,7 +316,7 @@ def report(root: Path, corpora: Sequence[str], modes: Sequence[str], seeds: Sequ
                 lines += ["Does the model use its alignment? (varattn-diagnose on the test set: the perplexity "
                           "when each target is scored against another sentence's source, and how far seeing "
                           "the word moves the alignment; zero KL and spread: the aligned position does not "
-                          "matter to the word)", ""] + diagnosis_table(runs_by_mode) + [""]
+                          "matter to the word; ℓ_t(j) = log p(y_t | z_t = j))", ""] + diagnosis_table(runs_by_mode) + [""]
         gold = (root / corpus / "ref" / "gold.align").is_file()
         if corpus.startswith("syn-"):
             lines.append("Alignment error rate (AER, word level) against the true alignment of the test set:")
