@@ -174,6 +174,8 @@ def test_report_reads_runs_and_marks_unfinished_ones(tmp_path):
     report.main([str(tmp_path), "--corpora", "ding", "--modes", "soft", "var-enum", "marginal",
                  "--seeds", "1", "2", "--curves", str(curves)])
     text = (tmp_path / "results.md").read_text()
+    for table in re.findall(r"(?:^\|.*\n)+", text, re.M):  # every row of a table has its header's columns
+        assert len({line.count("|") for line in table.splitlines()}) == 1, table
     translation, alignment = text.split("Agreement with eflomal")
     translation, diagnosis = translation.split("Does the model use its alignment?")
     rows = {line.split("|")[1].strip(): line for line in translation.splitlines() if line.startswith("| ")}
