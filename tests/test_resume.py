@@ -15,6 +15,7 @@ one core).
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -176,6 +177,30 @@ def train_ranks(data, save_dir, max_update, logs_dir):
     args = train_args(data, save_dir, "var-sample", "--save-interval-updates", RANKS_EVERY,
                       "--max-update", max_update)
     return wait_ranks(start_ranks(args, logs_dir), logs_dir)
+
+
+def epochs_and_early_stop(log: str):
+    """The epochs validated in a fairseq-train log and whether it ended by early stopping."""
+    epochs = [int(e) for e in re.findall(r'\| valid \| \{"epoch": (\d+)', log)]
+    return epochs, "early stop since valid performance hasn't improved" in log
+
+
+@pytest.mark.slow
+def test_a_resumed_run_goes_on_counting_patience_and_stops_early_when_the_uninterrupted_run_does(
+        synthetic_data, tmp_path):
+    """With a learning rate of 0 the validation loss never improves after epoch 1, so
+    --patience 2 stops the run after epoch 3; stopped after epoch 2 and resumed, it must stop
+    after epoch 3 too (fairseq alone started counting anew and stopped after epoch 5)."""
+    def command(save_dir, max_epoch):
+        return train_args(synthetic_data, save_dir, "var-enum", "--optimizer", "sgd", "--lr", "0",
+                          "--patience", "2", "--max-epoch", str(max_epoch), "--dropout", "0")
+
+    whole = fairseq_cli("fairseq-train", *command(tmp_path / "whole", 10)).stdout
+    assert epochs_and_early_stop(whole) == ([1, 2, 3], True)
+    first = fairseq_cli("fairseq-train", *command(tmp_path / "resumed", 2)).stdout
+    assert epochs_and_early_stop(first) == ([1, 2], False)
+    resumed = fairseq_cli("fairseq-train", *command(tmp_path / "resumed", 10)).stdout
+    assert epochs_and_early_stop(resumed) == ([3], True)
 
 
 @pytest.mark.slow

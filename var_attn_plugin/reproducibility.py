@@ -19,6 +19,12 @@ restarted with the same command continues the uninterrupted run bit for bit on t
   generator of their own per update, seeded from ``(seed, data-parallel rank, num_updates)``
   (:func:`var_attn_plugin.latent.distributions.noise_seed`), so every rank draws its own noise.
 
+The early stopping of ``--patience`` counts validations without improvement in attributes of
+fairseq's ``should_stop_early`` (the best value and the count), which fairseq does not save:
+a resumed run started counting anew, from whatever its first validation gave, so it stopped
+later than the uninterrupted run. :func:`early_stopping_state` and
+:func:`restore_early_stopping` keep them in the checkpoint (the task's checkpoint dict).
+
 Validation and decoding draw no noise. Not covered: ``--update-ordered-indices-seed``, with
 which fairseq also shuffles with the seed of the epoch the iterator was created in. On GPUs
 non-deterministic kernels (cuDNN, atomic adds) make a resumed run equal in distribution only.
@@ -88,3 +94,26 @@ def batch_iterator_of_first_epoch(build: Callable[..., iterators.EpochBatchItera
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
     return itr
+
+
+def _should_stop_early():
+    """fairseq-train's early-stopping function, when fairseq-train is the running program."""
+    import sys
+
+    module = sys.modules.get("fairseq_cli.train")
+    return getattr(module, "should_stop_early", None)
+
+
+def early_stopping_state() -> dict:
+    """``{"best": ..., "num_runs": ...}`` of ``--patience`` so far; empty before the first validation."""
+    stopper = _should_stop_early()
+    if stopper is None or getattr(stopper, "best", None) is None:
+        return {}
+    return {"best": stopper.best, "num_runs": getattr(stopper, "num_runs", 0)}
+
+
+def restore_early_stopping(state: dict) -> None:
+    stopper = _should_stop_early()
+    if stopper is not None and state.get("best") is not None:
+        stopper.best = state["best"]
+        stopper.num_runs = int(state.get("num_runs", 0))

@@ -20,7 +20,7 @@ from .input_check import INTERACTIVE_FIX, warn_unreadable_inputs
 from .latent.distributions import noise_from
 from .latent.modes import LATENT_DECODINGS
 from .latent.outputs import DecodingOptions
-from .reproducibility import UpdateNoise, batch_iterator_of_first_epoch
+from .reproducibility import UpdateNoise, batch_iterator_of_first_epoch, early_stopping_state, restore_early_stopping
 from .startup_checks import SKIP_EMPTY_LINES_HELP, StartupChecks
 from .watchdog import watchdog_for
 
@@ -85,6 +85,14 @@ class VarAttnTranslationTask(StartupChecks, TranslationTask):
             result = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
         self._pulse()
         return result
+
+    def get_checkpoint_dict(self):
+        # saved by fairseq with every checkpoint (extra_state[task class name]); see set_checkpoint_dict
+        return {self.__class__.__name__: {"early_stopping": early_stopping_state()}}
+
+    def set_checkpoint_dict(self, state):
+        # a resumed run goes on counting --patience where the checkpoint stopped (reproducibility.py)
+        restore_early_stopping(state.get("early_stopping", {}))
 
     def valid_step(self, sample, model, criterion):
         self._pulse()

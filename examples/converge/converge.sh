@@ -53,8 +53,8 @@
 # that had reached the former maximum (not those that stopped early) from its last checkpoint,
 # and redoes its evaluation: a comparison at equal updates can be taken further later.
 # Training logs (fairseq's JSON lines, appended per attempt) stay in $RUN/train.log; the
-# report reads learning curves and wall time from them. Note: fairseq does not save the
-# early-stopping counter, so a resumed run starts counting PATIENCE anew.
+# report reads learning curves and wall time from them. A resumed run goes on counting
+# PATIENCE where its checkpoint left it (the plugin saves the early-stopping state).
 #
 # Expected figures: measured: see README.
 set -euo pipefail

@@ -5,9 +5,9 @@
 
 Reads, for run ROOT/CORPUS/MODE-seedS: train.log (fairseq's JSON log lines, one
 ``=== attempt DATE TIME`` line before each attempt), eval/validate.log (fairseq-validate on the
-test set), eval/diagnose.json (varattn-diagnose), eval/bleu-{exact,kmax}.json (sacreBLEU), align/DIST.aer.json (varattn-aer) and
-the step markers in .done/. Works on partial results: a run that has not finished a step
-shows what it has and is marked as such.
+test set), eval/diagnose.json (varattn-diagnose), eval/bleu-{exact,kmax}.json (sacreBLEU),
+align/DIST.aer.json (varattn-aer) and the step markers in .done/. Works on partial results: a
+run that has not finished a step shows what it has and is marked as such.
 
 Numbers are mean ± half the range over the finished seeds. fairseq logs in bits; KL and
 entropies are given in nats like the paper (per target token), perplexities per subword
@@ -316,7 +316,8 @@ def report(root: Path, corpora: Sequence[str], modes: Sequence[str], seeds: Sequ
                 lines += ["Does the model use its alignment? (varattn-diagnose on the test set: the perplexity "
                           "when each target is scored against another sentence's source, and how far seeing "
                           "the word moves the alignment; zero KL and spread: the aligned position does not "
-                          "matter to the word; ℓ_t(j) = log p(y_t | z_t = j))", ""] + diagnosis_table(runs_by_mode) + [""]
+                          "matter to the word; ℓ_t(j) = log p(y_t | z_t = j))", ""]
+                lines += diagnosis_table(runs_by_mode) + [""]
         gold = (root / corpus / "ref" / "gold.align").is_file()
         if corpus.startswith("syn-"):
             lines.append("Alignment error rate (AER, word level) against the true alignment of the test set:")
