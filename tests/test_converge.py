@@ -196,12 +196,20 @@ def test_report_reads_runs_and_marks_unfinished_ones(tmp_path):
     assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_an_attempt_that_starts_from_scratch_discards_the_earlier_ones(tmp_path):
-    def line(clock, text):
-        return f"2026-01-01 {clock} | INFO | {text}"
+def log_line(clock: str, text: str) -> str:
+    return f"2026-01-01 {clock} | INFO | {text}"
 
+
+def read_log(tmp_path: Path, lines) -> "report.TrainLog":
+    """report.read_train_log of a train.log made of these lines."""
     log_file = tmp_path / "train.log"
-    log_file.write_text("\n".join([
+    log_file.write_text("\n".join(lines) + "\n")
+    return report.read_train_log(log_file)
+
+
+def test_an_attempt_that_starts_from_scratch_discards_the_earlier_ones(tmp_path):
+    line = log_line
+    log = read_log(tmp_path, [
         "=== attempt 2026-01-01 10:00:00",
         line("10:00:05", "fairseq.trainer | No existing checkpoint found /x/checkpoint_last.pt"),
         line("10:01:00", 'valid | {"valid_ppl": "50", "valid_num_updates": "10"}'),
@@ -213,8 +221,7 @@ def test_an_attempt_that_starts_from_scratch_discards_the_earlier_ones(tmp_path)
         "=== attempt 2026-01-01 12:00:00",
         line("12:00:10", "fairseq.trainer | Loaded checkpoint /x/checkpoint_last.pt (epoch 1 @ 10 updates)"),
         line("12:01:00", 'valid | {"valid_ppl": "30", "valid_num_updates": "20"}'),
-    ]) + "\n")
-    log = report.read_train_log(log_file)
+    ])
     # the first attempt's 2 minutes are gone; the second (2.5 min) started over, the third resumed it
     assert log.attempts == 3 and log.updates == 20
     assert log.wall == 150 + 60
@@ -223,11 +230,8 @@ def test_an_attempt_that_starts_from_scratch_discards_the_earlier_ones(tmp_path)
 
 
 def test_time_spent_paused_is_not_wall_time(tmp_path):
-    def line(clock, text):
-        return f"2026-01-01 {clock} | INFO | {text}"
-
-    log_file = tmp_path / "train.log"
-    log_file.write_text("\n".join([
+    line = log_line
+    log = read_log(tmp_path, [
         "=== attempt 2026-01-01 10:00:00",
         line("10:01:00", 'valid | {"valid_ppl": "50", "valid_num_updates": "10"}'),
         "=== paused 2026-01-01 10:02:00",
@@ -240,8 +244,7 @@ def test_time_spent_paused_is_not_wall_time(tmp_path):
         line("12:00:10", "fairseq.trainer | Loaded checkpoint /x/checkpoint_last.pt (epoch 2 @ 20 updates)"),
         "=== resumed 2026-01-01 12:00:20",  # a resume without a pause in this attempt counts nothing
         line("12:01:00", 'valid | {"valid_ppl": "30", "valid_num_updates": "30"}'),
-    ]) + "\n")
-    log = report.read_train_log(log_file)
+    ])
     assert log.attempts == 2 and log.updates == 30
     assert log.wall == 4 * 60 + 60
     assert log.curve.wall == [60, 3 * 60, 4 * 60 + 60]
