@@ -196,6 +196,72 @@ def test_report_reads_runs_and_marks_unfinished_ones(tmp_path):
     assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def report_text(root: Path, corpora=("ding",), modes=("soft", "var-enum"), seeds=("1", "2")) -> str:
+    """report.py's results.md for ROOT, without its first line (which names ROOT) and its last (the curves)."""
+    output = root.parent / (root.name + ".results.txt")
+    report.main([str(root), "--corpora", *corpora, "--modes", *modes, "--seeds", *seeds,
+                 "--curves", str(root.parent / f"{root.name}-curves.png"), "--output", str(output)])
+    return "\n".join(output.read_text().splitlines()[1:-1])
+
+
+def test_the_archive_keeps_what_the_report_reads_and_no_checkpoint(tmp_path):
+    root, kept = tmp_path / "root", tmp_path / "archive"
+    fake_run(root, "ding", "var-enum", 1, ppl=20.0, bleu=10.0)
+    fake_run(root, "ding", "var-enum", 2, ppl=22.0, bleu=12.0)
+    fake_run(root, "ding", "soft", 1, ppl=30.0, bleu=5.0, done=False)
+    (root / "ding" / "ref").mkdir()
+    (root / "ding" / "ref" / "gold.align").write_text("0-0\n")
+    (root / "ding" / "ref" / "diagonal.aer.json").write_text(json.dumps({"aer": 0.25}))
+    (root / "ding" / "data").mkdir()
+    stats = {"train_pairs": 5, "valid_pairs": 1, "test_pairs": 1}
+    (root / "ding" / "data" / "stats.json").write_text(json.dumps(stats))
+    (root / "ding" / "data" / "train.de").write_text("Hallo\n")
+    for run in ("var-enum-seed1", "soft-seed1"):
+        (root / "ding" / run / "checkpoints").mkdir()
+        (root / "ding" / run / "checkpoints" / "checkpoint_last.pt").write_bytes(b"weights")
+        (root / "ding" / run / "eval" / "hyp-exact.txt").write_text("hello\n")
+    batch = load("batch")
+    batch.main(["archive", str(root), str(kept), "ding"])
+    assert not list(kept.rglob("*.pt")) and not list(kept.rglob("train.de")) and not list(kept.rglob("hyp-*"))
+    assert (kept / "ding" / "soft-seed1" / "train.log").is_file()  # an unfinished run is kept as it stands
+    assert report_text(kept) == report_text(root)
+    assert "21.00 ± 1.00" in report_text(kept) and "Data: 5 train" in report_text(kept)
+
+    # a step redone (its marker gone while it reruns) goes from the archive too; unchanged files stay as they are
+    (root / "ding" / "var-enum-seed2" / ".done" / "bleu-kmax").unlink()
+    before = (kept / "ding" / "var-enum-seed1" / "train.log").stat().st_mtime_ns
+    batch.main(["archive", str(root), str(kept), "ding", "var-enum-seed2"])
+    assert not (kept / "ding" / "var-enum-seed2" / ".done" / "bleu-kmax").exists()
+    assert (kept / "ding" / "var-enum-seed1" / "train.log").stat().st_mtime_ns == before
+    assert report_text(kept) == report_text(root)
+    batch.main(["archive", str(root), str(tmp_path / "corpus-only"), "ding", "--corpus-only"])
+    assert sorted(p.name for p in (tmp_path / "corpus-only" / "ding").iterdir()) == ["data", "ref"]
+
+
+def test_transcribed_runs_count_in_the_tables_and_are_marked(tmp_path):
+    fake_run(tmp_path, "ding", "var-enum", 1, ppl=20.0, bleu=10.0)
+    lost = tmp_path / "ding" / "var-enum-seed2"
+    lost.mkdir(parents=True)
+    (lost / "transcribed.json").write_text(json.dumps({
+        "provenance": "an earlier report", "updates": 30, "wall_minutes": 7.0, "early_stop": True,
+        "test": {"ppl": 22.0, "bound_ppl": 23.0, "kl_nats": 0.1, "prior_ent_nats": 1.0, "post_ent_nats": None},
+        "bleu": {"exact": 12.0, "kmax": 11.0}, "aer": {"prior": 0.7, "posterior": None},
+        "diagnosis": {"ppl": 22.0, "ppl_other_source": 66.0}}))
+    text = report_text(tmp_path)
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in text.split("Does the model")[0].splitlines()
+            if line.startswith("| ")}
+    cells = [c.strip() for c in rows["var-enum †"]]
+    nats = 0.5 * 0.6931471805599453  # the real run's KL: 0.5 bits
+    assert cells[:3] == ["21.00 ± 1.00", "22.00 ± 1.00", f"{(nats + 0.1) / 2:.3f} ± {(nats - 0.1) / 2:.3f}"]
+    assert cells[4] == "0.347"  # the transcribed run has no posterior entropy: the real run's alone
+    assert cells[5:] == ["11.00 ± 1.00", "10.00 ± 1.00", "25 ± 5", "6.0 ± 1.0", "1/2"]
+    assert "- ding var-enum seed 2: an earlier report" in text
+    assert report.read_run(tmp_path, "ding", "var-enum", "2").train.curve.updates == []
+    (lost / "transcribed.json").write_text(json.dumps({"updates": 30}))
+    with pytest.raises(SystemExit, match="provenance"):
+        report_text(tmp_path)
+
+
 def log_line(clock: str, text: str) -> str:
     return f"2026-01-01 {clock} | INFO | {text}"
 
@@ -325,7 +391,7 @@ def recipe_env(tmp_path: Path, aligner: str) -> dict:
                 PYTHONWARNINGS="ignore", PYTHON=sys.executable, TINY="1", ROOT=str(tmp_path / "root"),
                 DING_FILE=str(tmp_path / "de-en"), LIBREOFFICE_MO_DIR=str(tmp_path / "mo"),
                 MODES="soft var-enum transformer-var-enum", SEEDS="1", PARALLEL="1", SYN_TASKS="null", ALIGNER=aligner,
-                MAX_UPDATES="40", CURVES=str(tmp_path / "curves.png"))
+                MAX_UPDATES="40", CURVES=str(tmp_path / "curves.png"), ARCHIVE=str(tmp_path / "archive"))
 
 
 RECIPE_COMMAND = ["bash", str(CONVERGE / "converge.sh")]
@@ -370,6 +436,54 @@ def update_counts(text: str):
 
 def eflomal_available() -> bool:
     return subprocess.run([sys.executable, "-c", "import eflomal"], capture_output=True).returncode == 0
+
+
+FAKE_EFLOMAL = """
+import os
+from pathlib import Path
+
+
+class Aligner:  # links every target word to the first source word; counts its calls
+    def align(self, src, trg, links_filename_fwd=None, links_filename_rev=None, quiet=True, **_):
+        lines = src.read().splitlines()
+        for name in (links_filename_fwd, links_filename_rev):
+            Path(name).write_text("".join("0-0\\n" for _ in lines))
+        with open(os.environ["FAKE_EFLOMAL_CALLS"], "a") as calls:
+            calls.write("called\\n")
+"""
+
+
+@pytest.mark.slow
+def test_prepare_reuses_the_archived_reference_links_of_the_same_test_set(tmp_path):
+    """eflomal samples, so its links differ from one preparation to the next; ``prepare`` with an
+    ARCHIVE that holds eflomal's links of the same test set (by checksum) uses those, so AER of
+    runs made on different days compares; a different test set is aligned anew."""
+    fake = tmp_path / "fake"
+    (fake / "eflomal-2.0.0.dist-info").mkdir(parents=True)
+    (fake / "eflomal-2.0.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: eflomal\nVersion: 2.0.0\n")
+    (fake / "eflomal.py").write_text(FAKE_EFLOMAL)
+    calls = tmp_path / "calls"
+    env = dict(recipe_env(tmp_path, "eflomal"), CORPORA="ding", SYN_TASKS="", ARCHIVE=str(tmp_path / "archive"),
+               PYTHONPATH=f"{fake}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", FAKE_EFLOMAL_CALLS=str(calls))
+
+    def prepare(root: str) -> str:
+        proc = subprocess.run([*RECIPE_COMMAND, "prepare"], env=dict(env, ROOT=str(tmp_path / root)), cwd=REPO,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    kept = tmp_path / "archive" / "ding" / "ref"
+    prepare("first")
+    assert calls.read_text().count("called") == 1
+    assert (kept / "gold.align").read_text() == (tmp_path / "first" / "ding" / "ref" / "gold.align").read_text()
+    assert not list((tmp_path / "first" / "ding").glob("*-seed*")), "prepare trains nothing"
+    (kept / "gold.align").write_text((kept / "gold.align").read_text().replace("0-0", "0-1", 1))  # tell them apart
+    out = prepare("second")
+    assert "(eflomal's links of this test set from" in out and calls.read_text().count("called") == 1
+    assert (tmp_path / "second" / "ding" / "ref" / "gold.align").read_text() == (kept / "gold.align").read_text()
+    (kept / "test.sha256").write_text("another test set\n")
+    out = prepare("third")
+    assert "eflomal's links of this test set" not in out and calls.read_text().count("called") == 2
 
 
 @pytest.mark.slow
@@ -436,6 +550,11 @@ def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
     if aligner == "eflomal":
         assert float(synthetic_rows["eflomal (grow-diag-final-and)"].split("|")[2]) < 0.5
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # every finished run went to the archive (ARCHIVE), and the report of the archive is the same
+    archive = tmp_path / "archive"
+    assert not list(archive.rglob("*.pt")) and (archive / "ding" / "var-enum-seed1" / "train.log").is_file()
+    assert report_text(archive, corpora, ("soft", "var-enum", "transformer-var-enum"), ("1",)) == \
+        report_text(root, corpora, ("soft", "var-enum", "transformer-var-enum"), ("1",))
 
     # 3. once more: nothing is redone
     markers = {p: p.read_text() for p in root.rglob(".done/*")}

@@ -13,6 +13,10 @@ same console scripts' ``main`` functions with the same arguments, one after the 
         make sure SAVE_DIR/checkpoint_last.pt, where fairseq-train resumes, loads: fairseq copies
         it non-atomically, so a run killed during the copy leaves it truncated; it is then set
         aside (.broken) and replaced by the newest checkpoint of SAVE_DIR that loads
+    python examples/converge/batch.py archive ROOT ARCHIVE CORPUS [RUN ...]
+        copy the small files report.py reads (logs, scores, step markers; no checkpoints, no
+        data) of CORPUS and of its runs (MODE-seedS; all of them if none is named, none with
+        --corpus-only) from ROOT to ARCHIVE, which report.py reads like ROOT
 
 Every output is written to a temporary name first and renamed when complete.
 """
@@ -23,7 +27,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 
 def replace(path: Path, text: str) -> None:
@@ -86,6 +90,50 @@ def resume_point(save_dir: Path) -> None:
     print(f"{last} did not load and no other checkpoint does; training starts anew")
 
 
+# what report.py reads: of a corpus, and of each of its runs (patterns relative to the folder)
+CORPUS_FILES = ("data/stats.json", "ref/*.aer.json", "ref/gold.align", "ref/test.sha256")
+RUN_FILES = ("train.log", ".done/*", "eval/validate.log", "eval/diagnose.json", "eval/bleu-*.json",
+             "align/*.aer.json")
+
+
+def copy_files(source: Path, target: Path, patterns: Sequence[str]) -> int:
+    """Copy the files of ``source`` that match ``patterns`` to the same places under ``target``,
+    and remove those of ``target`` that ``source`` no longer has (a step redone, a run continued
+    with a higher maximum); returns how many changed."""
+    changed = 0
+    for pattern in patterns:
+        for stale in sorted(target.glob(pattern)):
+            if stale.is_file() and not (source / stale.relative_to(target)).is_file():
+                stale.unlink()
+                changed += 1
+        for path in sorted(source.glob(pattern)):
+            if not path.is_file() or path.name.endswith(".tmp"):
+                continue
+            destination = target / path.relative_to(source)
+            data = path.read_bytes()
+            if destination.is_file() and destination.read_bytes() == data:
+                continue
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            tmp = destination.with_name(destination.name + ".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, destination)
+            changed += 1
+    return changed
+
+
+def archive(root: Path, target: Path, corpus: str, runs: Optional[Sequence[str]] = None) -> None:
+    """The corpus's files and those of ``runs`` (None: every run of the corpus)."""
+    source = root / corpus
+    if not source.is_dir():
+        sys.exit(f"archive: {source} does not exist")
+    if runs is None:
+        runs = sorted(p.name for p in source.iterdir() if p.is_dir() and (p / "train.log").is_file())
+    changed = copy_files(source, target / corpus, CORPUS_FILES)
+    for run in runs:
+        changed += copy_files(source / run, target / corpus / run, RUN_FILES)
+    print(f"archived {corpus} ({len(runs)} runs) to {target / corpus}: {changed} files changed")
+
+
 def main(argv: Sequence[str]) -> None:
     command, *rest = argv
     if command == "subwords":
@@ -98,8 +146,11 @@ def main(argv: Sequence[str]) -> None:
         score(rest[0], rest[1:])
     elif command == "resume-point":
         resume_point(Path(rest[0]))
+    elif command == "archive":
+        runs = rest[3:]
+        archive(Path(rest[0]), Path(rest[1]), rest[2], [] if runs == ["--corpus-only"] else runs or None)
     else:
-        sys.exit(f"unknown command {command!r}: subwords, align, score or resume-point")
+        sys.exit(f"unknown command {command!r}: subwords, align, score, resume-point or archive")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@
 #   DATA_FROM=work/demo bash examples/converge/converge.sh     # reuse the demo's Ding data
 #   TINY=1 bash examples/converge/converge.sh       # the whole pipeline on a few hundred pairs
 #   bash examples/converge/converge.sh run CORPUS MODE SEED    # (re)do one run only
+#   bash examples/converge/converge.sh prepare        # the data of CORPORA and SYN_TASKS only
+#   ARCHIVE=docs/converge-runs bash examples/converge/converge.sh   # keep the results (below)
+#   ARCHIVE=docs/converge-runs bash examples/converge/converge.sh archive   # copy what ROOT has now
 #   bash examples/converge/converge.sh pause          # SIGSTOP the comparison running in $ROOT
 #   bash examples/converge/converge.sh resume         # and let it go on; the report's wall
 #                                                     # times leave the pause out
@@ -56,6 +59,13 @@
 # report reads learning curves and wall time from them. A resumed run goes on counting
 # PATIENCE where its checkpoint left it (the plugin saves the early-stopping state).
 #
+# Keeping the results: $ROOT holds checkpoints and data (gigabytes) and is easily lost with the
+# machine. With ARCHIVE=folder, every run that finishes and every corpus prepared copies the
+# small files the report reads (train.log, the step markers, validate.log, diagnose.json, the
+# BLEU and AER scores; a few hundred kilobytes per run, no checkpoints) to ARCHIVE/CORPUS/...;
+# commit that folder and `python examples/converge/report.py ARCHIVE ...` gives the same tables
+# and curves as on $ROOT. `converge.sh archive` copies what $ROOT has now, finished or not.
+#
 # Expected figures: measured: see README.
 set -euo pipefail
 
@@ -67,12 +77,13 @@ PARALLEL=${PARALLEL:-2}               # runs at a time, one thread each
 ALIGNER=${ALIGNER:-eflomal}           # reference aligner for the real corpora: eflomal or none
 EFLOMAL_SPEC=${EFLOMAL_SPEC:-eflomal==2.0.0}
 DATA_FROM=${DATA_FROM:-}              # a demo folder (work/demo) whose data/, spm/, data-bin/ serve as Ding's
+ARCHIVE=${ARCHIVE:-}                  # a folder to keep every finished run's logs and scores in (see above)
 PYTHON=${PYTHON:-python}
 SPLIT_SEED=1
 BEAM=10; GNMT_LENPEN=1; EOS_PENALTY=3; KMAX=5   # the paper's decoding
 if [[ "$TINY" == 1 ]]; then
     ROOT=${ROOT:-work/converge-tiny}
-    CORPORA=${CORPORA:-"ding libreoffice"}
+    CORPORA=${CORPORA-"ding libreoffice"}
     SYN_TASKS=${SYN_TASKS-"null"}
     CURVES=${CURVES:-$ROOT/curves.png}
     VALID_SIZE=30; TEST_SIZE=30; MAX_TRAIN=300      # sentence pairs
@@ -85,7 +96,7 @@ if [[ "$TINY" == 1 ]]; then
     SAVE_EXTRA=(--save-interval-updates 5 --keep-interval-updates 1)   # a checkpoint to resume from early
 else
     ROOT=${ROOT:-work/converge}
-    CORPORA=${CORPORA:-"libreoffice ding"}
+    CORPORA=${CORPORA-"libreoffice ding"}
     SYN_TASKS=${SYN_TASKS-"monotone local fertility null"}
     CURVES=${CURVES:-docs/converge-curves.png}
     VALID_SIZE=1000; TEST_SIZE=1000; MAX_TRAIN=""
@@ -116,7 +127,7 @@ LOG_INTERVAL=50
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SELF=$HERE/$(basename "${BASH_SOURCE[0]}")
 PLUGIN=$(cd "$HERE/../.." && pwd)/var_attn_plugin
-export ROOT OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONWARNINGS=ignore
+export ROOT ARCHIVE OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONWARNINGS=ignore
 
 # flags every training run shares; the model's sizes come per architecture and corpus kind
 COMMON=(--user-dir "$PLUGIN" --task varattn_translation --criterion varattn_elbo
@@ -198,7 +209,10 @@ prepare_corpus() {  # prepare_corpus CORPUS: data/ (raw text), spm/, data-bin/, 
                 if [[ -n "${LIBREOFFICE_MO_DIR:-}" ]]; then args+=(--mo-dir "$LIBREOFFICE_MO_DIR"); fi
                 varattn-prepare-libreoffice "${args[@]}" ;;
             syn-*) $PYTHON -m var_attn_plugin.data.synthetic --task "${corpus#syn-}" --output-dir "$dir/data" \
-                       --train-size $SYN_TRAIN --valid-size $SYN_VALID --test-size $SYN_TEST --seed $SPLIT_SEED ;;
+                       --train-size $SYN_TRAIN --valid-size $SYN_VALID --test-size $SYN_TEST --seed $SPLIT_SEED
+                   # the sizes, as the real corpora's preparation writes them (the report's Data line)
+                   printf '{"train_pairs": %d, "valid_pairs": %d, "test_pairs": %d}\n' "$(wc -l < "$dir/data/train.de")" \
+                       "$(wc -l < "$dir/data/valid.de")" "$(wc -l < "$dir/data/test.de")" > "$dir/data/stats.json" ;;
             *) echo "unknown corpus $corpus (ding, libreoffice or syn-TASK)"; return 1 ;;
         esac
         mark_done "$dir" data
@@ -225,7 +239,16 @@ prepare_corpus() {  # prepare_corpus CORPUS: data/ (raw text), spm/, data-bin/, 
     if ! is_done "$dir" reference; then
         if synthetic "$corpus"; then cp "$dir/data/test.align" "$ref/gold.align"; fi
         $PYTHON "$HERE/links.py" diagonal "$dir/data/test.de" "$dir/data/test.en" > "$ref/diagonal.align"
-        if [[ $ALIGNER == eflomal ]]; then
+        cat "$dir/data/test.de" "$dir/data/test.en" | sha256sum | cut -d' ' -f1 > "$ref/test.sha256"
+        local kept=${ARCHIVE:+$ARCHIVE/$corpus/ref}
+        if [[ $ALIGNER == eflomal ]] && ! synthetic "$corpus" && [[ -n $kept && -f $kept/gold.align ]] \
+            && cmp -s "$kept/test.sha256" "$ref/test.sha256"; then
+            # eflomal samples: aligning again would give slightly different links, and AER against
+            # them would not compare with the archived runs'; the archive's links of the same test set serve
+            echo "(eflomal's links of this test set from $kept/gold.align)"
+            cp "$kept/gold.align" "$ref/eflomal.align"
+            cp "$ref/eflomal.align" "$ref/gold.align"
+        elif [[ $ALIGNER == eflomal ]]; then
             $PYTHON "$HERE/links.py" eflomal --train-src "$dir/data/train.de" --train-tgt "$dir/data/train.en" \
                 "$dir/data/test.de" "$dir/data/test.en" > "$ref/eflomal.align.tmp"
             mv "$ref/eflomal.align.tmp" "$ref/eflomal.align"
@@ -238,6 +261,17 @@ prepare_corpus() {  # prepare_corpus CORPUS: data/ (raw text), spm/, data-bin/, 
         mark_done "$dir" reference
     fi
     cat "$dir/data/stats.json" 2>/dev/null || wc -l "$dir/data/train.de"
+    archive "$corpus" --corpus-only
+}
+
+archive() {  # archive CORPUS [RUN ... | --corpus-only]: copy the small files report.py reads to $ARCHIVE
+    if [[ -n $ARCHIVE ]]; then
+        if [[ ${2:-} == --corpus-only ]]; then
+            $PYTHON "$HERE/batch.py" archive "$ROOT" "$ARCHIVE" "$1" --corpus-only
+        else
+            $PYTHON "$HERE/batch.py" archive "$ROOT" "$ARCHIVE" "$@"
+        fi
+    fi
 }
 
 # ---------------------------------------------------------------- one run
@@ -332,6 +366,7 @@ run_one() {  # run_one CORPUS MODE SEED: train, evaluate, align; output in $ROOT
             for distribution in "${todo[@]}"; do mark_done "$run" "aer-$distribution"; done
         fi
     fi
+    archive "$corpus" "$mode-seed$seed"
     echo "finished: $corpus $mode seed $seed"
 }
 
@@ -368,27 +403,42 @@ pause_or_resume() {  # pause_or_resume pause|resume: every process of this compa
     echo "$marker $found processes of the comparison in $ROOT ($trainings trainings)"
 }
 
-case "${1:-}" in
-    run) shift; run_one "$@"; exit ;;
-    pause|resume) pause_or_resume "$1"; exit ;;
-esac
-
-# ---------------------------------------------------------------- 0. the reference aligner
-mkdir -p "$ROOT"
-if [[ $ALIGNER == eflomal ]]; then
-    step "0. eflomal (reference alignments)"
-    if ! $PYTHON -c "import eflomal" 2>/dev/null; then
-        $PYTHON -m pip install --quiet --no-build-isolation "$EFLOMAL_SPEC"
+install_aligner() {
+    mkdir -p "$ROOT"
+    if [[ $ALIGNER == eflomal ]]; then
+        step "0. eflomal (reference alignments)"
+        if ! $PYTHON -c "import eflomal" 2>/dev/null; then
+            $PYTHON -m pip install --quiet --no-build-isolation "$EFLOMAL_SPEC"
+        fi
+        $PYTHON -c "import importlib.metadata as m; print('eflomal', m.version('eflomal'))"
+    elif [[ $ALIGNER != none ]]; then
+        echo "ALIGNER must be eflomal or none, not $ALIGNER"; exit 2
     fi
-    $PYTHON -c "import importlib.metadata as m; print('eflomal', m.version('eflomal'))"
-elif [[ $ALIGNER != none ]]; then
-    echo "ALIGNER must be eflomal or none, not $ALIGNER"; exit 2
-fi
+}
 
-# ---------------------------------------------------------------- 1. data
 corpora=()   # the synthetic tasks first: they are the cheapest and have gold links
 for task in $SYN_TASKS; do corpora+=("syn-$task"); done
 corpora+=($CORPORA)
+
+case "${1:-}" in
+    run) shift; run_one "$@"; exit ;;
+    pause|resume) pause_or_resume "$1"; exit ;;
+    prepare) install_aligner; for corpus in "${corpora[@]}"; do prepare_corpus "$corpus"; done; exit ;;
+    archive)
+        [[ -n $ARCHIVE ]] || { echo "archive: set ARCHIVE to the folder to copy the results of $ROOT to"; exit 2; }
+        for corpus in "${corpora[@]}"; do
+            if [[ -d $ROOT/$corpus ]]; then archive "$corpus"; fi
+        done
+        exit ;;
+    "") ;;
+    *) echo "unknown command $1: run CORPUS MODE SEED, prepare, pause, resume or archive (none: the whole comparison)"
+       exit 2 ;;
+esac
+
+# ---------------------------------------------------------------- 0. the reference aligner
+install_aligner
+
+# ---------------------------------------------------------------- 1. data
 for corpus in "${corpora[@]}"; do prepare_corpus "$corpus"; done
 
 # ---------------------------------------------------------------- 2.-4. runs

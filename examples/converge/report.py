@@ -16,6 +16,13 @@ start to its last log line (start-up and validation included), less the time it 
 (``=== paused DATE TIME`` ... ``=== resumed DATE TIME``, written by ``converge.sh pause`` and
 ``resume``); an attempt that found no checkpoint to resume from starts the sum, and the curve,
 anew.
+
+A run folder may instead hold ``transcribed.json``: the figures of a run whose files were lost,
+copied from an earlier report (its ``provenance`` says from where). Such a run counts like the
+others in the tables, marked †, and has no learning curve. Its keys: updates, wall_minutes,
+early_stop, test (ppl, bound_ppl, kl_nats, prior_ent_nats, post_ent_nats), bleu (exact, kmax),
+aer (prior, posterior, exact-posterior) and diagnosis (varattn-diagnose's keys); null or absent
+where the report had no figure.
 """
 
 import argparse
@@ -32,6 +39,7 @@ PAUSED, RESUMED = "=== paused ", "=== resumed "  # converge.sh pause / resume; t
 FRESH_START = "No existing checkpoint found"  # fairseq: this attempt trains from the beginning
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
+TRANSCRIBED = "transcribed.json"
 DISTRIBUTIONS = (("prior", "prior (attention)"), ("posterior", "posterior q"),
                  ("exact-posterior", "exact posterior"))
 SYNTHETIC_NAMES = {"monotone": "monotone", "local": "local reordering", "fertility": "fertility (one-to-many)",
@@ -153,6 +161,7 @@ class Run:
     bleu: Dict[str, Optional[float]]
     aer: Dict[str, Optional[float]]
     diagnosis: Dict[str, Optional[float]] = field(default_factory=dict)  # varattn-diagnose --json
+    transcribed: Optional[str] = None  # where the figures of a lost run were copied from
 
     @property
     def trained(self) -> bool:
@@ -160,6 +169,8 @@ class Run:
 
     @property
     def status(self) -> str:
+        if self.transcribed:
+            return "transcribed"
         if not self.path.is_dir() or not (self.path / "train.log").is_file():
             return "not started"
         if not self.trained:
@@ -167,8 +178,31 @@ class Run:
         return "evaluated" if self.metrics or self.corpus.startswith("syn-") else "evaluating"
 
 
+def read_transcribed(path: Path, corpus: str, mode: str, seed: str) -> Run:
+    """A lost run's figures as an earlier report gave them (``transcribed.json``)."""
+    record = read_json(path / TRANSCRIBED)
+    if record is None or not record.get("provenance"):
+        raise SystemExit(f"{path / TRANSCRIBED}: not a JSON object with a provenance")
+    bits = math.log(2)  # the metrics are kept as fairseq logs them, in bits
+    metrics = {}
+    for key, value in (record.get("test") or {}).items():
+        if value is not None:
+            if key.endswith("_nats"):
+                key, value = key[: -len("_nats")], value / bits
+            metrics[key] = value
+    bleu = {decoding: (record.get("bleu") or {}).get(decoding) for decoding in ("exact", "kmax")}
+    aer = {distribution: (record.get("aer") or {}).get(distribution) for distribution, _ in DISTRIBUTIONS}
+    train = TrainLog(updates=record.get("updates"), wall=60.0 * (record.get("wall_minutes") or 0.0), attempts=1,
+                     early_stop=bool(record.get("early_stop")))
+    diagnosis = {k: v for k, v in (record.get("diagnosis") or {}).items() if v is not None}
+    return Run(corpus, mode, seed, path, {"train": True}, train, metrics, bleu, aer, diagnosis,
+               transcribed=str(record["provenance"]))
+
+
 def read_run(root: Path, corpus: str, mode: str, seed: str) -> Run:
     path = root / corpus / f"{mode}-seed{seed}"
+    if (path / TRANSCRIBED).is_file() and not (path / "train.log").is_file():
+        return read_transcribed(path, corpus, mode, seed)
     done = path / ".done"
     steps = {p.name: True for p in done.iterdir()} if done.is_dir() else {}
     bleu = {}
@@ -203,10 +237,12 @@ def minutes(seconds: Sequence[float]) -> str:
 
 
 def seeds_note(runs: Sequence[Run], finished: Sequence[Run]) -> str:
+    """`` †`` when a finished run's figures are transcribed; how many seeds a row has, if not all."""
+    mark = " †" if any(r.transcribed for r in finished) else ""
     if len(finished) == len(runs):
-        return ""
+        return mark
     states = sorted({r.status for r in runs if r not in finished})
-    return f" ({len(finished)}/{len(runs)} seeds; {', '.join(states)})"
+    return f"{mark} ({len(finished)}/{len(runs)} seeds; {', '.join(states)})"
 
 
 def attention_mode(system: str) -> str:
@@ -327,6 +363,16 @@ def report(root: Path, corpora: Sequence[str], modes: Sequence[str], seeds: Sequ
         else:
             lines.append("No reference alignment (ALIGNER=none): alignments are written but not scored.")
         lines += [""] + alignment_table(runs_by_mode, reference_scores(root, corpus)) + [""]
+    transcribed: Dict[str, List[str]] = {}  # provenance -> runs
+    for runs_by_mode in all_runs.values():
+        for runs in runs_by_mode.values():
+            for r in runs:
+                if r.transcribed:
+                    transcribed.setdefault(r.transcribed, []).append(f"{r.corpus} {r.mode} seed {r.seed}")
+    if transcribed:
+        lines += ["† The row includes runs whose own files were lost; their figures are copied from an earlier "
+                  "report, and they have no learning curve:", ""]
+        lines += [f"- {', '.join(names)}: {provenance}" for provenance, names in transcribed.items()] + [""]
     return "\n".join(lines), all_runs
 
 
