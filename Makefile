@@ -32,11 +32,14 @@ $(STAMP): setup.py Makefile
 	$(BIN)/python -c "import fairseq, var_attn_plugin; print('fairseq', fairseq.__version__)"
 	touch $(STAMP)
 
+# Test processes (pytest-xdist): the tests run one torch thread each, so one per core; 0: all in one process.
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow" tests
 
 demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash examples/demo.sh

@@ -26,7 +26,7 @@ setup(
         'fairseq==0.12.2; python_version < "3.11"',
     ],
     extras_require={
-        "dev": ["pytest>=7", "hypothesis", "tensorboardX", "ruff"],
+        "dev": ["pytest>=7", "pytest-xdist", "hypothesis", "tensorboardX", "ruff"],
     },
     entry_points={"console_scripts": [
         "varattn-aer = var_attn_plugin.tools.aer:main",

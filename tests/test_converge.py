@@ -159,13 +159,18 @@ def fake_run(root: Path, corpus: str, mode: str, seed: int, ppl: float, bleu: fl
     (run / "train.log").write_text("\n".join(lines) + "\n")
 
 
+def fake_comparison(root: Path) -> None:
+    """Ding with two finished var-enum runs, an unfinished soft run and reference links."""
+    fake_run(root, "ding", "var-enum", 1, ppl=20.0, bleu=10.0)
+    fake_run(root, "ding", "var-enum", 2, ppl=22.0, bleu=12.0)
+    fake_run(root, "ding", "soft", 1, ppl=30.0, bleu=5.0, done=False)
+    (root / "ding" / "ref").mkdir()
+    (root / "ding" / "ref" / "gold.align").write_text("0-0\n")
+    (root / "ding" / "ref" / "diagonal.aer.json").write_text(json.dumps({"aer": 0.25}))
+
+
 def test_report_reads_runs_and_marks_unfinished_ones(tmp_path):
-    fake_run(tmp_path, "ding", "var-enum", 1, ppl=20.0, bleu=10.0)
-    fake_run(tmp_path, "ding", "var-enum", 2, ppl=22.0, bleu=12.0)
-    fake_run(tmp_path, "ding", "soft", 1, ppl=30.0, bleu=5.0, done=False)
-    (tmp_path / "ding" / "ref").mkdir()
-    (tmp_path / "ding" / "ref" / "gold.align").write_text("0-0\n")
-    (tmp_path / "ding" / "ref" / "diagonal.aer.json").write_text(json.dumps({"aer": 0.25}))
+    fake_comparison(tmp_path)
     log = report.read_train_log(tmp_path / "ding" / "var-enum-seed1" / "train.log")
     assert log.attempts == 2 and log.updates == 20 and log.wall == 5 * 60
     assert log.curve.updates == [10, 20] and log.curve.ppl == [40.0, 20.0]
@@ -206,12 +211,7 @@ def report_text(root: Path, corpora=("ding",), modes=("soft", "var-enum"), seeds
 
 def test_the_archive_keeps_what_the_report_reads_and_no_checkpoint(tmp_path):
     root, kept = tmp_path / "root", tmp_path / "archive"
-    fake_run(root, "ding", "var-enum", 1, ppl=20.0, bleu=10.0)
-    fake_run(root, "ding", "var-enum", 2, ppl=22.0, bleu=12.0)
-    fake_run(root, "ding", "soft", 1, ppl=30.0, bleu=5.0, done=False)
-    (root / "ding" / "ref").mkdir()
-    (root / "ding" / "ref" / "gold.align").write_text("0-0\n")
-    (root / "ding" / "ref" / "diagonal.aer.json").write_text(json.dumps({"aer": 0.25}))
+    fake_comparison(root)
     (root / "ding" / "data").mkdir()
     stats = {"train_pairs": 5, "valid_pairs": 1, "test_pairs": 1}
     (root / "ding" / "data" / "stats.json").write_text(json.dumps(stats))
@@ -404,17 +404,20 @@ def run_recipe(env: dict, timeout: int = 600) -> str:
     return proc.stdout
 
 
-def kill_during_training(env: dict, run: Path, timeout: float = 400) -> None:
+def kill_during_training(env: dict, run: Path, timeout: float = 1800) -> None:
     """Start the recipe and kill it (and all it started) once ``run`` has saved a checkpoint to
     resume from (fairseq logs "Saved checkpoint" after checkpoint_last.pt is written) but has
-    not finished training."""
+    not finished training. The recipe prepares three corpora and finishes a run before that:
+    minutes on a slow or busy machine, hence the generous timeout."""
     proc = subprocess.Popen(["bash", str(CONVERGE / "converge.sh")], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + timeout
+    start = time.time()
+    saved = False
     try:
-        while time.time() < deadline and proc.poll() is None:
+        while time.time() < start + timeout and proc.poll() is None:
             log = run / "train.log"
             if log.is_file() and "Saved checkpoint" in log.read_text(errors="replace"):
+                saved = True
                 break
             time.sleep(0.05)
     finally:
@@ -422,6 +425,7 @@ def kill_during_training(env: dict, run: Path, timeout: float = 400) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, f"the recipe ended ({proc.returncode}) before the run trained"
+    assert saved, f"{run} saved no checkpoint within {timeout:.0f} s"
     assert (run / "checkpoints" / "checkpoint_last.pt").is_file()
     assert not (run / ".done" / "train").exists(), "training finished before it could be killed"
 
