@@ -241,17 +241,18 @@ prepare_corpus() {  # prepare_corpus CORPUS: data/ (raw text), spm/, data-bin/, 
         $PYTHON "$HERE/links.py" diagonal "$dir/data/test.de" "$dir/data/test.en" > "$ref/diagonal.align"
         cat "$dir/data/test.de" "$dir/data/test.en" | sha256sum | cut -d' ' -f1 > "$ref/test.sha256"
         local kept=${ARCHIVE:+$ARCHIVE/$corpus/ref}
-        if [[ $ALIGNER == eflomal ]] && ! synthetic "$corpus" && [[ -n $kept && -f $kept/gold.align ]] \
-            && cmp -s "$kept/test.sha256" "$ref/test.sha256"; then
-            # eflomal samples: aligning again would give slightly different links, and AER against
-            # them would not compare with the archived runs'; the archive's links of the same test set serve
-            echo "(eflomal's links of this test set from $kept/gold.align)"
-            cp "$kept/gold.align" "$ref/eflomal.align"
-            cp "$ref/eflomal.align" "$ref/gold.align"
-        elif [[ $ALIGNER == eflomal ]]; then
-            $PYTHON "$HERE/links.py" eflomal --train-src "$dir/data/train.de" --train-tgt "$dir/data/train.en" \
-                "$dir/data/test.de" "$dir/data/test.en" > "$ref/eflomal.align.tmp"
-            mv "$ref/eflomal.align.tmp" "$ref/eflomal.align"
+        if [[ $ALIGNER == eflomal ]]; then
+            if ! synthetic "$corpus" && [[ -n $kept && -f $kept/gold.align ]] \
+                && cmp -s "$kept/test.sha256" "$ref/test.sha256"; then
+                # eflomal samples: aligning again would give slightly different links, and AER against
+                # them would not compare with the archived runs'; the archive's links of the same test set serve
+                echo "(eflomal's links of this test set from $kept/gold.align)"
+                cp "$kept/gold.align" "$ref/eflomal.align"
+            else
+                $PYTHON "$HERE/links.py" eflomal --train-src "$dir/data/train.de" --train-tgt "$dir/data/train.en" \
+                    "$dir/data/test.de" "$dir/data/test.en" > "$ref/eflomal.align.tmp"
+                mv "$ref/eflomal.align.tmp" "$ref/eflomal.align"
+            fi
             if ! synthetic "$corpus"; then cp "$ref/eflomal.align" "$ref/gold.align"; fi
         fi
         # reference rows (varattn-aer): the diagonal against the gold or eflomal's links, eflomal against the gold
@@ -265,13 +266,7 @@ prepare_corpus() {  # prepare_corpus CORPUS: data/ (raw text), spm/, data-bin/, 
 }
 
 archive() {  # archive CORPUS [RUN ... | --corpus-only]: copy the small files report.py reads to $ARCHIVE
-    if [[ -n $ARCHIVE ]]; then
-        if [[ ${2:-} == --corpus-only ]]; then
-            $PYTHON "$HERE/batch.py" archive "$ROOT" "$ARCHIVE" "$1" --corpus-only
-        else
-            $PYTHON "$HERE/batch.py" archive "$ROOT" "$ARCHIVE" "$@"
-        fi
-    fi
+    if [[ -n $ARCHIVE ]]; then $PYTHON "$HERE/batch.py" archive "$ROOT" "$ARCHIVE" "$@"; fi
 }
 
 # ---------------------------------------------------------------- one run
