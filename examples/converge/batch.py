@@ -125,7 +125,8 @@ def archive(root: Path, target: Path, corpus: str, runs: Optional[Sequence[str]]
     """The corpus's files and those of ``runs`` (None: every run of the corpus)."""
     source = root / corpus
     if not source.is_dir():
-        sys.exit(f"archive: {source} does not exist")
+        sys.exit(f"archive: {source} does not exist: ROOT must be the comparison's folder (converge.sh's ROOT) "
+                 f"and {corpus} a corpus prepared in it")
     if runs is None:
         runs = sorted(p.name for p in source.iterdir() if p.is_dir() and (p / "train.log").is_file())
     changed = copy_files(source, target / corpus, CORPUS_FILES)

@@ -182,7 +182,8 @@ def read_transcribed(path: Path, corpus: str, mode: str, seed: str) -> Run:
     """A lost run's figures as an earlier report gave them (``transcribed.json``)."""
     record = read_json(path / TRANSCRIBED)
     if record is None or not record.get("provenance"):
-        raise SystemExit(f"{path / TRANSCRIBED}: not a JSON object with a provenance")
+        raise SystemExit(f"{path / TRANSCRIBED}: not a JSON object with a provenance (where its figures were "
+                         "copied from); add one, or remove the file")
     bits = math.log(2)  # the metrics are kept as fairseq logs them, in bits
     metrics = {}
     for key, value in (record.get("test") or {}).items():
