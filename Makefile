@@ -33,13 +33,16 @@ $(STAMP): setup.py Makefile
 	touch $(STAMP)
 
 # Test processes (pytest-xdist): the tests run one torch thread each, so one per core; 0: all in one process.
+# Whole files go to a process (--dist loadfile), so that a module's trained models are trained once;
+# the ten slowest tests are listed at the end.
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+PYTEST = OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=10
 
 test: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests
+	$(PYTEST) tests
 
 test-fast: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
 
 demo: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash examples/demo.sh
