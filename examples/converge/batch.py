@@ -27,12 +27,13 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 
-def replace(path: Path, text: str) -> None:
+def replace(path: Path, data: Union[str, bytes]) -> None:
+    """Write ``data`` (text: UTF-8) to a temporary name beside ``path``, then rename it to ``path``."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     os.replace(tmp, path)
 
 
@@ -114,9 +115,7 @@ def copy_files(source: Path, target: Path, patterns: Sequence[str]) -> int:
             if destination.is_file() and destination.read_bytes() == data:
                 continue
             destination.parent.mkdir(parents=True, exist_ok=True)
-            tmp = destination.with_name(destination.name + ".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, destination)
+            replace(destination, data)
             changed += 1
     return changed
 
