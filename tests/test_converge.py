@@ -207,12 +207,26 @@ def finished_row(section: str, mode: str) -> list:
     return next(line.split("|")[2:-1] for line in section.splitlines() if line.startswith(f"| {mode} |"))
 
 
-def report_text(root: Path, corpora=("ding",), modes=("soft", "var-enum"), seeds=("1", "2")) -> str:
-    """report.py's results.md for ROOT, without its first line (which names ROOT) and its last (the curves)."""
-    output = root.parent / (root.name + ".results.txt")
+def report_text(root: Path, corpora=("ding",), modes=("soft", "var-enum"), seeds=("1", "2"), out=None) -> str:
+    """report.py's results.md for ROOT, without its first line (which names ROOT) and its last (the
+    curves); the report and the curves are written beside ROOT or in ``out``."""
+    out = out or root.parent
+    output = out / (root.name + ".results.txt")
     report.main([str(root), "--corpora", *corpora, "--modes", *modes, "--seeds", *seeds,
-                 "--curves", str(root.parent / f"{root.name}-curves.png"), "--output", str(output)])
+                 "--curves", str(out / f"{root.name}-curves.png"), "--output", str(output)])
     return "\n".join(output.read_text().splitlines()[1:-1])
+
+
+def test_the_committed_report_is_the_report_of_the_committed_runs(tmp_path):
+    """docs/converge-results.md, which the README quotes, is report.py on docs/converge-runs:
+    a run archived without regenerating the report (or the reverse) fails here."""
+    modes = ("soft", "marginal", "hard-enum", "var-enum", "var-sample", "transformer-soft", "transformer-marginal",
+             "transformer-var-enum", "transformer-var-sample")
+    kept = REPO / "docs" / "converge-results.md"
+    again = report_text(REPO / "docs" / "converge-runs", ("ding", "libreoffice"), modes, ("1", "2"), out=tmp_path)
+    assert "\n".join(kept.read_text(encoding="utf-8").splitlines()[1:-1]) == again, \
+        "regenerate it: python examples/converge/report.py docs/converge-runs --corpora ding libreoffice " \
+        f"--modes {' '.join(modes)} --seeds 1 2 --curves docs/converge-curves.png --output docs/converge-results.md"
 
 
 def test_the_archive_keeps_what_the_report_reads_and_no_checkpoint(tmp_path):
