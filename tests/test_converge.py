@@ -217,7 +217,7 @@ def test_the_committed_report_is_the_report_of_the_committed_runs(tmp_path):
     a run archived without regenerating the report (or the reverse) fails here."""
     modes = ("soft", "marginal", "hard-enum", "var-enum", "var-sample", "transformer-soft", "transformer-marginal",
              "transformer-var-enum", "transformer-var-sample")
-    kept = REPO / "docs" / "converge-results.md"
+    kept = REPO / "docs/converge-results.md"
     again = report_text(REPO / "docs" / "converge-runs", ("ding", "libreoffice"), modes, ("1", "2"), out=tmp_path)
     assert "\n".join(kept.read_text(encoding="utf-8").splitlines()[1:-1]) == again, \
         "regenerate it: python examples/converge/report.py docs/converge-runs --corpora ding libreoffice " \
