@@ -277,6 +277,45 @@ def test_transcribed_runs_count_in_the_tables_and_are_marked(tmp_path):
         report_text(tmp_path)
 
 
+def test_a_run_the_archive_holds_as_finished_is_not_trained_again(tmp_path):
+    """``converge.sh run`` in a new ROOT with ARCHIVE: a run kept there as finished at this maximum
+    (or stopped early, or transcribed) is reported finished and nothing is trained; one kept at a
+    lower maximum, which has no checkpoint to go on from, is trained from the beginning."""
+    kept = tmp_path / "archive"
+    for mode, seed in (("soft", 1), ("var-enum", 2), ("var-enum", 1)):  # seed 2 stopped early (fake_run)
+        fake_run(kept, "ding", mode, seed, ppl=20.0, bleu=10.0)
+    for seed in (1, 2):
+        (kept / "ding" / f"soft-seed{seed}" / ".done").mkdir(parents=True, exist_ok=True)
+    (kept / "ding" / "soft-seed1" / ".done" / "finished").write_text("2026-01-01 11:03:00\n")
+    (kept / "ding" / "var-enum-seed2" / ".done" / "finished").write_text("2026-01-01 11:03:00\n")
+    (kept / "ding" / "var-enum-seed1" / ".done" / "finished").unlink(missing_ok=True)  # evaluation unfinished
+    (kept / "ding" / "soft-seed2" / "transcribed.json").write_text(json.dumps(
+        {"provenance": "an earlier report", "updates": 20, "early_stop": False}))
+    before = {p: p.read_bytes() for p in kept.rglob("*") if p.is_file()}
+    env = dict(os.environ, PATH=f"{BIN_DIR}{os.pathsep}{os.environ['PATH']}", PYTHON=sys.executable,
+               ROOT=str(tmp_path / "root"), ARCHIVE=str(kept), TINY="1")
+
+    def run(mode: str, seed: int, max_updates: int) -> subprocess.CompletedProcess:
+        return subprocess.run([*RECIPE_COMMAND, "run", "ding", mode, str(seed)], cwd=REPO, capture_output=True,
+                              text=True, timeout=120, env=dict(env, MAX_UPDATES=str(max_updates)))
+
+    for mode, seed in (("soft", 1), ("soft", 2), ("var-enum", 2)):
+        for max_updates in (20, 15):  # the fake runs reached 20 updates
+            proc = run(mode, seed, max_updates)
+            assert proc.returncode == 0 and f"finished: ding {mode} seed {seed} (kept in {kept}" in proc.stdout, \
+                proc.stdout + proc.stderr
+            assert not (tmp_path / "root" / "ding" / f"{mode}-seed{seed}" / "train.log").exists()
+    early = run("var-enum", 2, 30)  # stopped early: a higher maximum changes nothing
+    assert early.returncode == 0 and "finished: ding var-enum seed 2 (kept in" in early.stdout
+    for mode, seed, max_updates in (("soft", 1, 30), ("soft", 2, 30), ("var-enum", 1, 20)):
+        proc = run(mode, seed, max_updates)  # trained here: it fails for want of data, after saying why
+        assert "finished: " not in proc.stdout and proc.returncode != 0, proc.stdout
+        assert (tmp_path / "root" / "ding" / f"{mode}-seed{seed}" / "train.log").is_file()
+        if max_updates == 30:
+            assert "stopped short of 30 updates, and the archive keeps no checkpoint" in proc.stdout
+    assert {p: p.read_bytes() for p in kept.rglob("*") if p.is_file()} == before, "the archive is left as it was"
+
+
 def log_line(clock: str, text: str) -> str:
     return f"2026-01-01 {clock} | INFO | {text}"
 
@@ -520,8 +559,9 @@ def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
     # 1. killed while the second run trains: the first is complete, the second is not marked done
     kill_during_training(env, killed)
     finished_steps = sorted(p.name for p in (first / ".done").iterdir())
-    assert finished_steps == ["aer-prior", "align-prior", "bleu-exact", "diagnose", "train", "validate"] \
-        if aligner != "none" else finished_steps == ["align-prior", "bleu-exact", "diagnose", "train", "validate"]
+    assert finished_steps == ["aer-prior", "align-prior", "bleu-exact", "diagnose", "finished", "train", "validate"] \
+        if aligner != "none" else finished_steps == ["align-prior", "bleu-exact", "diagnose", "finished", "train",
+                                                      "validate"]
     first_log = (first / "train.log").read_text()
 
     # 2. the same command: the killed run resumes from checkpoint_last, the finished one is not redone
@@ -542,7 +582,7 @@ def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
     runs = [(corpus, mode) for corpus in corpora for mode in modes] + [("ding", "transformer-var-enum")]
     for corpus, mode in runs:
         steps = {p.name for p in (root / corpus / f"{mode}-seed1" / ".done").iterdir()}
-        expected = {"train"} | {f"align-{d}" for d in (["prior"] if mode == "soft" else
+        expected = {"train", "finished"} | {f"align-{d}" for d in (["prior"] if mode == "soft" else
                                                          ["prior", "posterior", "exact-posterior"])}
         if not corpus.startswith("syn-"):
             expected |= {"validate", "diagnose", "bleu-exact"} | ({"bleu-kmax"} if mode != "soft" else set())
@@ -590,6 +630,11 @@ def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
     again = run_recipe(env)
     assert {p: p.read_text() for p in root.rglob(".done/*")} == markers
     assert again.count("finished: ") == len(corpora) * len(modes) and len(attempts(killed / "train.log")) == 2
+    # in a new ROOT (a new clone) with the same ARCHIVE, the data is prepared and nothing is trained
+    fresh = run_recipe(dict(env, ROOT=str(tmp_path / "root2")))
+    assert fresh.count(f"(kept in {archive}") == len(corpora) * len(modes)
+    assert not list((tmp_path / "root2").rglob("train.log"))
+    assert "\n".join((tmp_path / "root2" / "results.md").read_text().splitlines()[1:-1]) == recipe_results
 
     # 4. a higher maximum: a run that reached the former one goes on from its last checkpoint and
     # its evaluation is redone; run again with the same maximum, nothing is redone

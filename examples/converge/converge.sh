@@ -65,6 +65,11 @@
 # BLEU and AER scores; a few hundred kilobytes per run, no checkpoints) to ARCHIVE/CORPUS/...;
 # commit that folder and `python examples/converge/report.py ARCHIVE ...` gives the same tables
 # and curves as on $ROOT. `converge.sh archive` copies what $ROOT has now, finished or not.
+# A run that ARCHIVE holds as finished (marker .done/finished, or transcribed.json) and that $ROOT
+# has not started is not trained again, so that in a new clone the same command trains only
+# the runs the archive lacks; with ARCHIVE set the report is of ARCHIVE. An archived run that
+# reached a lower maximum than today's, not by early stopping, has no checkpoint to continue
+# from: it is trained again from the beginning in $ROOT (on the CPU the same as continuing it).
 #
 # Expected figures: measured: see README.
 set -euo pipefail
@@ -176,6 +181,19 @@ trained_updates() {  # trained_updates RUN: the last number of updates RUN/train
         | tail -n 1 | sed 's/.*"//')
     echo "${updates:-0}"
 }
+early_stopped() { grep -q "early stop" "$1/train.log" 2>/dev/null; }
+archived_finished() {  # archived_finished KEPT MAX_UPDATES: is the archived run KEPT finished at this maximum?
+    local kept=$1 updates
+    if [[ -f $kept/train.log && -f $kept/.done/finished ]]; then
+        early_stopped "$kept" || (( $(trained_updates "$kept") >= $2 ))
+    elif [[ -f $kept/transcribed.json ]]; then
+        updates=$($PYTHON -c 'import json, sys; r = json.load(open(sys.argv[1])); print(1 if r.get("early_stop") else r.get("updates") or 0)' \
+            "$kept/transcribed.json")
+        [[ $updates == 1 ]] || (( updates >= $2 ))
+    else
+        return 1
+    fi
+}
 variational() { [[ $(attention_mode "$1") == var-* ]]; }
 distributions() {  # the alignment distributions a mode has
     if variational "$1"; then echo prior posterior exact-posterior
@@ -282,11 +300,22 @@ run_one() {  # run_one CORPUS MODE SEED: train, evaluate, align; output in $ROOT
         if synthetic "$corpus"; then model_sizes=("${SYN_TRANSFORMER_SIZES[@]}"); fi
     fi
 
+    # a run the archive holds as finished is not trained again (unless $ROOT has it too: $ROOT's goes on)
+    local kept=${ARCHIVE:+$ARCHIVE/$corpus/$mode-seed$seed}
+    if [[ -n $kept && ! -f $run/train.log ]]; then
+        if archived_finished "$kept" "$max_updates"; then
+            echo "finished: $corpus $mode seed $seed (kept in $kept; remove that folder to train it again)"
+            return 0
+        elif [[ -f $kept/train.log || -f $kept/transcribed.json ]]; then
+            echo "($kept stopped short of $max_updates updates, and the archive keeps no checkpoint: training it from the beginning)"
+        fi
+    fi
+
     # a training that ended at a lower maximum than today's, not by early stopping, goes on from
     # its last checkpoint; its evaluation and alignments are redone on the new best checkpoint
     local trained
     trained=$(trained_updates "$run")
-    if is_done "$run" train && ! grep -q "early stop" "$run/train.log" && (( trained < max_updates )); then
+    if is_done "$run" train && ! early_stopped "$run" && (( trained < max_updates )); then
         echo "(continuing $run: it reached the former maximum, $trained updates, the maximum is now $max_updates)"
         rm -f "$run/.done/"*
     fi
@@ -361,6 +390,7 @@ run_one() {  # run_one CORPUS MODE SEED: train, evaluate, align; output in $ROOT
             for distribution in "${todo[@]}"; do mark_done "$run" "aer-$distribution"; done
         fi
     fi
+    mark_done "$run" finished
     archive "$corpus" "$mode-seed$seed"
     echo "finished: $corpus $mode seed $seed"
 }
@@ -451,9 +481,11 @@ done | xargs -P "$PARALLEL" -L 1 sh -c 'bash "$0" run "$@" > "$ROOT/$1/$2-seed$3
     || status=$?
 
 # ---------------------------------------------------------------- 5. report
-step "5. report -> $ROOT/results.md, $CURVES"
+reported=${ARCHIVE:-$ROOT}   # the archive holds every finished run, those of earlier machines too
+step "5. report of $reported -> $ROOT/results.md, $CURVES"
 report_corpora=($CORPORA)   # the report: the real corpora first, then the synthetic tasks
 for task in $SYN_TASKS; do report_corpora+=("syn-$task"); done
-$PYTHON "$HERE/report.py" "$ROOT" --corpora "${report_corpora[@]}" --modes $MODES --seeds $SEEDS --curves "$CURVES"
+$PYTHON "$HERE/report.py" "$reported" --corpora "${report_corpora[@]}" --modes $MODES --seeds $SEEDS --curves "$CURVES" \
+    --output "$ROOT/results.md"
 cat "$ROOT/results.md"
 exit $status
