@@ -502,11 +502,11 @@ import os
 from pathlib import Path
 
 
-class Aligner:  # links every target word to the first source word; counts its calls
+class Aligner:  # links source word 0 to target word 0, and in reverse source word 1 too; counts its calls
     def align(self, src, trg, links_filename_fwd=None, links_filename_rev=None, quiet=True, **_):
         lines = src.read().splitlines()
-        for name in (links_filename_fwd, links_filename_rev):
-            Path(name).write_text("".join("0-0\\n" for _ in lines))
+        for name, links in ((links_filename_fwd, "0-0"), (links_filename_rev, "0-0 1-0")):
+            Path(name).write_text("".join(links + "\\n" for _ in lines))
         with open(os.environ["FAKE_EFLOMAL_CALLS"], "a") as calls:
             calls.write("called\\n")
 """
@@ -515,8 +515,10 @@ class Aligner:  # links every target word to the first source word; counts its c
 @pytest.mark.slow
 def test_prepare_reuses_the_archived_reference_links_of_the_same_test_set(tmp_path):
     """eflomal samples, so its links differ from one preparation to the next; ``prepare`` with an
-    ARCHIVE that holds eflomal's links of the same test set (by checksum) uses those, so AER of
-    runs made on different days compares; a different test set is aligned anew."""
+    ARCHIVE that holds eflomal's links of the same test set (by checksum) keeps those as the
+    reference, so AER of runs made on different days compares, and scores the new sample against
+    them; a different test set gets the new sample as its reference. eflomal's forward direction
+    alone is a reference row."""
     fake = tmp_path / "fake"
     (fake / "eflomal-2.0.0.dist-info").mkdir(parents=True)
     (fake / "eflomal-2.0.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: eflomal\nVersion: 2.0.0\n")
@@ -533,17 +535,28 @@ def test_prepare_reuses_the_archived_reference_links_of_the_same_test_set(tmp_pa
         return run_recipe(env, "prepare", timeout=300)
 
     kept = tmp_path / "archive" / "ding" / "ref"
+
+    def aer(name: str) -> float:
+        return json.loads((kept / f"{name}.aer.json").read_text())["aer"]
+
     prepare()
     assert calls.read_text().count("called") == 1
+    lines = (kept / "gold.align").read_text().splitlines()
+    assert lines and set(lines) == {"0-0 1-0"}, "grow-diag-final-and of the two directions"
     assert (kept / "gold.align").read_text() == (ding / "ref" / "gold.align").read_text()
+    assert aer("eflomal-forward") == pytest.approx(1 / 3, abs=1e-4)  # precision 1, recall 1/2 on every line
+    assert not (kept / "eflomal.aer.json").exists(), "the reference's own sample is not scored against itself"
     assert not list(ding.glob("*-seed*")), "prepare trains nothing"
-    (kept / "gold.align").write_text((kept / "gold.align").read_text().replace("0-0", "0-1", 1))  # tell them apart
+    (kept / "gold.align").write_text("\n".join(["0-0"] + lines[1:]) + "\n")  # another sample's links, on line 1
     out = prepare()
-    assert "(eflomal's links of this test set from" in out and calls.read_text().count("called") == 1
+    assert "(eflomal's links of this test set from" in out and calls.read_text().count("called") == 2
     assert (ding / "ref" / "gold.align").read_text() == (kept / "gold.align").read_text()
+    assert 0 < aer("eflomal") < 0.1  # the new sample against the kept one: line 1 differs
     (kept / "test.sha256").write_text("another test set\n")
     out = prepare()
-    assert "eflomal's links of this test set" not in out and calls.read_text().count("called") == 2
+    assert "eflomal's links of this test set" not in out and calls.read_text().count("called") == 3
+    assert set((kept / "gold.align").read_text().splitlines()) == {"0-0 1-0"}
+    assert not (kept / "eflomal.aer.json").exists()
 
 
 @pytest.mark.slow

@@ -9,6 +9,9 @@
 PyPI) aligns the training text together with SRC/TGT in both directions, on lowercased
 words; the two directions are symmetrised with grow-diag-final-and (``--symmetrise
 intersection`` for the intersection), and the links of the SRC/TGT lines are printed.
+``--forward-output FILE`` writes the links of the forward direction alone, of the same
+sample, to FILE: at most one source word per target word, the form of a model's argmax
+alignment (how much of a model's AER against the symmetrised links is owed to that form).
 
 Words are whitespace-separated tokens, as ``varattn-align --words`` counts them for
 sentencepiece models; links are Pharaoh ``i-j``, source word first, 0-based.
@@ -19,7 +22,7 @@ import io
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterable, List, Sequence, Set
+from typing import Iterable, List, Sequence, Set, Tuple
 
 from var_attn_plugin.textio import Link, read_lines
 
@@ -72,9 +75,9 @@ def format_links(links: Iterable[Link]) -> str:
     return " ".join(f"{i}-{j}" for i, j in sorted(links))
 
 
-def run_eflomal(source: Sequence[str], target: Sequence[str], symmetrise: str = "grow-diag-final-and",
-                seed_lines: int = 0) -> List[Set[Link]]:
-    """Symmetrised eflomal links of every line pair (lowercased words)."""
+def eflomal_directions(source: Sequence[str], target: Sequence[str]) -> Tuple[List[Set[Link]], List[Set[Link]]]:
+    """eflomal's links of every line pair (lowercased words) in the forward direction (at most
+    one source word per target word) and in the reverse direction, from one sample."""
     import eflomal
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,10 +85,19 @@ def run_eflomal(source: Sequence[str], target: Sequence[str], symmetrise: str = 
         eflomal.Aligner().align(io.StringIO("".join(s.lower() + "\n" for s in source)),
                                 io.StringIO("".join(t.lower() + "\n" for t in target)),
                                 links_filename_fwd=str(forward), links_filename_rev=str(reverse), quiet=True)
-        pairs = zip(read_lines(forward, "eflomal output"), read_lines(reverse, "eflomal output"))
-        if symmetrise == "intersection":
-            return [parse_links(f) & parse_links(r) for f, r in pairs]
-        return [grow_diag_final_and(parse_links(f), parse_links(r)) for f, r in pairs]
+        return ([parse_links(line) for line in read_lines(forward, "eflomal output")],
+                [parse_links(line) for line in read_lines(reverse, "eflomal output")])
+
+
+def symmetrised(forward: Sequence[Set[Link]], reverse: Sequence[Set[Link]],
+                symmetrise: str = "grow-diag-final-and") -> List[Set[Link]]:
+    if symmetrise == "intersection":
+        return [f & r for f, r in zip(forward, reverse)]
+    return [grow_diag_final_and(f, r) for f, r in zip(forward, reverse)]
+
+
+def write_links(path: Path, links: Iterable[Set[Link]]) -> None:
+    path.write_text("".join(format_links(x) + "\n" for x in links))
 
 
 def main(argv: Sequence[str] = None) -> None:
@@ -101,6 +113,8 @@ def main(argv: Sequence[str] = None) -> None:
     align.add_argument("--train-tgt", type=Path, action="append", default=[], help="its target side (repeatable)")
     align.add_argument("--symmetrise", choices=("grow-diag-final-and", "intersection"),
                        default="grow-diag-final-and")
+    align.add_argument("--forward-output", type=Path, default=None,
+                       help="also write the forward direction's links (one source word per target word at most)")
     args = parser.parse_args(argv)
     source, target = read_lines(args.source, "source file"), read_lines(args.target, "target file")
     if len(source) != len(target):
@@ -112,7 +126,11 @@ def main(argv: Sequence[str] = None) -> None:
         extra_tgt = [line for path in args.train_tgt for line in read_lines(path, "--train-tgt")]
         if len(extra_src) != len(extra_tgt):
             parser.error("--train-src and --train-tgt must have as many lines")
-        links = run_eflomal(extra_src + source, extra_tgt + target, args.symmetrise)[len(extra_src):]
+        forward, reverse = eflomal_directions(extra_src + source, extra_tgt + target)
+        forward, reverse = forward[len(extra_src):], reverse[len(extra_src):]
+        links = symmetrised(forward, reverse, args.symmetrise)
+        if args.forward_output:
+            write_links(args.forward_output, forward)
     sys.stdout.write("".join(format_links(x) + "\n" for x in links))
 
 
