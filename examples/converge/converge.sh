@@ -400,7 +400,7 @@ run_one() {  # run_one CORPUS MODE SEED: train, evaluate, align; output in $ROOT
             for distribution in "${todo[@]}"; do mark_done "$run" "aer-$distribution"; done
         fi
     fi
-    mark_done "$run" finished
+    is_done "$run" finished || mark_done "$run" finished   # once: a pass that redoes nothing leaves it
     archive "$corpus" "$mode-seed$seed"
     echo "finished: $corpus $mode seed $seed"
 }
