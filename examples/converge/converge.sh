@@ -69,7 +69,8 @@
 # has not started is not trained again, so that in a new clone the same command trains only
 # the runs the archive lacks; with ARCHIVE set the report is of ARCHIVE. An archived run that
 # reached a lower maximum than today's, not by early stopping, has no checkpoint to continue
-# from: it is trained again from the beginning in $ROOT (on the CPU the same as continuing it).
+# from: it is trained again from the beginning in $ROOT (the same training as continuing it but for
+# the validation a continued run made at the former maximum, which the plateau rule counted).
 #
 # Expected figures: measured: see README.
 set -euo pipefail
