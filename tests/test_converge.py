@@ -212,16 +212,23 @@ def report_text(root: Path, corpora=("ding",), modes=("soft", "var-enum"), seeds
     return "\n".join(output.read_text().splitlines()[1:-1])
 
 
-def test_the_committed_report_is_the_report_of_the_committed_runs(tmp_path):
-    """docs/converge-results.md, which the README quotes, is report.py on docs/converge-runs:
-    a run archived without regenerating the report (or the reverse) fails here."""
-    modes = ("soft", "marginal", "hard-enum", "var-enum", "var-sample", "transformer-soft", "transformer-marginal",
-             "transformer-var-enum", "transformer-var-sample")
-    kept = REPO / "docs/converge-results.md"
-    again = report_text(REPO / "docs" / "converge-runs", ("ding", "libreoffice"), modes, ("1", "2"), out=tmp_path)
-    assert "\n".join(kept.read_text(encoding="utf-8").splitlines()[1:-1]) == again, \
-        "regenerate it: python examples/converge/report.py docs/converge-runs --corpora ding libreoffice " \
-        f"--modes {' '.join(modes)} --seeds 1 2 --curves docs/converge-curves.png --output docs/converge-results.md"
+# the committed reports (which the README quotes) and the archives they are report.py of:
+# (archive, report, curves, corpora, modes)
+COMMITTED_REPORTS = [
+    ("docs/converge-runs", "docs/converge-results.md", "docs/converge-curves.png", ("ding", "libreoffice"),
+     ("soft", "marginal", "hard-enum", "var-enum", "var-sample", "transformer-soft", "transformer-marginal",
+      "transformer-var-enum", "transformer-var-sample")),
+]
+
+
+@pytest.mark.parametrize("archive, kept, curves, corpora, modes", COMMITTED_REPORTS)
+def test_the_committed_report_is_the_report_of_the_committed_runs(tmp_path, archive, kept, curves, corpora, modes):
+    """A committed report is report.py on its archive: a run archived without regenerating the
+    report (or the reverse) fails here."""
+    again = report_text(REPO / archive, corpora, modes, ("1", "2"), out=tmp_path)
+    assert "\n".join((REPO / kept).read_text(encoding="utf-8").splitlines()[1:-1]) == again, \
+        f"regenerate it: python examples/converge/report.py {archive} --corpora {' '.join(corpora)} " \
+        f"--modes {' '.join(modes)} --seeds 1 2 --curves {curves} --output {kept}"
 
 
 def test_the_archive_keeps_what_the_report_reads_and_no_checkpoint(tmp_path):
