@@ -111,6 +111,23 @@ def test_links_command_line(tmp_path, capsys):
     assert capsys.readouterr().out == "0-0 2-1\n0-0 0-1 0-2\n"
 
 
+def test_boundary_shares_count_links_on_the_first_and_last_source_word(tmp_path):
+    batch = load("batch")
+    # sentence 1: 3 words, links to 0, 2, 2, 1; sentence 2: one word (first and last), one link; sentence 3: none
+    lengths, lines = [3, 1, 4], ["0-0 2-1 2-2 1-3", "0?0", ""]
+    brute = [(i, n) for n, line in zip(lengths, lines) for i in (int(x[0]) for x in line.split())]
+    expected = {"links": len(brute), "first": sum(i == 0 for i, _ in brute) / len(brute),
+                "last": sum(i == n - 1 for i, n in brute) / len(brute)}
+    assert batch.boundary_shares(lengths, lines) == expected == {"links": 5, "first": 0.4, "last": 0.6}
+    assert batch.boundary_shares([2], [""]) == {"links": 0, "first": None, "last": None}
+    (tmp_path / "src").write_text("a b c\nd\ne f g h\n")
+    (tmp_path / "p.align").write_text("\n".join(lines) + "\n")
+    batch.main(["boundaries", str(tmp_path / "src"), str(tmp_path / "p.align")])
+    assert json.loads((tmp_path / "p.boundaries.json").read_text()) == expected
+    with pytest.raises(SystemExit, match="2 lines of links for 3 source sentences"):
+        batch.boundary_shares(lengths, lines[:2])
+
+
 def test_a_truncated_checkpoint_last_is_replaced_by_the_newest_that_loads(tmp_path, capsys):
     import torch
 
@@ -155,7 +172,9 @@ def fake_run(root: Path, corpus: str, mode: str, seed: int, ppl: float, bleu: fl
         (run / "eval" / "diagnose.json").write_text(json.dumps(
             {"mode": mode, "tokens": 100, "ppl": ppl, "ppl_other_source": 3 * ppl, "kl_posterior_prior": seed / 10,
              "position_spread": 1.0, "prior_entropy": 2.0, "uniform_entropy": 2.5}))
-        for step in ("train", "validate", "diagnose", "bleu-exact", "bleu-kmax", "aer-prior"):
+        (run / "align" / "prior.boundaries.json").write_text(json.dumps(
+            {"links": 10, "first": seed / 10, "last": 0.5}))
+        for step in ("train", "validate", "diagnose", "bleu-exact", "bleu-kmax", "aer-prior", "boundaries"):
             (run / ".done" / step).write_text("")
     (run / "train.log").write_text("\n".join(lines) + "\n")
 
@@ -168,6 +187,7 @@ def fake_comparison(root: Path) -> None:
     (root / "ding" / "ref").mkdir()
     (root / "ding" / "ref" / "gold.align").write_text("0-0\n")
     (root / "ding" / "ref" / "diagonal.aer.json").write_text(json.dumps({"aer": 0.25}))
+    (root / "ding" / "ref" / "gold.boundaries.json").write_text(json.dumps({"links": 1, "first": 1.0, "last": 0.0}))
 
 
 def test_report_reads_runs_and_marks_unfinished_ones(tmp_path):
@@ -196,9 +216,15 @@ def test_report_reads_runs_and_marks_unfinished_ones(tmp_path):
     assert rows["var-enum"].split("|")[4].strip() == f"{0.5 * 0.6931471805599453:.3f} ± 0.000"  # KL in nats
     assert "soft (0/2 seeds; not started, training)" in rows
     assert "marginal (0/2 seeds; not started)" in rows
+    alignment, boundaries = alignment.split("Where the links go")
     aer_rows = {line.split("|")[1].strip(): line for line in alignment.splitlines() if line.startswith("| ")}
     assert aer_rows["var-enum"].split("|")[2:5] == [" 0.500 ± 0.000 ", " — ", " — "]
     assert aer_rows["diagonal baseline"].split("|")[2:5] == [" 0.250 "] * 3
+    shares = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in boundaries.splitlines()
+              if line.startswith("| ")}
+    assert [c.strip() for c in shares["var-enum"]] == ["0.15 ± 0.05 / 0.50 ± 0.00", "—", "—"]  # seeds 1, 2
+    assert [c.strip() for c in shares["eflomal (the reference links)"]] == ["1.00 / 0.00"] * 3
+    assert not any(name.startswith("soft") for name in shares), "no row for a mode with no links yet"
     assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -579,9 +605,9 @@ def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
     # 1. killed while the second run trains: the first is complete, the second is not marked done
     kill_during_training(env, killed)
     finished_steps = sorted(p.name for p in (first / ".done").iterdir())
-    assert finished_steps == ["aer-prior", "align-prior", "bleu-exact", "diagnose", "finished", "train", "validate"] \
-        if aligner != "none" else finished_steps == ["align-prior", "bleu-exact", "diagnose", "finished", "train",
-                                                      "validate"]
+    assert finished_steps == ["aer-prior", "align-prior", "bleu-exact", "boundaries", "diagnose", "finished", "train",
+                              "validate"] if aligner != "none" else \
+        finished_steps == ["align-prior", "bleu-exact", "boundaries", "diagnose", "finished", "train", "validate"]
     first_log = (first / "train.log").read_text()
 
     # 2. the same command: the killed run resumes from checkpoint_last, the finished one is not redone
@@ -602,7 +628,7 @@ def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
     runs = [(corpus, mode) for corpus in corpora for mode in modes] + [("ding", "transformer-var-enum")]
     for corpus, mode in runs:
         steps = {p.name for p in (root / corpus / f"{mode}-seed1" / ".done").iterdir()}
-        expected = {"train", "finished"} | {f"align-{d}" for d in (["prior"] if mode == "soft" else
+        expected = {"train", "finished", "boundaries"} | {f"align-{d}" for d in (["prior"] if mode == "soft" else
                                                          ["prior", "posterior", "exact-posterior"])}
         if not corpus.startswith("syn-"):
             expected |= {"validate", "diagnose", "bleu-exact"} | ({"bleu-kmax"} if mode != "soft" else set())
@@ -620,6 +646,12 @@ def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
     assert recipe_results == report_text(root, corpora, modes, ("1",))
     sections = report_text(root, corpora, all_modes, ("1",)).split("\n## ")[1:]
     assert len(sections) == 3
+    for section in sections:  # where the links go, for every mode and the reference links
+        shares = [line for line in section.split("Where the links go")[1].splitlines() if line.startswith("| ")]
+        synthetic_task = section.startswith("synthetic")
+        # the true links and the diagonal (synthetic); the diagonal, and eflomal's links and forward direction
+        references = 2 if synthetic_task else 1 + (0 if aligner == "none" else 2)
+        assert len(shares) == 1 + references + (len(all_modes) if section.startswith("Ding") else len(modes)), section
     for section in sections[:2]:
         table = [line for line in section.splitlines() if line.startswith("| ")]
         assert table[0].startswith("| mode | exact PPL | bound PPL | KL (nats) | prior ent")
@@ -633,7 +665,8 @@ def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
         assert rows["soft"][6].strip() == "—" and 0 <= float(rows["var-enum"][6]) <= 100  # K-max
         if section.startswith("Ding"):
             assert 0 <= float(rows["transformer-var-enum"][6]) <= 100
-    synthetic_rows = {line.split("|")[1].strip(): line for line in sections[2].splitlines() if line.startswith("| ")}
+    synthetic_rows = {line.split("|")[1].strip(): line for line in sections[2].split("Where the links go")[0].splitlines()
+                      if line.startswith("| ")}
     assert "diagonal baseline" in synthetic_rows and "soft" in synthetic_rows and "var-enum" in synthetic_rows
     for cell in synthetic_rows["var-enum"].split("|")[2:-1]:
         assert 0 <= float(cell) <= 1

@@ -9,6 +9,11 @@ same console scripts' ``main`` functions with the same arguments, one after the 
         varattn-align ARGS --distribution DIST -o OUT_DIR/DIST.align for each DIST
     python examples/converge/batch.py score GOLD PRED [PRED ...]
         varattn-aer GOLD PRED --json > PRED without .align + .aer.json, for each PRED
+    python examples/converge/batch.py boundaries SRC PRED [PRED ...]
+        the share of PRED's links that end on the first and on the last word of their source
+        sentence (SRC, the text the positions index) > PRED without .align + .boundaries.json:
+        a bidirectional encoder's boundary states summarise the whole sentence, so a model whose
+        alignment carries no information drifts there
     python examples/converge/batch.py resume-point SAVE_DIR
         make sure SAVE_DIR/checkpoint_last.pt, where fairseq-train resumes, loads: fairseq copies
         it non-atomically, so a run killed during the copy leaves it truncated; it is then set
@@ -23,6 +28,7 @@ Every output is written to a temporary name first and renamed when complete.
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import sys
@@ -67,6 +73,30 @@ def score(gold: str, predictions: Sequence[str]) -> None:
         replace(Path(prediction[: -len(".align")] + ".aer.json"), out.getvalue())
 
 
+def boundary_shares(source_lengths: Sequence[int], alignments: Sequence[str]) -> dict:
+    """How many links (Pharaoh ``i-j`` lines, source position first) there are, and the share of
+    them whose source position is the first or the last of its sentence."""
+    if len(alignments) != len(source_lengths):
+        sys.exit(f"boundaries: {len(alignments)} lines of links for {len(source_lengths)} source sentences")
+    links = first = last = 0
+    for length, line in zip(source_lengths, alignments):
+        for link in line.split():
+            i = int(link.replace("?", "-").split("-")[0])
+            links += 1
+            first += i == 0
+            last += i == length - 1
+    return {"links": links, "first": first / links if links else None, "last": last / links if links else None}
+
+
+def boundaries(source: Path, predictions: Sequence[str]) -> None:
+    from var_attn_plugin.textio import read_lines
+
+    lengths = [len(line.split()) for line in read_lines(source, "source file")]
+    for prediction in predictions:
+        shares = boundary_shares(lengths, read_lines(Path(prediction), "links file"))
+        replace(Path(prediction[: -len(".align")] + ".boundaries.json"), json.dumps(shares) + "\n")
+
+
 def loads(path: Path) -> bool:
     import torch
 
@@ -92,9 +122,9 @@ def resume_point(save_dir: Path) -> None:
 
 
 # what report.py reads: of a corpus, and of each of its runs (patterns relative to the folder)
-CORPUS_FILES = ("data/stats.json", "ref/*.aer.json", "ref/gold.align", "ref/test.sha256")
+CORPUS_FILES = ("data/stats.json", "ref/*.aer.json", "ref/*.boundaries.json", "ref/gold.align", "ref/test.sha256")
 RUN_FILES = ("train.log", ".done/*", "eval/validate.log", "eval/diagnose.json", "eval/bleu-*.json",
-             "align/*.aer.json")
+             "align/*.aer.json", "align/*.boundaries.json")
 
 
 def copy_files(source: Path, target: Path, patterns: Sequence[str]) -> int:
@@ -144,13 +174,15 @@ def main(argv: Sequence[str]) -> None:
         align(Path(rest[0]), rest[1:split], rest[split + 1:])
     elif command == "score":
         score(rest[0], rest[1:])
+    elif command == "boundaries":
+        boundaries(Path(rest[0]), rest[1:])
     elif command == "resume-point":
         resume_point(Path(rest[0]))
     elif command == "archive":
         runs = rest[3:]
         archive(Path(rest[0]), Path(rest[1]), rest[2], [] if runs == ["--corpus-only"] else runs or None)
     else:
-        sys.exit(f"unknown command {command!r}: subwords, align, score, resume-point or archive")
+        sys.exit(f"unknown command {command!r}: subwords, align, score, boundaries, resume-point or archive")
 
 
 if __name__ == "__main__":

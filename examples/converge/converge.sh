@@ -287,7 +287,12 @@ prepare_corpus() {  # prepare_corpus CORPUS: data/ (raw text), spm/, data-bin/, 
         if [[ -f $ref/eflomal.align ]] && ! cmp -s "$ref/eflomal.align" "$ref/gold.align"; then
             scored+=("$ref/eflomal.align")
         fi
-        if [[ -f $ref/gold.align ]]; then $PYTHON "$HERE/batch.py" score "$ref/gold.align" "${scored[@]}"; fi
+        if [[ -f $ref/gold.align ]]; then
+            $PYTHON "$HERE/batch.py" score "$ref/gold.align" "${scored[@]}"
+            scored+=("$ref/gold.align")
+        fi
+        # where the reference links go: the share on the first and the last source word (batch.py boundaries)
+        $PYTHON "$HERE/batch.py" boundaries "$dir/data/test.de" "${scored[@]}"
         mark_done "$dir" reference
     fi
     cat "$dir/data/stats.json" 2>/dev/null || wc -l "$dir/data/train.de"
@@ -400,6 +405,12 @@ run_one() {  # run_one CORPUS MODE SEED: train, evaluate, align; output in $ROOT
             $PYTHON "$HERE/batch.py" score "$dir/ref/gold.align" "${scored[@]}"
             for distribution in "${todo[@]}"; do mark_done "$run" "aer-$distribution"; done
         fi
+    fi
+    if ! is_done "$run" boundaries; then   # how many links end on the sentence's first and last word
+        scored=()
+        for distribution in $(distributions "$mode"); do scored+=("$run/align/$distribution.align"); done
+        $PYTHON "$HERE/batch.py" boundaries "$dir/data/test.de" "${scored[@]}"
+        mark_done "$run" boundaries
     fi
     is_done "$run" finished || mark_done "$run" finished   # once: a pass that redoes nothing leaves it
     archive "$corpus" "$mode-seed$seed"

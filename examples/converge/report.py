@@ -6,7 +6,7 @@
 Reads, for run ROOT/CORPUS/MODE-seedS: train.log (fairseq's JSON log lines, one
 ``=== attempt DATE TIME`` line before each attempt), eval/validate.log (fairseq-validate on the
 test set), eval/diagnose.json (varattn-diagnose), eval/bleu-{exact,kmax}.json (sacreBLEU),
-align/DIST.aer.json (varattn-aer) and the step markers in .done/. Works on partial results: a
+align/DIST.aer.json (varattn-aer), align/DIST.boundaries.json (batch.py boundaries) and the step markers in .done/. Works on partial results: a
 run that has not finished a step shows what it has and is marked as such.
 
 Numbers are mean ± half the range over the finished seeds. fairseq logs in bits; KL and
@@ -162,6 +162,8 @@ class Run:
     aer: Dict[str, Optional[float]]
     diagnosis: Dict[str, Optional[float]] = field(default_factory=dict)  # varattn-diagnose --json
     transcribed: Optional[str] = None  # where the figures of a lost run were copied from
+    # per distribution, the share of its links on the first and on the last source word (batch.py boundaries)
+    boundaries: Dict[str, Tuple[float, float]] = field(default_factory=dict)
 
     @property
     def trained(self) -> bool:
@@ -216,7 +218,21 @@ def read_run(root: Path, corpus: str, mode: str, seed: str) -> Run:
         aer[distribution] = report.get("aer") if report else None
     metrics = read_validate(path / "eval" / "validate.log") if steps.get("validate") else {}
     diagnosis = (read_json(path / "eval" / "diagnose.json") if steps.get("diagnose") else None) or {}
-    return Run(corpus, mode, seed, path, steps, read_train_log(path / "train.log"), metrics, bleu, aer, diagnosis)
+    boundaries = {}
+    for distribution, _ in DISTRIBUTIONS:
+        shares = read_boundaries(path / "align" / f"{distribution}.boundaries.json") if steps.get("boundaries") \
+            else None
+        if shares:
+            boundaries[distribution] = shares
+    return Run(corpus, mode, seed, path, steps, read_train_log(path / "train.log"), metrics, bleu, aer, diagnosis,
+               boundaries=boundaries)
+
+
+def read_boundaries(path: Path) -> Optional[Tuple[float, float]]:
+    shares = read_json(path)
+    if not shares or shares.get("first") is None:
+        return None
+    return shares["first"], shares["last"]
 
 
 # ----------------------------------------------------------------------------- tables
@@ -305,6 +321,35 @@ def alignment_table(runs_by_mode: Dict[str, List[Run]], references: Dict[str, Op
     return rows
 
 
+def boundary_table(runs_by_mode: Dict[str, List[Run]], references: Dict[str, Tuple[float, float]]) -> List[str]:
+    """Share of the links on the first / the last source word, per distribution."""
+    rows = ["| links on the first / last source word | " + " | ".join(title for _, title in DISTRIBUTIONS) + " |",
+            "|---" * (len(DISTRIBUTIONS) + 1) + "|"]
+    for name, (first, last) in references.items():
+        rows.append(f"| {name} | " + " | ".join([f"{first:.2f} / {last:.2f}"] * len(DISTRIBUTIONS)) + " |")
+    for mode, runs in runs_by_mode.items():
+        finished = [r for r in runs if r.boundaries]
+        if not finished:
+            continue
+        cells = []
+        for distribution, _ in DISTRIBUTIONS:
+            shares = [r.boundaries[distribution] for r in finished if distribution in r.boundaries]
+            cells.append(f"{spread([f for f, _ in shares])} / {spread([l for _, l in shares])}" if shares else "—")
+        rows.append(f"| {mode}{seeds_note(runs, finished)} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def reference_boundaries(root: Path, corpus: str) -> Dict[str, Tuple[float, float]]:
+    found = {}
+    gold = "true links" if corpus.startswith("syn-") else "eflomal (the reference links)"
+    for name, title in (("gold", gold), ("eflomal-forward", "eflomal, forward direction alone"),
+                        ("diagonal", "diagonal baseline")):
+        shares = read_boundaries(root / corpus / "ref" / f"{name}.boundaries.json")
+        if shares:
+            found[title] = shares
+    return found
+
+
 def reference_scores(root: Path, corpus: str) -> Dict[str, Optional[float]]:
     """The reference rows of converge.sh's ref/ folder. On a real corpus, where eflomal's links are
     the reference, its forward direction alone (at most one source word per target word, like a
@@ -371,6 +416,11 @@ def report(root: Path, corpora: Sequence[str], modes: Sequence[str], seeds: Sequ
         else:
             lines.append("No reference alignment (ALIGNER=none): alignments are written but not scored.")
         lines += [""] + alignment_table(runs_by_mode, reference_scores(root, corpus)) + [""]
+        if any(r.boundaries for runs in runs_by_mode.values() for r in runs):
+            lines += ["Where the links go: the share of each distribution's links on the first and on the last "
+                      "source word of the sentence (the boundary states of the bidirectional encoder summarise "
+                      "the whole sentence; a model whose alignment carries little drifts there):", ""]
+            lines += boundary_table(runs_by_mode, reference_boundaries(root, corpus)) + [""]
     transcribed: Dict[str, List[str]] = {}  # provenance -> runs
     for runs_by_mode in all_runs.values():
         for runs in runs_by_mode.values():
