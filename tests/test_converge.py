@@ -166,15 +166,20 @@ def fake_run(root: Path, corpus: str, mode: str, seed: int, ppl: float, bleu: fl
         (run / "eval" / "validate.log").write_text(
             f"x | valid on 'test' subset | loss 4.5 | nll_loss 4.4 | ppl {ppl} | bound_ppl {ppl + 1} | "
             "kl 0.5 | prior_ent 1 | post_ent 0.5 | wps 100\n")
-        (run / "eval" / "bleu-exact.json").write_text(json.dumps({"name": "BLEU", "score": bleu}))
+        (run / "eval" / "bleu-exact.json").write_text(json.dumps(
+            {"name": "BLEU", "score": bleu, "verbose_score": "50.0/30.0/20.0/10.0 (BP = 1.000 ratio = 1.500 "
+             "hyp_len = 15 ref_len = 10)"}))
         (run / "eval" / "bleu-kmax.json").write_text(json.dumps({"name": "BLEU", "score": bleu - 1}))
+        (run / "eval" / "bleu-noeos.json").write_text(json.dumps(
+            {"name": "BLEU", "score": bleu + 2, "verbose_score": f"BP = 1.000 ratio = {1 + seed / 10:.3f} hyp_len"}))
         (run / "align" / "prior.aer.json").write_text(json.dumps({"aer": 0.5}))
         (run / "eval" / "diagnose.json").write_text(json.dumps(
             {"mode": mode, "tokens": 100, "ppl": ppl, "ppl_other_source": 3 * ppl, "kl_posterior_prior": seed / 10,
              "position_spread": 1.0, "prior_entropy": 2.0, "uniform_entropy": 2.5}))
         (run / "align" / "prior.boundaries.json").write_text(json.dumps(
             {"links": 10, "first": seed / 10, "last": 0.5}))
-        for step in ("train", "validate", "diagnose", "bleu-exact", "bleu-kmax", "aer-prior", "boundaries"):
+        for step in ("train", "validate", "diagnose", "bleu-exact", "bleu-kmax", "bleu-noeos", "aer-prior",
+                     "boundaries"):
             (run / ".done" / step).write_text("")
     (run / "train.log").write_text("\n".join(lines) + "\n")
 
@@ -211,8 +216,9 @@ def test_report_reads_runs_and_marks_unfinished_ones(tmp_path):
                                                           "1.000 ± 0.000", "2.000 ± 0.000", "2.500 ± 0.000"]
     assert diagnosed["soft (0/2 seeds; not started, training)"][0].strip() == "—"
     assert rows["var-enum"].split("|")[2].strip() == "21.00 ± 1.00"  # exact PPL: mean ± half range
-    # BLEU exact, K-max, updates, wall time (minutes)
-    assert "| 11.00 ± 1.00 | 10.00 ± 1.00 | 20 ± 0 | 5.0 ± 0.0 | 1/2 |" in rows["var-enum"]
+    # BLEU exact, K-max, without the EOS penalty, length ratios (exact; no EOS penalty), updates, wall time (minutes)
+    assert "| 11.00 ± 1.00 | 10.00 ± 1.00 | 13.00 ± 1.00 | 1.50 ± 0.00; 1.15 ± 0.05 | 20 ± 0 | 5.0 ± 0.0 | 1/2 |" \
+        in rows["var-enum"]
     assert rows["var-enum"].split("|")[4].strip() == f"{0.5 * 0.6931471805599453:.3f} ± 0.000"  # KL in nats
     assert "soft (0/2 seeds; not started, training)" in rows
     assert "marginal (0/2 seeds; not started)" in rows
@@ -244,6 +250,8 @@ COMMITTED_REPORTS = [
     ("docs/converge-runs", "docs/converge-results.md", "docs/converge-curves.png", ("ding", "libreoffice"),
      ("soft", "marginal", "hard-enum", "var-enum", "var-sample", "transformer-soft", "transformer-marginal",
       "transformer-var-enum", "transformer-var-sample")),
+    ("docs/converge-runs-long", "docs/converge-long-results.md", "docs/converge-long-curves.png", ("libreoffice",),
+     ("soft", "marginal", "var-enum")),
 ]
 
 
@@ -302,7 +310,8 @@ def test_transcribed_runs_count_in_the_tables_and_are_marked(tmp_path):
     nats = 0.5 * 0.6931471805599453  # the real run's KL: 0.5 bits
     assert cells[:3] == ["21.00 ± 1.00", "22.00 ± 1.00", f"{(nats + 0.1) / 2:.3f} ± {(nats - 0.1) / 2:.3f}"]
     assert cells[4] == "0.347"  # the transcribed run has no posterior entropy: the real run's alone
-    assert cells[5:] == ["11.00 ± 1.00", "10.00 ± 1.00", "25 ± 5", "6.0 ± 1.0", "1/2"]
+    # the transcribed run has no BLEU without the EOS penalty, nor length ratios: the real run's alone
+    assert cells[5:] == ["11.00 ± 1.00", "10.00 ± 1.00", "12.00", "1.50; 1.10", "25 ± 5", "6.0 ± 1.0", "1/2"]
     assert "- ding var-enum seed 2: an earlier report" in text
     assert report.read_run(tmp_path, "ding", "var-enum", "2").train.curve.updates == []
     (lost / "transcribed.json").write_text(json.dumps({"updates": 30}))
@@ -605,9 +614,10 @@ def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
     # 1. killed while the second run trains: the first is complete, the second is not marked done
     kill_during_training(env, killed)
     finished_steps = sorted(p.name for p in (first / ".done").iterdir())
-    assert finished_steps == ["aer-prior", "align-prior", "bleu-exact", "boundaries", "diagnose", "finished", "train",
-                              "validate"] if aligner != "none" else \
-        finished_steps == ["align-prior", "bleu-exact", "boundaries", "diagnose", "finished", "train", "validate"]
+    assert finished_steps == ["aer-prior", "align-prior", "bleu-exact", "bleu-noeos", "boundaries", "diagnose",
+                              "finished", "train", "validate"] if aligner != "none" else \
+        finished_steps == ["align-prior", "bleu-exact", "bleu-noeos", "boundaries", "diagnose", "finished", "train",
+                           "validate"]
     first_log = (first / "train.log").read_text()
 
     # 2. the same command: the killed run resumes from checkpoint_last, the finished one is not redone
@@ -631,7 +641,8 @@ def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
         expected = {"train", "finished", "boundaries"} | {f"align-{d}" for d in (["prior"] if mode == "soft" else
                                                          ["prior", "posterior", "exact-posterior"])}
         if not corpus.startswith("syn-"):
-            expected |= {"validate", "diagnose", "bleu-exact"} | ({"bleu-kmax"} if mode != "soft" else set())
+            expected |= {"validate", "diagnose", "bleu-exact", "bleu-noeos"}
+            expected |= {"bleu-kmax"} if mode != "soft" else set()
         if corpus.startswith("syn-") or aligner != "none":
             expected |= {s.replace("align-", "aer-") for s in expected if s.startswith("align-")}
         assert steps == expected, (corpus, mode)
@@ -661,12 +672,14 @@ def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
         for cells in finished.values():
             ppl, bound = float(cells[0]), float(cells[1])
             assert 1 < ppl <= bound + 0.01  # the bound is never better than the exact perplexity
-            assert 0 <= float(cells[5]) <= 100 and int(cells[7]) > 0 and float(cells[8]) >= 0
+            assert 0 <= float(cells[5]) <= 100 and 0 <= float(cells[7]) <= 100  # BLEU, with and without EOS penalty
+            assert all(float(ratio) > 0 for ratio in cells[8].split(";"))  # length over the references'
+            assert int(cells[9]) > 0 and float(cells[10]) >= 0  # updates, wall time
         assert rows["soft"][6].strip() == "—" and 0 <= float(rows["var-enum"][6]) <= 100  # K-max
         if section.startswith("Ding"):
             assert 0 <= float(rows["transformer-var-enum"][6]) <= 100
-    synthetic_rows = {line.split("|")[1].strip(): line for line in sections[2].split("Where the links go")[0].splitlines()
-                      if line.startswith("| ")}
+    synthetic_aer = sections[2].split("Where the links go")[0]
+    synthetic_rows = {line.split("|")[1].strip(): line for line in synthetic_aer.splitlines() if line.startswith("| ")}
     assert "diagonal baseline" in synthetic_rows and "soft" in synthetic_rows and "var-enum" in synthetic_rows
     for cell in synthetic_rows["var-enum"].split("|")[2:-1]:
         assert 0 <= float(cell) <= 1

@@ -5,9 +5,10 @@
 
 Reads, for run ROOT/CORPUS/MODE-seedS: train.log (fairseq's JSON log lines, one
 ``=== attempt DATE TIME`` line before each attempt), eval/validate.log (fairseq-validate on the
-test set), eval/diagnose.json (varattn-diagnose), eval/bleu-{exact,kmax}.json (sacreBLEU),
-align/DIST.aer.json (varattn-aer), align/DIST.boundaries.json (batch.py boundaries) and the step markers in .done/. Works on partial results: a
-run that has not finished a step shows what it has and is marked as such.
+test set), eval/diagnose.json (varattn-diagnose), eval/bleu-{exact,kmax,noeos}.json (sacreBLEU),
+align/DIST.aer.json (varattn-aer), align/DIST.boundaries.json (batch.py boundaries) and the
+step markers in .done/. Works on partial results: a run that has not finished a step shows
+what it has and is marked as such.
 
 Numbers are mean ± half the range over the finished seeds. fairseq logs in bits; KL and
 entropies are given in nats like the paper (per target token), perplexities per subword
@@ -40,6 +41,9 @@ FRESH_START = "No existing checkpoint found"  # fairseq: this attempt trains fro
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
 TRANSCRIBED = "transcribed.json"
+# converge.sh's decodings: beam 10 with the paper's length and EOS penalties, exact or K-max
+# marginalisation; and exact (soft attention: soft) without the EOS penalty
+DECODINGS = ("exact", "kmax", "noeos")
 DISTRIBUTIONS = (("prior", "prior (attention)"), ("posterior", "posterior q"),
                  ("exact-posterior", "exact posterior"))
 SYNTHETIC_NAMES = {"monotone": "monotone", "local": "local reordering", "fertility": "fertility (one-to-many)",
@@ -164,6 +168,8 @@ class Run:
     transcribed: Optional[str] = None  # where the figures of a lost run were copied from
     # per distribution, the share of its links on the first and on the last source word (batch.py boundaries)
     boundaries: Dict[str, Tuple[float, float]] = field(default_factory=dict)
+    # per decoding, the translations' length over the references' (sacreBLEU's ratio)
+    length_ratio: Dict[str, Optional[float]] = field(default_factory=dict)
 
     @property
     def trained(self) -> bool:
@@ -193,7 +199,7 @@ def read_transcribed(path: Path, corpus: str, mode: str, seed: str) -> Run:
             if key.endswith("_nats"):
                 key, value = key[: -len("_nats")], value / bits
             metrics[key] = value
-    bleu = {decoding: (record.get("bleu") or {}).get(decoding) for decoding in ("exact", "kmax")}
+    bleu = {decoding: (record.get("bleu") or {}).get(decoding) for decoding in DECODINGS}
     aer = {distribution: (record.get("aer") or {}).get(distribution) for distribution, _ in DISTRIBUTIONS}
     train = TrainLog(updates=record.get("updates"), wall=60.0 * (record.get("wall_minutes") or 0.0), attempts=1,
                      early_stop=bool(record.get("early_stop")))
@@ -209,9 +215,12 @@ def read_run(root: Path, corpus: str, mode: str, seed: str) -> Run:
     done = path / ".done"
     steps = {p.name: True for p in done.iterdir()} if done.is_dir() else {}
     bleu = {}
-    for decoding in ("exact", "kmax"):
+    length_ratio = {}
+    for decoding in DECODINGS:
         report = read_json(path / "eval" / f"bleu-{decoding}.json") if steps.get(f"bleu-{decoding}") else None
         bleu[decoding] = float(report["score"]) if report else None
+        ratio = re.search(r"ratio = ([0-9.]+)", str((report or {}).get("verbose_score", "")))
+        length_ratio[decoding] = float(ratio.group(1)) if ratio else None
     aer = {}
     for distribution, _ in DISTRIBUTIONS:
         report = read_json(path / "align" / f"{distribution}.aer.json") if steps.get(f"aer-{distribution}") else None
@@ -225,7 +234,7 @@ def read_run(root: Path, corpus: str, mode: str, seed: str) -> Run:
         if shares:
             boundaries[distribution] = shares
     return Run(corpus, mode, seed, path, steps, read_train_log(path / "train.log"), metrics, bleu, aer, diagnosis,
-               boundaries=boundaries)
+               boundaries=boundaries, length_ratio=length_ratio)
 
 
 def read_boundaries(path: Path) -> Optional[Tuple[float, float]]:
@@ -269,15 +278,16 @@ def attention_mode(system: str) -> str:
 
 def translation_table(runs_by_mode: Dict[str, List[Run]]) -> List[str]:
     rows = ["| mode | exact PPL | bound PPL | KL (nats) | prior ent (nats) | post ent (nats) | BLEU exact | "
-            "BLEU K-max | updates | wall time (min) | early stops |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "BLEU K-max | BLEU, no EOS penalty | length / reference (exact; no EOS penalty) | updates | "
+            "wall time (min) | early stops |",
+            "|---" * 13 + "|"]
     nats = math.log(2)
     for mode, runs in runs_by_mode.items():
         finished = [r for r in runs if r.metrics]
         trained = [r for r in runs if r.trained]
         note = seeds_note(runs, finished)
         if not finished:
-            rows.append(f"| {mode}{note} | — | — | — | — | — | — | — | "
+            rows.append(f"| {mode}{note} | — | — | — | — | — | — | — | — | — | "
                         f"{spread([r.train.updates for r in runs if r.train.updates is not None], 0)} | "
                         f"{minutes([r.train.wall for r in runs if r.train.attempts])} | — |")
             continue
@@ -287,7 +297,10 @@ def translation_table(runs_by_mode: Dict[str, List[Run]]) -> List[str]:
             f"| {mode}{note} | {spread([x.get('ppl') for x in m])} | {spread([x.get('bound_ppl') for x in m])} | "
             f"{spread([x.get('kl', 0.0) for x in m], 3, nats)} | {spread([x.get('prior_ent') for x in m], 3, nats)} | "
             f"{spread([x.get('post_ent') for x in m], 3, nats)} | {spread([r.bleu['exact'] for r in finished])} | "
-            f"{kmax} | {spread([r.train.updates for r in finished], 0)} | "
+            f"{kmax} | {spread([r.bleu.get('noeos') for r in finished])} | "
+            f"{spread([r.length_ratio.get('exact') for r in finished])}; "
+            f"{spread([r.length_ratio.get('noeos') for r in finished])} | "
+            f"{spread([r.train.updates for r in finished], 0)} | "
             f"{minutes([r.train.wall for r in finished])} | {sum(r.train.early_stop for r in trained)}/{len(runs)} |")
     return rows
 
@@ -334,7 +347,8 @@ def boundary_table(runs_by_mode: Dict[str, List[Run]], references: Dict[str, Tup
         cells = []
         for distribution, _ in DISTRIBUTIONS:
             shares = [r.boundaries[distribution] for r in finished if distribution in r.boundaries]
-            cells.append(f"{spread([f for f, _ in shares])} / {spread([l for _, l in shares])}" if shares else "—")
+            firsts, lasts = [first for first, _ in shares], [last for _, last in shares]
+            cells.append(f"{spread(firsts)} / {spread(lasts)}" if shares else "—")
         rows.append(f"| {mode}{seeds_note(runs, finished)} | " + " | ".join(cells) + " |")
     return rows
 
@@ -392,8 +406,10 @@ def report(root: Path, corpora: Sequence[str], modes: Sequence[str], seeds: Sequ
              "finished seeds; a row says how many seeds it has when runs are missing. Perplexities per "
              "subword on the test set from checkpoint_best.pt (the best validation bound); KL and entropies "
              "in nats per target token; BLEU: detokenised sacreBLEU, beam 10, --gnmt-lenpen 1, "
-             "--eos-penalty 3, exact or K-max (K=5) marginalisation (soft attention decodes softly); "
-             "updates and wall time until the training stopped (early stop or the maximum).", ""]
+             "--eos-penalty 3 (the paper's), exact or K-max (K=5) marginalisation (soft attention decodes "
+             "softly), and exact without the EOS penalty; length / reference: the translations' length over "
+             "the references' (sacreBLEU's ratio); updates and wall time until the training stopped (early stop "
+             "or the maximum).", ""]
     all_runs = {}
     for corpus in corpora:
         runs_by_mode = {mode: [read_run(root, corpus, mode, seed) for seed in seeds] for mode in modes}
