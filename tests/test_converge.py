@@ -673,7 +673,8 @@ def test_converge_tiny_end_to_end_killed_and_resumed(tmp_path):
             ppl, bound = float(cells[0]), float(cells[1])
             assert 1 < ppl <= bound + 0.01  # the bound is never better than the exact perplexity
             assert 0 <= float(cells[5]) <= 100 and 0 <= float(cells[7]) <= 100  # BLEU, with and without EOS penalty
-            assert all(float(ratio) > 0 for ratio in cells[8].split(";"))  # length over the references'
+            assert all(float(ratio) >= 0 for ratio in cells[8].split(";"))  # length over the references' (a tiny
+            # model may translate every test sentence as the empty one)
             assert int(cells[9]) > 0 and float(cells[10]) >= 0  # updates, wall time
         assert rows["soft"][6].strip() == "—" and 0 <= float(rows["var-enum"][6]) <= 100  # K-max
         if section.startswith("Ding"):
