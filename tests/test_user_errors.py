@@ -272,12 +272,26 @@ def texts(tmp_path):
      "equal to the sentence length suggests the file counts from 1: pass --one-based"),
     ("1-1\n2-3\n", "0-0\n0-0\n", ["--one-based"], "gold:2: link 2-3 (source-target) lies outside"),
     ("0-0\n", "0-0\n", [], "--source has 2 lines but"),
-], ids=["gold-999", "pred-500-700", "looks-one-based", "one-based-too-far", "line-count"])
+    ("1 1 1\n2 4 1\n", "0-0\n0-0\n", ["--one-based"], "gold: sentence 2: link 4-1 (source-target) lies outside"),
+], ids=["gold-999", "pred-500-700", "looks-one-based", "one-based-too-far", "line-count", "naacl-detected"])
 def test_aer_checks_positions_against_the_text(capsys, tmp_path, texts, gold, pred, flags, message):
     source, target = texts
     code, _, err = run_aer(capsys, write(tmp_path, "gold", gold), write(tmp_path, "pred", pred), *flags,
                         "--source", source, "--target", target)
     assert code == 1 and message in err
+
+
+def test_aer_reads_the_gold_file_once(capsys, tmp_path, texts, monkeypatch):
+    """Detecting the format, parsing and naming sentences in errors share one read of the gold file."""
+    source, target = texts
+    gold = write(tmp_path, "gold", "1 1 1\n2 2 2\n")
+    reads = []
+    real = aer.read_lines
+    monkeypatch.setattr(aer, "read_lines", lambda path, *a, **k: reads.append(Path(path)) or real(path, *a, **k))
+    code, out, _ = run_aer(capsys, gold, write(tmp_path, "pred", "0-0\n1-1\n"), "--one-based",
+                           "--source", source, "--target", target)
+    assert code == 0 and "aer: 0.0000" in out
+    assert reads.count(gold) == 1
 
 
 def test_aer_refuses_empty_inputs_instead_of_nan(capsys, tmp_path):

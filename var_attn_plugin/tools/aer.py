@@ -172,19 +172,24 @@ def detect_format(lines: Sequence[str], path: Path) -> str:
 
 
 def read_pharaoh(path: Path, one_based: bool = False, role: str = "gold",
-                 null_links: Optional[NullLinks] = None) -> List[GoldAlignment]:
-    lines = read_lines(path, f"{role} file", AlignmentFormatError)
+                 null_links: Optional[NullLinks] = None,
+                 lines: Optional[Sequence[str]] = None) -> List[GoldAlignment]:
+    if lines is None:
+        lines = read_lines(path, f"{role} file", AlignmentFormatError)
     return [GoldAlignment.from_links(*parse_pharaoh_line(line, f"{path}:{n}", one_based, null_links))
             for n, line in enumerate(lines, 1)]
 
 
 def read_naacl(path: Path, num_sentences: int, one_based: bool = False,
-               first_sentence_id: int = 1, null_links: Optional[NullLinks] = None) -> List[GoldAlignment]:
+               first_sentence_id: int = 1, null_links: Optional[NullLinks] = None,
+               lines: Optional[Sequence[str]] = None) -> List[GoldAlignment]:
     """Gold links of ``num_sentences`` sentences from the ``sentence i j [S|P]`` format."""
     sure: Dict[int, Set[Link]] = {}
     possible: Dict[int, Set[Link]] = {}
     last_id = first_sentence_id - 1
-    for number, line in enumerate(read_lines(path, "gold file", AlignmentFormatError), 1):
+    if lines is None:
+        lines = read_lines(path, "gold file", AlignmentFormatError)
+    for number, line in enumerate(lines, 1):
         fields = line.split()
         if not fields:
             continue
@@ -234,21 +239,29 @@ def read_prediction(path: Path, reverse: bool = False) -> List[Set[Link]]:
     return links
 
 
-def read_gold(path: Path, num_sentences: int, gold_format: str = "auto", one_based: bool = False,
-              first_sentence_id: int = 1, null_links: Optional[NullLinks] = None) -> List[GoldAlignment]:
-    """Gold links of ``num_sentences`` sentences (the prediction's line count)."""
+def read_gold_with_format(path: Path, num_sentences: int, gold_format: str = "auto", one_based: bool = False,
+                          first_sentence_id: int = 1, null_links: Optional[NullLinks] = None
+                          ) -> Tuple[List[GoldAlignment], str]:
+    """Gold links of ``num_sentences`` sentences and the format they were read in (the file is read once)."""
     if gold_format not in GOLD_FORMATS:
         raise ValueError(f"--gold-format must be one of {', '.join(GOLD_FORMATS)}, got {gold_format!r}")
+    lines = read_lines(path, "gold file", AlignmentFormatError)
     if gold_format == "auto":
-        gold_format = detect_format(read_lines(path, "gold file", AlignmentFormatError), path)
+        gold_format = detect_format(lines, path)
     if gold_format == "naacl":
-        return read_naacl(path, num_sentences, one_based, first_sentence_id, null_links)
-    gold = read_pharaoh(path, one_based, null_links=null_links)
+        return read_naacl(path, num_sentences, one_based, first_sentence_id, null_links, lines), gold_format
+    gold = read_pharaoh(path, one_based, null_links=null_links, lines=lines)
     if len(gold) != num_sentences:
         raise AlignmentFormatError(
             f"{path} has {len(gold)} lines (sentences) but the prediction has {num_sentences}: "
             "both must have one line per sentence pair, in the same order")
-    return gold
+    return gold, gold_format
+
+
+def read_gold(path: Path, num_sentences: int, gold_format: str = "auto", one_based: bool = False,
+              first_sentence_id: int = 1, null_links: Optional[NullLinks] = None) -> List[GoldAlignment]:
+    """Gold links of ``num_sentences`` sentences (the prediction's line count)."""
+    return read_gold_with_format(path, num_sentences, gold_format, one_based, first_sentence_id, null_links)[0]
 
 
 # ------------------------------------------------------------------ checks
@@ -346,8 +359,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     null_links = NullLinks(drop=args.drop_null_links)
     try:
         predicted = read_prediction(args.pred, args.reverse)
-        gold = read_gold(args.gold, len(predicted), args.gold_format, args.one_based, args.first_sentence_id,
-                         null_links)
+        gold, gold_format = read_gold_with_format(args.gold, len(predicted), args.gold_format, args.one_based,
+                                                  args.first_sentence_id, null_links)
         check_not_empty(gold, predicted, args.gold, args.pred)
         if args.source is not None:
             src_lengths = read_lengths(args.source, "--source")
@@ -357,9 +370,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                     raise AlignmentFormatError(
                         f"{flag} has {len(lengths)} lines but {args.pred} has {len(predicted)}: the text must "
                         "have one line per sentence pair, in the same order")
-            naacl = args.gold_format == "naacl" or (
-                args.gold_format == "auto"
-                and detect_format(read_lines(args.gold, "gold file", AlignmentFormatError), args.gold) == "naacl")
+            naacl = gold_format == "naacl"
             check_positions([g.possible for g in gold], src_lengths, tgt_lengths,
                             (lambda k: f"{args.gold}: sentence {args.first_sentence_id + k}") if naacl
                             else (lambda k: f"{args.gold}:{k + 1}"), args.one_based, True)
