@@ -250,7 +250,7 @@ COMMITTED_REPORTS = [
     ("docs/converge-runs", "docs/converge-results.md", "docs/converge-curves.png", ("ding", "libreoffice"),
      ("soft", "marginal", "hard-enum", "var-enum", "var-sample", "transformer-soft", "transformer-marginal",
       "transformer-var-enum", "transformer-var-sample")),
-    ("docs/converge-runs-long", "docs/converge-long-results.md", "docs/converge-long-curves.png", ("libreoffice",),
+    ("docs/converge-runs-long", "docs/converge-long-results.md", "docs/converge-long-curves.png", ("ding", "libreoffice"),
      ("soft", "marginal", "var-enum")),
 ]
 
