@@ -171,24 +171,19 @@ def detect_format(lines: Sequence[str], path: Path) -> str:
     return "pharaoh"
 
 
-def read_pharaoh(path: Path, one_based: bool = False, role: str = "gold",
-                 null_links: Optional[NullLinks] = None,
-                 lines: Optional[Sequence[str]] = None) -> List[GoldAlignment]:
-    if lines is None:
-        lines = read_lines(path, f"{role} file", AlignmentFormatError)
+def read_pharaoh(path: Path, lines: Sequence[str], one_based: bool = False,
+                 null_links: Optional[NullLinks] = None) -> List[GoldAlignment]:
+    """Gold links from the lines of ``path`` in the Pharaoh format (``path`` names them in errors)."""
     return [GoldAlignment.from_links(*parse_pharaoh_line(line, f"{path}:{n}", one_based, null_links))
             for n, line in enumerate(lines, 1)]
 
 
-def read_naacl(path: Path, num_sentences: int, one_based: bool = False,
-               first_sentence_id: int = 1, null_links: Optional[NullLinks] = None,
-               lines: Optional[Sequence[str]] = None) -> List[GoldAlignment]:
+def read_naacl(path: Path, lines: Sequence[str], num_sentences: int, one_based: bool = False,
+               first_sentence_id: int = 1, null_links: Optional[NullLinks] = None) -> List[GoldAlignment]:
     """Gold links of ``num_sentences`` sentences from the ``sentence i j [S|P]`` format."""
     sure: Dict[int, Set[Link]] = {}
     possible: Dict[int, Set[Link]] = {}
     last_id = first_sentence_id - 1
-    if lines is None:
-        lines = read_lines(path, "gold file", AlignmentFormatError)
     for number, line in enumerate(lines, 1):
         fields = line.split()
         if not fields:
@@ -249,8 +244,8 @@ def read_gold_with_format(path: Path, num_sentences: int, gold_format: str = "au
     if gold_format == "auto":
         gold_format = detect_format(lines, path)
     if gold_format == "naacl":
-        return read_naacl(path, num_sentences, one_based, first_sentence_id, null_links, lines), gold_format
-    gold = read_pharaoh(path, one_based, null_links=null_links, lines=lines)
+        return read_naacl(path, lines, num_sentences, one_based, first_sentence_id, null_links), gold_format
+    gold = read_pharaoh(path, lines, one_based, null_links)
     if len(gold) != num_sentences:
         raise AlignmentFormatError(
             f"{path} has {len(gold)} lines (sentences) but the prediction has {num_sentences}: "
