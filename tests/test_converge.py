@@ -251,7 +251,8 @@ COMMITTED_REPORTS = [
      ("soft", "marginal", "hard-enum", "var-enum", "var-sample", "transformer-soft", "transformer-marginal",
       "transformer-var-enum", "transformer-var-sample")),
     ("docs/converge-runs-long", "docs/converge-long-results.md", "docs/converge-long-curves.png", ("ding", "libreoffice"),
-     ("soft", "marginal", "hard-enum", "var-enum", "var-sample")),
+     ("soft", "marginal", "hard-enum", "var-enum", "var-sample", "transformer-soft", "transformer-marginal",
+      "transformer-var-enum", "transformer-var-sample")),
 ]
 
 
