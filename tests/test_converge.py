@@ -246,13 +246,13 @@ def report_text(root: Path, corpora=("ding",), modes=("soft", "var-enum"), seeds
 
 # the committed reports (which the README quotes) and the archives they are report.py of:
 # (archive, report, curves, corpora, modes)
+REPORTED_MODES = ("soft", "marginal", "hard-enum", "var-enum", "var-sample", "transformer-soft",
+                  "transformer-marginal", "transformer-var-enum", "transformer-var-sample")
 COMMITTED_REPORTS = [
     ("docs/converge-runs", "docs/converge-results.md", "docs/converge-curves.png", ("ding", "libreoffice"),
-     ("soft", "marginal", "hard-enum", "var-enum", "var-sample", "transformer-soft", "transformer-marginal",
-      "transformer-var-enum", "transformer-var-sample")),
+     REPORTED_MODES),
     ("docs/converge-runs-long", "docs/converge-long-results.md", "docs/converge-long-curves.png", ("ding", "libreoffice"),
-     ("soft", "marginal", "hard-enum", "var-enum", "var-sample", "transformer-soft", "transformer-marginal",
-      "transformer-var-enum", "transformer-var-sample")),
+     REPORTED_MODES),
 ]
 
 
