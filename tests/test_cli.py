@@ -69,7 +69,7 @@ def test_train_logs_every_term_and_writes_checkpoints(arch, mode, synthetic_data
                                                    "--log-interval", "1", arch=arch)).stdout
 
     # every update logs the mode's terms; the exact likelihood where training enumerates
-    train_keys = ["loss", "bound", "bound_ppl", "rec", "kl", "prior_ent"]
+    train_keys = ["loss", "bound", "bound_ppl", "rec", "kl", "prior_ent", "prior_eos", "prior_max"]
     train_keys += ["post_ent"] if spec.variational else []
     train_keys += ["nll_loss", "ppl"] if spec.enumerates or not spec.latent else []
     inner = log_records(log, "train_inner")
@@ -79,11 +79,13 @@ def test_train_logs_every_term_and_writes_checkpoints(arch, mode, synthetic_data
 
     # validation is exact for every mode (docs/METHOD.md §9.9)
     (valid,) = log_records(log, "valid")
-    valid_keys = ["valid_" + k for k in ("loss", "nll_loss", "ppl", "bound", "bound_ppl", "rec", "kl", "prior_ent")]
+    valid_keys = ["valid_" + k for k in ("loss", "nll_loss", "ppl", "bound", "bound_ppl", "rec", "kl", "prior_ent",
+                                         "prior_eos", "prior_max")]
     assert_finite(valid, valid_keys + (["valid_post_ent"] if spec.variational else []))
     assert valid["valid_bound"] >= valid["valid_nll_loss"] - ROUNDING  # the objective bounds -log p(y|x)
     assert valid["valid_bound"] == pytest.approx(valid["valid_rec"] + valid["valid_kl"], abs=ROUNDING)
     assert valid["valid_kl"] >= 0 and valid["valid_prior_ent"] >= 0
+    assert 0 <= valid["valid_prior_eos"] <= valid["valid_prior_max"] <= 1
     if not spec.variational:
         assert valid["valid_kl"] == 0
     if mode in ("marginal", "soft"):  # the objective is the likelihood itself

@@ -25,7 +25,7 @@ from var_attn_plugin.latent.modes import ATTENTION_MODES
 from var_attn_plugin.latent.outputs import DecodingOptions
 
 SRC_LENGTHS, TGT_LENGTHS = [4, 6, 2], [5, 3, 7]  # B = 3, pairwise-distinct lengths
-SUMMED_KEYS = ("loss", "bound", "rec", "kl", "nll_loss", "prior_ent", "post_ent",
+SUMMED_KEYS = ("loss", "bound", "rec", "kl", "nll_loss", "prior_ent", "post_ent", "prior_eos", "prior_max",
                "ntokens", "nsentences", "sample_size")
 
 
@@ -229,3 +229,49 @@ def test_entropies_are_logged_unless_no_entropy_is_passed(arch):
     _, _, quiet = VarAttnCriterion(task, sentence_avg=False, no_entropy=True)(model, batch)
     assert {"prior_ent", "post_ent"} <= logged.keys() and not {"prior_ent", "post_ent"} & quiet.keys()
     assert torch.equal(logged["loss"], quiet["loss"])
+
+
+# ---------------------------------------------------------------------------- collapse diagnostics
+
+
+def test_alignment_candidates_leave_out_pads_and_under_the_option_the_eos_but_never_a_whole_row():
+    from var_attn_plugin.latent.distributions import alignment_padding_mask
+
+    pad, eos = 1, 2
+    src = torch.tensor([[1, 1, 7, 8, 2],    # left-padded: EOS last
+                        [7, 2, 1, 1, 1],    # right-padded: EOS before the pads
+                        [1, 1, 1, 1, 2]])   # an empty sentence: EOS alone
+    assert alignment_padding_mask(src, pad, eos, exclude_eos=False).tolist() == src.eq(pad).tolist()
+    assert alignment_padding_mask(src, pad, eos, exclude_eos=True).tolist() == [
+        [True, True, False, False, True],
+        [False, True, True, True, True],
+        [True, True, True, True, False]]
+
+
+@pytest.mark.parametrize("exclude_eos", [False, True], ids=["eos-candidate", "exclude-source-eos"])
+@pytest.mark.parametrize("mode", ["soft", "hard-enum", "var-sample"])
+def test_logs_the_priors_mass_on_the_source_eos_and_its_largest_probability(arch, mode, exclude_eos):
+    """prior_eos and prior_max against a loop over the real target tokens of the prior."""
+    model = build_model(mode, arch=arch, exclude_source_eos=exclude_eos).double().eval()
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS, seed=3)
+    _, _, log = make_criterion(model)(model, batch)
+    model.decoder.decoding = DecodingOptions("soft")
+    _, extra = model(**batch["net_input"])
+    prior = extra["attn"][0]  # B x T x S
+    src, target = batch["net_input"]["src_tokens"], batch["target"]
+    eos_mass, largest, n = 0.0, 0.0, 0
+    for b in range(target.size(0)):
+        eos_at = src[b].tolist().index(model.encoder.dictionary.eos())
+        for t in range(target.size(1)):
+            if target[b, t] != model.decoder.dictionary.pad():
+                eos_mass += prior[b, t, eos_at].item()
+                largest += max(prior[b, t].tolist())
+                n += 1
+    assert as_float(log["prior_eos"]) == pytest.approx(eos_mass, rel=1e-9, abs=1e-12)
+    assert as_float(log["prior_max"]) == pytest.approx(largest, rel=1e-9)
+    if exclude_eos:
+        assert as_float(log["prior_eos"]) == 0
+    with metrics.aggregate(new_root=True) as meters:
+        VarAttnCriterion.reduce_metrics([log])
+        assert meters["prior_eos"].avg == pytest.approx(eos_mass / n, abs=1e-4)  # a probability, not bits
+        assert meters["prior_max"].avg == pytest.approx(largest / n, abs=1e-4)

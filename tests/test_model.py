@@ -59,14 +59,22 @@ def sentence(model, batch, b: int) -> Dict:
 # ---------------------------------------------------------------------------- brute force
 
 
+def candidate_count(model, one) -> int:
+    """How many source positions of a batch of one without pads ``z_t`` ranges over: all, or
+    all but the last (the EOS) under --exclude-source-eos."""
+    S = one["net_input"]["src_tokens"].size(1)
+    return S - 1 if model.cfg.exclude_source_eos and S > 1 else S
+
+
 def reference_lstm_steps(model, one):
     """x̃ ``(S, D)``, h_t and log p_t(j) of the LSTM for a batch of one without pads, by an explicit
-    step-by-step loop over the formulas of docs/METHOD.md §3 (one source position at a time)."""
+    step-by-step loop over the formulas of docs/METHOD.md §3 (one source position at a time;
+    ``S`` counts the alignment candidates, so the EOS is left out under --exclude-source-eos)."""
     decoder = model.decoder
     scorer = decoder.prior_scorer
-    states = encode(model, one)["encoder_out"][0][0]  # S x D
+    S = candidate_count(model, one)
+    states = encode(model, one)["encoder_out"][0][0][:S]  # S x D
     prev = one["net_input"]["prev_output_tokens"][0]
-    S = states.size(0)
     hidden = [states.new_zeros(1, decoder.hidden_size) for _ in decoder.layers]
     cell = [states.new_zeros(1, decoder.hidden_size) for _ in decoder.layers]
     input_feed = states.new_zeros(states.size(1))
@@ -95,7 +103,7 @@ def reference_transformer_steps(model, one):
     from fairseq.models.transformer import TransformerDecoderBase
 
     encoder_out = encode(model, one)
-    states = encoder_out["encoder_out"][0][:, 0]  # S x C
+    states = encoder_out["encoder_out"][0][:candidate_count(model, one), 0]  # S x C (candidates)
     hidden, _ = TransformerDecoderBase.extract_features(
         model.decoder, one["net_input"]["prev_output_tokens"], encoder_out)
     U = model.decoder.prior_scorer.U.weight
@@ -131,11 +139,13 @@ def logsumexp(values: List[float]) -> float:
     return top + math.log(sum(math.exp(v - top) for v in values))
 
 
-def test_sentence_likelihood_and_elbo_equal_enumeration_of_all_alignment_sequences(arch):
+@pytest.mark.parametrize("exclude_eos", [False, True], ids=["eos-candidate", "exclude-source-eos"])
+def test_sentence_likelihood_and_elbo_equal_enumeration_of_all_alignment_sequences(arch, exclude_eos):
     """log p(y | x) = log Σ_z Π_t p_t(z_t) p(y_t | z_t) over all S^T sequences z, and the
     ELBO = Σ_z q(z) [log p(y, z) - log q(z)] with q(z) = Π_t q_t(z_t), against the model's
-    per-step enumeration, for every sentence of a padded batch."""
-    model = eval_model("var-enum", arch=arch)
+    per-step enumeration, for every sentence of a padded batch; with --exclude-source-eos z
+    ranges over the source words only (and the prior and q give the EOS no mass)."""
+    model = eval_model("var-enum", arch=arch, exclude_source_eos=exclude_eos)
     batch = random_batch(model, [4, 3, 2], [3, 5, 4], seed=1)
     out = model(**batch["net_input"], target=batch["target"])
     per_token_elbo = -ATTENTION_MODES["var-enum"].objective(out).objective  # B x T
@@ -150,6 +160,9 @@ def test_sentence_likelihood_and_elbo_equal_enumeration_of_all_alignment_sequenc
         n_src = int(batch["net_input"]["src_lengths"][b])
         real = slice(out.prior_log_probs.size(-1) - n_src, None)
         log_q = out.posterior_log_probs[b, :T, real].tolist()
+        if exclude_eos:  # the EOS, last of the source, has no mass under the prior or q
+            assert out.prior_log_probs[b, :T, -1].exp().max() == 0
+            assert out.posterior_log_probs[b, :T, -1].exp().max() == 0
         joint, elbo = [], 0.0
         for z in itertools.product(range(S), repeat=T):
             log_joint = sum(log_prior[t][z[t]] + ell[t][z[t]] for t in range(T))
@@ -162,7 +175,10 @@ def test_sentence_likelihood_and_elbo_equal_enumeration_of_all_alignment_sequenc
         assert model_log_likelihood.item() == pytest.approx(brute_force, rel=1e-10)
         assert decoded[b, :T].sum().item() == pytest.approx(brute_force, rel=1e-10)
         assert per_token_elbo[b, :T].sum().item() == pytest.approx(elbo, rel=1e-10)
-        assert elbo < brute_force
+        if S > 1:
+            assert elbo < brute_force
+        else:  # one candidate: q is exact, the ELBO is the likelihood
+            assert elbo == pytest.approx(brute_force, rel=1e-10)
 
 
 # ---------------------------------------------------------------------------- decoding options
@@ -215,9 +231,13 @@ DECODINGS = [DecodingOptions("exact"), DecodingOptions("kmax", kmax=2), Decoding
              DecodingOptions("soft"), DecodingOptions("dirichlet-mean")]
 
 
-def decoding_model(options: DecodingOptions, arch: str = "lstm"):
+def decoding_model(options: DecodingOptions, arch: str = "lstm", **overrides):
     """A latent model that accepts ``options`` (dirichlet-mean needs a var-relaxed model)."""
-    return eval_model("var-relaxed" if options.latent_decoding == "dirichlet-mean" else "var-enum", arch=arch)
+    return eval_model("var-relaxed" if options.latent_decoding == "dirichlet-mean" else "var-enum", arch=arch,
+                      **overrides)
+
+
+EXCLUDE_EOS = pytest.mark.parametrize("exclude_eos", [False, True], ids=["eos-candidate", "exclude-source-eos"])
 
 
 def real_steps(model, batch) -> torch.Tensor:
@@ -237,9 +257,10 @@ def decode_incremental(model, src_batch_encoder_out, prev: torch.Tensor, state=N
     return torch.stack(steps, 1), state
 
 
+@EXCLUDE_EOS
 @pytest.mark.parametrize("options", DECODINGS, ids=lambda o: f"{o.latent_decoding}{o.kmax}")
-def test_incremental_decoding_equals_teacher_forced_decoding(arch, options):
-    model = decoding_model(options, arch=arch)
+def test_incremental_decoding_equals_teacher_forced_decoding(arch, options, exclude_eos):
+    model = decoding_model(options, arch=arch, exclude_source_eos=exclude_eos)
     batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
     full, _ = decode_full(model, batch, options)
     stepwise, _ = decode_incremental(model, encode(model, batch), batch["net_input"]["prev_output_tokens"])
@@ -247,9 +268,10 @@ def test_incremental_decoding_equals_teacher_forced_decoding(arch, options):
     torch.testing.assert_close(stepwise[real], full[real])
 
 
+@EXCLUDE_EOS
 @pytest.mark.parametrize("options", DECODINGS, ids=lambda o: f"{o.latent_decoding}{o.kmax}")
-def test_beam_reordering_equals_decoding_the_reordered_batch_from_scratch(arch, options):
-    model = decoding_model(options, arch=arch)
+def test_beam_reordering_equals_decoding_the_reordered_batch_from_scratch(arch, options, exclude_eos):
+    model = decoding_model(options, arch=arch, exclude_source_eos=exclude_eos)
     model.decoder.decoding = options
     batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS)
     prev = batch["net_input"]["prev_output_tokens"]

@@ -14,6 +14,11 @@ Logged metrics (all in base 2 like fairseq's, per target token unless said other
   ELBO, the paper's model-selection metric)
 - ``rec``, ``kl``: reconstruction term and KL(q || p) of the objective
 - ``prior_ent``, ``post_ent``: entropy of the prior and of the posterior, per token
+- ``prior_eos``: the prior's mean probability on the source EOS, per token (a probability,
+  not in bits): a prior that collapses onto that fixed-position summary of the sentence shows
+  here (0 under ``--exclude-source-eos``)
+- ``prior_max``: the prior's mean largest probability, per token (a probability): 1 for a
+  deterministic prior, ``1/S`` for a uniform one
 """
 
 import math
@@ -25,7 +30,7 @@ from fairseq.dataclass import FairseqDataclass
 from omegaconf import II
 
 from .errors import UsageError
-from .latent.distributions import categorical_entropy, log_marginal
+from .latent.distributions import categorical_entropy, log_marginal, mass_on
 from .latent.modes import mode_spec
 
 
@@ -93,6 +98,10 @@ class VarAttnCriterion(FairseqCriterion):
             logging_output["nll_loss"] = -total(log_marginal(out.prior_log_probs, out.token_log_probs)).data
         elif not model.spec.latent:  # soft attention: the soft output is the model
             logging_output["nll_loss"] = -total(out.soft_token_log_probs).data
+        # collapse diagnostics: the prior's mass on the source EOS and its largest probability
+        src_eos = sample["net_input"]["src_tokens"].eq(model.encoder.dictionary.eos())  # B x S
+        logging_output["prior_eos"] = total(mass_on(out.prior_log_probs, src_eos.unsqueeze(1))).data
+        logging_output["prior_max"] = total(out.prior_log_probs.max(dim=-1).values.exp()).data
         if self.report_entropy:
             logging_output["prior_ent"] = total(categorical_entropy(out.prior_log_probs)).data
             if out.posterior_log_probs is not None:
@@ -110,6 +119,9 @@ class VarAttnCriterion(FairseqCriterion):
         for key in ("bound", "rec", "kl", "nll_loss", "prior_ent", "post_ent"):
             if any(key in log for log in logging_outputs):
                 metrics.log_scalar(key, summed(key) / ntokens / math.log(2), ntokens, round=3)
+        for key in ("prior_eos", "prior_max"):  # probabilities, not bits
+            if any(key in log for log in logging_outputs):
+                metrics.log_scalar(key, summed(key) / ntokens, ntokens, round=4)
         metrics.log_derived("bound_ppl", lambda meters: utils.get_perplexity(meters["bound"].avg))
         if any("nll_loss" in log for log in logging_outputs):
             metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg))

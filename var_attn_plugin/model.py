@@ -4,8 +4,10 @@ An architecture (``varattn_lstm`` in var_attn_plugin/lstm/, ``varattn_transforme
 var_attn_plugin/transformer/) subclasses :class:`VarAttnModel` and supplies
 
 - an encoder whose output dict has ``encoder_out`` ``(B, S, D)`` source states x̃,
-  ``encoder_padding_mask`` ``(B, S)`` and ``src_embeddings`` ``(B, S, E)`` (after dropout; the
-  inference network reads them);
+  ``encoder_padding_mask`` ``(B, S)``, ``alignment_padding_mask`` ``(B, S)`` (True where ``z_t``
+  may not point: pads, and the source EOS under ``--exclude-source-eos``;
+  :func:`~var_attn_plugin.latent.distributions.alignment_padding_mask`) and ``src_embeddings``
+  ``(B, S, E)`` (after dropout; the inference network reads them);
 - a decoder mixing in :class:`LatentDecoderMixin`: ``extract_features`` returns
   :class:`~var_attn_plugin.latent.outputs.AlignmentStates`, ``embed_targets`` embeds target
   tokens for the inference network, ``alignment_output`` is the output layer;
@@ -84,6 +86,12 @@ class LatentModelConfig(FairseqDataclass):
         metadata={"help": "var-relaxed: train the generative model with the hard-enum objective for "
                   "this many updates before adding q (the paper pretrains this way)"},
     )
+    exclude_source_eos: bool = field(
+        default=False,
+        metadata={"help": "the source EOS is not an alignment candidate (as in the paper, whose sources have "
+                  "no EOS): z_t, the prior, q and the input feed range over the source words only; the "
+                  "encoder still reads the EOS. Saved with the model"},
+    )
     max_source_positions: int = field(default=1024, metadata={"help": "longest source accepted"})
     max_target_positions: int = field(default=1024, metadata={"help": "longest target accepted"})
 
@@ -115,6 +123,11 @@ def check_latent_config(cfg: LatentModelConfig) -> None:
             f"{cfg.dirichlet_min_alpha} and {cfg.dirichlet_max_alpha}")
     if cfg.dirichlet_warmup_updates < 0:
         raise UsageError(f"--dirichlet-warmup-updates must be >= 0, got {cfg.dirichlet_warmup_updates}")
+
+
+def excludes_source_eos(cfg) -> bool:
+    """``--exclude-source-eos`` (False for checkpoints saved before the option existed)."""
+    return bool(getattr(cfg, "exclude_source_eos", False))
 
 
 def task_name(task) -> str:

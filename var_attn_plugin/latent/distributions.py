@@ -55,6 +55,27 @@ def masked_log_softmax(scores: Tensor, src_padding_mask: Tensor) -> Tensor:
     return torch.log_softmax(scores, dim=-1)
 
 
+def alignment_padding_mask(src_tokens: Tensor, pad: int, eos: int, exclude_eos: bool) -> Tensor:
+    """``(B, S)`` source tokens -> ``(B, S)`` bool mask, True where ``z_t`` may not point.
+
+    Pads are never alignment candidates. With ``exclude_eos`` neither is the source EOS
+    (the paper's sources have none, docs/METHOD.md §3); a source that is nothing but EOS keeps
+    it, so that no row is all masked (docs/METHOD.md §9.2).
+    """
+    mask = src_tokens.eq(pad)  # B x S
+    if exclude_eos:
+        eos_mask = src_tokens.eq(eos)  # B x S
+        nothing_else = (mask | eos_mask).all(dim=1, keepdim=True)  # B x 1
+        mask = mask | (eos_mask & ~nothing_else)
+    return mask
+
+
+def mass_on(log_probs: Tensor, positions: Tensor) -> Tensor:
+    """``(..., S)`` log-probabilities, bool ``positions`` broadcastable to them -> ``(...)``:
+    the probability the distribution puts on the marked positions."""
+    return log_probs.exp().masked_fill(~positions, 0.0).sum(dim=-1)
+
+
 def expand_padding_mask(src_padding_mask: Tensor, num_steps: int) -> Tensor:
     """``(B, S)`` source padding mask -> ``(B, T, S)`` view for per-step distributions."""
     return src_padding_mask.unsqueeze(1).expand(-1, num_steps, -1)

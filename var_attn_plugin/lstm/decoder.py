@@ -70,7 +70,7 @@ class VarAttnDecoder(LatentDecoderMixin, FairseqIncrementalDecoder):
         from and written back to the cache.
         """
         src_states = encoder_out["encoder_out"][0]  # B x S x D
-        src_padding_mask = encoder_out["encoder_padding_mask"][0]  # B x S
+        src_padding_mask = encoder_out["alignment_padding_mask"][0]  # B x S, True where z_t may not point
         cached = self.get_incremental_state(incremental_state, "state") if incremental_state is not None else None
         if incremental_state is not None:
             prev_output_tokens = prev_output_tokens[:, -1:]

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from fairseq.models import FairseqEncoder
 from torch import Tensor, nn
 
+from ..latent.distributions import alignment_padding_mask
 from ..latent.packed_lstm import PackedBiLSTM
 
 EncoderOut = Dict[str, List[Tensor]]
@@ -22,8 +23,9 @@ class VarAttnEncoder(FairseqEncoder):
     """
 
     def __init__(self, dictionary, embed_tokens: nn.Embedding, hidden_size: int, num_layers: int,
-                 dropout_in: float, dropout_between: float):
+                 dropout_in: float, dropout_between: float, exclude_eos: bool = False):
         super().__init__(dictionary)
+        self.exclude_eos = exclude_eos
         self.embed_tokens = embed_tokens
         self.dropout_in = dropout_in
         self.rnn = PackedBiLSTM(embed_tokens.embedding_dim, hidden_size, num_layers, dropout_between)
@@ -34,6 +36,8 @@ class VarAttnEncoder(FairseqEncoder):
 
         - ``encoder_out``: ``(B, S, D)`` source states x̃ (0 at pads, no dropout on them),
         - ``encoder_padding_mask``: ``(B, S)`` True at pads,
+        - ``alignment_padding_mask``: ``(B, S)`` True where ``z_t`` may not point (pads, and the
+          EOS when ``exclude_eos``),
         - ``src_embeddings``: ``(B, S, E)`` embeddings after dropout (for the inference network).
         """
         src_padding_mask = src_tokens.eq(self.dictionary.pad())  # B x S
@@ -42,6 +46,8 @@ class VarAttnEncoder(FairseqEncoder):
         return {
             "encoder_out": [states],
             "encoder_padding_mask": [src_padding_mask],
+            "alignment_padding_mask": [alignment_padding_mask(
+                src_tokens, self.dictionary.pad(), self.dictionary.eos(), self.exclude_eos)],
             "src_embeddings": [embeddings],
         }
 

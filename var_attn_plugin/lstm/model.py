@@ -12,7 +12,14 @@ from fairseq.models import register_model, register_model_architecture
 from torch import nn
 
 from ..latent.inference_network import InferenceNetwork
-from ..model import LatentModelConfig, VarAttnModel, check_latent_config, check_positive, check_task
+from ..model import (
+    LatentModelConfig,
+    VarAttnModel,
+    check_latent_config,
+    check_positive,
+    check_task,
+    excludes_source_eos,
+)
 from .decoder import VarAttnDecoder
 from .encoder import VarAttnEncoder
 
@@ -62,7 +69,7 @@ class VarAttnLSTMModel(VarAttnModel):
         src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
         encoder = VarAttnEncoder(
             src_dict, build_embedding(src_dict, cfg.encoder_embed_dim), cfg.encoder_hidden_size,
-            cfg.encoder_layers, cfg.dropout, cfg.dropout,
+            cfg.encoder_layers, cfg.dropout, cfg.dropout, exclude_eos=excludes_source_eos(cfg),
         )
         decoder = VarAttnDecoder(
             tgt_dict, build_embedding(tgt_dict, cfg.decoder_embed_dim), encoder.output_dim,

@@ -28,7 +28,7 @@ from fairseq.models import register_model, register_model_architecture
 from fairseq.models.transformer import Embedding, TransformerConfig, TransformerDecoderBase, TransformerEncoderBase
 from torch import Tensor, nn
 
-from ..latent.distributions import expand_padding_mask, masked_log_softmax
+from ..latent.distributions import alignment_padding_mask, expand_padding_mask, masked_log_softmax
 from ..latent.inference_network import InferenceNetwork
 from ..latent.output_layer import AlignmentOutputLayer
 from ..latent.outputs import AlignmentStates
@@ -41,6 +41,7 @@ from ..model import (
     check_latent_config,
     check_positive,
     check_task,
+    excludes_source_eos,
 )
 
 
@@ -100,11 +101,24 @@ def fairseq_config(cfg: VarAttnTransformerConfig) -> TransformerConfig:
 
 class VarAttnTransformerEncoder(TransformerEncoderBase):
     """fairseq's Transformer encoder; its output also carries the source embeddings after
-    dropout, ``src_embeddings`` ``(B, S, E)``, which the inference network reads."""
+    dropout, ``src_embeddings`` ``(B, S, E)``, which the inference network reads, and the
+    latent alignment's candidates, ``alignment_padding_mask`` ``(B, S)`` (the decoder's own
+    cross-attention keeps fairseq's ``encoder_padding_mask``)."""
+
+    exclude_eos = False  # set by the model: --exclude-source-eos
 
     def forward(self, src_tokens: Tensor, src_lengths: Optional[Tensor] = None, **kwargs):
         out = super().forward(src_tokens, src_lengths)
         out["src_embeddings"] = [self.dropout_module(self.embed_tokens(src_tokens))]
+        out["alignment_padding_mask"] = [alignment_padding_mask(
+            src_tokens, self.dictionary.pad(), self.dictionary.eos(), self.exclude_eos)]
+        return out
+
+    def reorder_encoder_out(self, encoder_out, new_order: Tensor):
+        """fairseq's reordering keeps only its own keys: the alignment mask goes along."""
+        out = super().reorder_encoder_out(encoder_out, new_order)
+        out["alignment_padding_mask"] = [m.index_select(0, new_order)
+                                         for m in encoder_out["alignment_padding_mask"]]
         return out
 
 
@@ -134,7 +148,7 @@ class VarAttnTransformerDecoder(LatentDecoderMixin, TransformerDecoderBase):
         hidden, _ = TransformerDecoderBase.extract_features(
             self, prev_output_tokens, encoder_out, incremental_state)  # B x T x C
         sources = encoder_out["encoder_out"][0].transpose(0, 1)  # B x S x C, x̃
-        src_padding_mask = encoder_out["encoder_padding_mask"][0]  # B x S
+        src_padding_mask = encoder_out["alignment_padding_mask"][0]  # B x S, True where z_t may not point
         T = hidden.size(1)
         scores = self.prior_scorer(hidden, sources) * self.prior_scale
         scores = scores.masked_fill(src_padding_mask.unsqueeze(1), float("-inf"))
@@ -175,6 +189,7 @@ class VarAttnTransformerModel(VarAttnModel):
         tcfg = fairseq_config(cfg)
         encoder = VarAttnTransformerEncoder(
             tcfg, src_dict, Embedding(len(src_dict), cfg.encoder_embed_dim, src_dict.pad()))
+        encoder.exclude_eos = excludes_source_eos(cfg)
         decoder = VarAttnTransformerDecoder(
             tcfg, tgt_dict, Embedding(len(tgt_dict), cfg.decoder_embed_dim, tgt_dict.pad()),
             cfg.decoder_output_dim, cfg.dropout, cfg.enum_chunk_mb * 2**20)
