@@ -12,7 +12,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.8",
-    packages=find_packages(include=["var_attn_plugin", "var_attn_plugin.*"]),
+    packages=find_packages(include=["var_attn_plugin", "var_attn_plugin.*", "varattn_experiments"]),
     install_requires=[
         "torch>=1.13",
         "numpy",

@@ -1,0 +1,246 @@
+"""The early-dynamics grid: what the prior does in the first updates, by learning rate and batch.
+
+Every cell trains one attention mode at a fixed learning rate (no halving: the first updates
+are the subject) and validates on the first 300 validation pairs every 50 updates. Its curves
+are fairseq's validation records: exact perplexity, prior and q entropy, KL, the prior's mass
+on the source EOS and its largest probability (the criterion's metrics, var_attn_plugin/criterion.py).
+
+    python -m varattn_experiments dynamics run      # trains the grid (resumable), then archives
+    python -m varattn_experiments dynamics report   # docs/dynamics.md and docs/dynamics.png
+"""
+
+import json
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from .corpora import Corpus
+from .fairseq_log import read_records
+from .manifest import Manifest
+from .training import Recipe, TrainRun
+
+EXPERIMENT = "dynamics"
+MODES = ("soft", "hard-enum", "var-enum", "var-sample")
+LRS = (1e-2, 3e-4, 1e-3)  # the two ends first
+# about 2,000 target tokens per update (the converged comparison's), or 8 sentences (the paper: 6)
+BATCHES = {"8sent": dict(batch_size=8, max_tokens=4000), "2000tok": dict(max_tokens=2000)}
+CHECKPOINTS = (50, 150, 500, 1000, 2000)  # updates the table reports
+LN2 = math.log(2)
+
+
+def grid(corpus: Corpus, modes: Sequence[str] = MODES, lrs: Sequence[float] = LRS,
+         batches: Sequence[str] = tuple(BATCHES), sizes: str = "cpu96", max_update: int = 2000,
+         seeds: Sequence[int] = (1,), exclude_source_eos: bool = False) -> List[TrainRun]:
+    """The cells in the order they run: batch, then learning rate, then mode."""
+    runs = []
+    for batch in batches:
+        for lr in lrs:
+            for mode in modes:
+                for seed in seeds:
+                    recipe = Recipe(lr=lr, max_update=max_update, validate_every=50, valid_subset="valid1",
+                                    exclude_source_eos=exclude_source_eos, **BATCHES[batch])
+                    runs.append(TrainRun(EXPERIMENT, corpus, mode, seed, sizes, recipe))
+    return runs
+
+
+# ---------------------------------------------------------------------- archive
+
+
+ARCHIVED = ("manifest.json", "train.log")
+
+
+def archive(root: Path, destination: Path) -> List[Path]:
+    """Copy the small files the report reads (manifests, fairseq logs, the corpora's statistics)."""
+    copied = []
+    base = Path(root) / EXPERIMENT
+    for folder in sorted(p.parent for p in base.rglob("manifest.json")):
+        target = Path(destination) / folder.relative_to(base)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ARCHIVED:
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, target / name)
+        copied.append(target)
+    for stats in list(Path(root).glob("*/spm/valid_small.uniform.json")) + list(Path(root).glob("*/data/stats.json")):
+        target = Path(destination) / stats.parent.parent.name / stats.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(stats, target)
+    return copied
+
+
+# ---------------------------------------------------------------------- report
+
+
+@dataclass
+class Curve:
+    """One cell's validation curve (entropies and KL in nats)."""
+
+    config: dict
+    updates: List[float] = field(default_factory=list)
+    metrics: Dict[str, List[Optional[float]]] = field(default_factory=dict)
+    seconds: float = 0.0
+    done: bool = False
+    code_versions: List[str] = field(default_factory=list)
+
+    @property
+    def mode(self) -> str:
+        return self.config["mode"]
+
+    @property
+    def recipe(self) -> dict:
+        return self.config["recipe"]
+
+    def at(self, metric: str, updates: float) -> Optional[float]:
+        for u, value in zip(self.updates, self.metrics.get(metric, [])):
+            if u == updates:
+                return value
+        return None
+
+    def last(self, metric: str) -> Optional[float]:
+        values = self.metrics.get(metric, [])
+        return values[-1] if values else None
+
+
+VALID_METRICS = {  # report name: (fairseq key, scale)
+    "ppl": ("valid_ppl", 1.0), "prior_ent": ("valid_prior_ent", LN2), "post_ent": ("valid_post_ent", LN2),
+    "kl": ("valid_kl", LN2), "prior_eos": ("valid_prior_eos", 1.0), "prior_max": ("valid_prior_max", 1.0),
+}
+
+
+def read_curve(folder: Path) -> Optional[Curve]:
+    manifest = Manifest.read(folder)
+    if manifest is None or manifest.data.get("config") is None:
+        return None
+    curve = Curve(manifest.data["config"], seconds=manifest.seconds("train"), done=manifest.done("train"),
+                  code_versions=manifest.code_versions("train"))
+    every = curve.recipe.get("validate_every") or 1
+    for record in read_records(folder / "train.log", "valid", curve.recipe.get("valid_subset")):
+        updates = record["valid_num_updates"]
+        if updates % every:  # an end-of-epoch validation between the regular ones
+            continue
+        curve.updates.append(updates)
+        for name, (key, scale) in VALID_METRICS.items():
+            value = record.get(key)
+            curve.metrics.setdefault(name, []).append(None if value is None else float(value) * scale)
+    return curve
+
+
+def read_curves(archive_dir: Path) -> Dict[str, List[Curve]]:
+    """``{corpus: [curve, ...]}`` of every archived cell."""
+    out: Dict[str, List[Curve]] = {}
+    for path in sorted(Path(archive_dir).rglob("manifest.json")):
+        curve = read_curve(path.parent)
+        if curve is not None and curve.config.get("kind") == "train":
+            out.setdefault(curve.config["corpus"]["name"], []).append(curve)
+    return out
+
+
+def uniform(archive_dir: Path, corpus: str, exclude_eos: bool) -> Optional[float]:
+    path = Path(archive_dir) / corpus / "valid_small.uniform.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())["without_eos" if exclude_eos else "with_eos"]
+
+
+def fmt(value: Optional[float], digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def batch_label(recipe: dict) -> str:
+    return f"{recipe['batch_size']} sent." if recipe.get("batch_size") else f"{recipe['max_tokens']} tok."
+
+
+def sort_key(curve: Curve):
+    r = curve.recipe
+    return (MODES.index(curve.mode) if curve.mode in MODES else 99, curve.config["sizes"],
+            bool(r.get("batch_size")), -r["lr"], r.get("exclude_source_eos", False), curve.config["seed"])
+
+
+def table(curves: List[Curve], archive_dir: Path, corpus: str) -> List[str]:
+    rows = ["| mode | sizes | lr | batch | source EOS | updates | valid PPL | prior H/uniform at 50 | at 150 | at 500 "
+            "| last | q H/uniform, last | KL nats, last | EOS mass at 150 | last | max prob, last | minutes |",
+            "|" + "---|" * 17]
+    for c in sorted(curves, key=sort_key):
+        r = c.recipe
+        u = uniform(archive_dir, corpus, r.get("exclude_source_eos", False))
+
+        def rel(value):
+            return None if value is None or not u else value / u
+
+        rows.append("| " + " | ".join([
+            c.mode, c.config["sizes"], f"{r['lr']:g}", batch_label(r),
+            "excluded" if r.get("exclude_source_eos") else "candidate",
+            f"{int(c.updates[-1]) if c.updates else 0}" + ("" if c.done else " (running)"),
+            fmt(c.last("ppl"), 1), fmt(rel(c.at("prior_ent", 50))), fmt(rel(c.at("prior_ent", 150))),
+            fmt(rel(c.at("prior_ent", 500))), fmt(rel(c.last("prior_ent"))), fmt(rel(c.last("post_ent"))),
+            fmt(c.last("kl"), 3), fmt(c.at("prior_eos", 150)), fmt(c.last("prior_eos")), fmt(c.last("prior_max")),
+            f"{c.seconds / 60:.0f}",
+        ]) + " |")
+    return rows
+
+
+def plot(curves: List[Curve], archive_dir: Path, corpus: str, output: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("ppl", "valid PPL (exact)"), ("prior_ent", "prior H / uniform"), ("kl", "KL(q||p), nats"),
+              ("prior_eos", "prior mass on source EOS")]
+    modes = [m for m in MODES if any(c.mode == m for c in curves)]
+    fig, axes = plt.subplots(len(panels), len(modes), figsize=(3.3 * len(modes), 2.4 * len(panels)),
+                             squeeze=False, sharex=True)
+    colours = {1e-2: "tab:red", 1e-3: "tab:blue", 3e-4: "tab:green"}
+    for col, mode in enumerate(modes):
+        for c in sorted((c for c in curves if c.mode == mode), key=sort_key):
+            r = c.recipe
+            u = uniform(archive_dir, corpus, r.get("exclude_source_eos", False)) or 1.0
+            style = "-" if r.get("batch_size") else "--"
+            label = f"lr {r['lr']:g}, {batch_label(r)}" + (", no EOS" if r.get("exclude_source_eos") else "") \
+                + ("" if c.config["sizes"] == "cpu96" else f", {c.config['sizes']}")
+            for row, (metric, _) in enumerate(panels):
+                values = c.metrics.get(metric, [])
+                if metric == "prior_ent":
+                    values = [None if v is None else v / u for v in values]
+                points = [(x, v) for x, v in zip(c.updates, values) if v is not None]
+                if points:
+                    axes[row][col].plot(*zip(*points), style, color=colours.get(r["lr"], "black"),
+                                        lw=1.6 if c.config["sizes"] == "cpu96" else 0.8, label=label)
+        axes[0][col].set_title(mode)
+        axes[0][col].set_yscale("log")
+    for row, (_, title) in enumerate(panels):
+        axes[row][0].set_ylabel(title)
+    for col in range(len(modes)):
+        axes[-1][col].set_xlabel("updates")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=90)
+    plt.close(fig)
+
+
+def report(archive_dir: Path, output: Path, figure: Optional[Path]) -> str:
+    """The markdown page (tables per corpus) and, with ``figure``, the curves of each corpus."""
+    lines = ["# Early dynamics of the prior", "",
+             "Generated by `python -m varattn_experiments dynamics report` from the run manifests and fairseq "
+             f"logs in `{archive_dir}`; do not edit by hand.", "",
+             "Each cell trains one attention mode of the LSTM at a fixed learning rate (Adam, no halving), validating "
+             "on the first 300 validation pairs every 50 updates. Entropies are relative to a uniform alignment "
+             "over the same candidates (1.00 = uniform); KL and entropies in nats, EOS mass and max prob are "
+             "probabilities averaged over target tokens. Code versions and wall times are in each run's "
+             "`manifest.json`.", ""]
+    for corpus, curves in sorted(read_curves(archive_dir).items()):
+        lines += [f"## {corpus}", ""]
+        if figure is not None:
+            path = figure.with_name(f"{figure.stem}-{corpus}{figure.suffix}")
+            plot(curves, archive_dir, corpus, path)
+            lines += [f"![early dynamics on {corpus}]({path.name})", ""]
+        lines += table(curves, archive_dir, corpus) + [""]
+        versions = sorted({v for c in curves for v in c.code_versions})
+        lines += [f"Code versions: {', '.join(versions)}.", ""]
+    text = "\n".join(lines)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    return text

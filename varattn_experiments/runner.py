@@ -1,0 +1,197 @@
+"""The runner: jobs as data, steps executed once each, several jobs at a time.
+
+A *job* (a corpus to prepare, a training run) is a frozen dataclass with a folder and a list
+of :class:`Step` s. A step is a command line and the log file its output is appended to. The
+runner executes a job's steps in order and records each attempt in the job's manifest
+(:mod:`.manifest`); a step that finished with the same command is skipped, so running the
+same command again after any interruption does only what is left. A training step resumes from
+fairseq's ``checkpoint_last.pt``; raising its ``--max-update`` changes its command, and it
+goes on from there.
+
+Jobs run through a pool of ``parallel`` workers, each step a process group of its own with
+``threads`` torch threads (``OMP_NUM_THREADS``). :func:`pause` / :func:`resume` stop and
+continue every running step under a root (``SIGSTOP`` / ``SIGCONT`` to the process group the
+manifest names), and the manifest records the pause, so that reported times leave it out.
+"""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional, Sequence
+
+from .manifest import Manifest
+
+logger = logging.getLogger("varattn_experiments")
+
+PLUGIN_DIR = Path(__file__).resolve().parent.parent / "var_attn_plugin"
+BIN_DIR = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    """A console script of this environment (fairseq-train, varattn-prepare-libreoffice, ...)."""
+    path = BIN_DIR / name
+    return str(path) if path.exists() else name
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    command: List[str]
+    log: str  # file name in the job's folder; output is appended
+    # a check of the step's outputs after a zero exit: None = the step finished
+    incomplete: Optional[Callable[[Path], Optional[str]]] = None
+
+
+class Job:
+    """What the runner runs: ``folder`` (its manifest lives there), ``config()`` (a dict saved in the
+    manifest) and ``steps()``; ``needs()`` lists jobs that must finish first (a shared corpus)."""
+
+    def folder(self, root: Path) -> Path:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        raise NotImplementedError
+
+    def steps(self, root: Path) -> List[Step]:
+        raise NotImplementedError
+
+    def needs(self) -> Sequence["Job"]:
+        return ()
+
+
+class StepFailed(RuntimeError):
+    pass
+
+
+_live = set()  # process groups of the steps running now (ended on SIGTERM/SIGINT)
+_live_lock = threading.Lock()
+
+
+def portable(command: List[str], root: Path) -> List[str]:
+    """``command`` with this machine's folders as names (ROOT, PLUGIN, BIN): what decides
+    whether a step already ran, so that a moved or fresh checkout does not redo it."""
+    places = [(str(Path(root).resolve()), "ROOT"), (str(PLUGIN_DIR), "PLUGIN"), (str(BIN_DIR) + "/", ""),
+              (str(Path(root)), "ROOT")]
+    out = []
+    for arg in command:
+        if arg == sys.executable:
+            arg = "python"
+        for place, name in places:
+            arg = arg.replace(place, name)
+        out.append(arg)
+    return out
+
+
+def run_step(root: Path, job_dir: Path, manifest: Manifest, step: Step, threads: int) -> None:
+    """Execute one step (skipped when it finished before with the same command)."""
+    key = portable(step.command, root)
+    if manifest.done(step.name, key):
+        return
+    job_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
+    manifest.start(step.name, key)
+    logger.info("%s: %s", job_dir.name, step.name)
+    with open(job_dir / step.log, "a", encoding="utf-8") as log:
+        process = subprocess.Popen(step.command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)  # its own process group, for pause
+        with _live_lock:
+            _live.add(process.pid)
+        try:
+            manifest.set_pid(step.name, process.pid)
+            code = process.wait()
+        finally:
+            with _live_lock:
+                _live.discard(process.pid)
+    problem = step.incomplete(job_dir) if code == 0 and step.incomplete else None
+    manifest.finish(step.name, code, done=code == 0 and problem is None)
+    if code != 0 or problem:
+        raise StepFailed(f"{job_dir.name}: step {step.name} "
+                         + (f"exited with {code}" if code else problem) + f" (log: {job_dir / step.log})")
+
+
+def run_job(root: Path, job: Job, threads: int = 1) -> None:
+    folder = job.folder(root)
+    manifest = Manifest(folder, job.config())
+    for step in job.steps(root):
+        run_step(root, folder, manifest, step, threads)
+
+
+def _stop_children(signum, frame):
+    with _live_lock:
+        for pgid in list(_live):
+            try:
+                os.killpg(pgid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    raise SystemExit(128 + signum)
+
+
+def execute(root: Path, jobs: Iterable[Job], parallel: int = 1, threads: int = 1) -> List[str]:
+    """Run every job (their ``needs()`` first, once each), ``parallel`` at a time.
+
+    Returns the failures' messages (a failed job does not stop the others)."""
+    root = Path(root)
+    jobs = list(jobs)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stop_children)
+    failures: List[str] = []
+    prerequisites = []
+    for job in jobs:
+        for need in job.needs():
+            if need not in prerequisites:
+                prerequisites.append(need)
+    failed_needs = set()
+    for need in prerequisites:
+        try:
+            run_job(root, need, threads=max(threads, parallel))
+        except StepFailed as error:
+            failures.append(str(error))
+            failed_needs.add(need)
+    ready = [job for job in jobs if not failed_needs.intersection(job.needs())]
+
+    def work(job: Job) -> None:
+        try:
+            run_job(root, job, threads)
+        except StepFailed as error:
+            logger.error("%s", error)
+            failures.append(str(error))
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        list(pool.map(work, ready))
+    return failures
+
+
+# ---------------------------------------------------------------------- pause and resume
+
+
+def manifests(root: Path) -> List[Path]:
+    return sorted(path.parent for path in Path(root).rglob("manifest.json"))
+
+
+def signal_running(root: Path, paused: bool) -> List[str]:
+    """SIGSTOP (``paused``) or SIGCONT every running step under ``root``; returns their names."""
+    touched = []
+    for folder in manifests(root):
+        manifest = Manifest(folder)
+        for name, pid in manifest.running().items():
+            try:
+                os.killpg(pid, signal.SIGSTOP if paused else signal.SIGCONT)
+            except ProcessLookupError:  # ended meanwhile
+                continue
+            manifest.pause(name, paused)
+            touched.append(f"{folder.relative_to(root)}:{name}")
+    return touched
+
+
+def pause(root: Path) -> List[str]:
+    return signal_running(root, True)
+
+
+def resume(root: Path) -> List[str]:
+    return signal_running(root, False)

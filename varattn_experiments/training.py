@@ -1,0 +1,91 @@
+"""A training run as a job: corpus, architecture preset, attention mode, seed and recipe.
+
+Its one step is ``fairseq-train`` with the plugin (``RUN/train.log``, fairseq's JSON lines;
+checkpoints in ``RUN/checkpoints``). Running it again resumes from ``checkpoint_last.pt``.
+"""
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from var_attn_plugin.presets import LSTM_PRESETS, flags
+
+from .corpora import Corpus
+from .runner import PLUGIN_DIR, Job, Step, tool
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is trained. Defaults: the converged comparison's CPU recipe, except the lr."""
+
+    lr: float = 3e-4
+    max_tokens: int = 2000  # target tokens per batch (a cap only, when batch_size is set)
+    batch_size: Optional[int] = None  # sentences per batch (the paper: 6)
+    max_update: int = 2000
+    dropout: float = 0.2
+    clip_norm: float = 5.0
+    lr_scheduler: str = "fixed"  # or reduce_lr_on_plateau (halving, as in the paper)
+    validate_every: int = 0  # updates between validations (0: every epoch)
+    valid_subset: str = "valid"
+    exclude_source_eos: bool = False
+    log_interval: int = 50
+    save_interval_updates: int = 250  # a checkpoint to resume from
+
+    def batch_label(self) -> str:
+        return f"{self.batch_size}sent" if self.batch_size else f"{self.max_tokens}tok"
+
+
+@dataclass(frozen=True)
+class TrainRun(Job):
+    experiment: str  # folder under the root
+    corpus: Corpus
+    mode: str
+    seed: int = 1
+    sizes: str = "cpu96"  # a key of var_attn_plugin.presets.LSTM_PRESETS
+    recipe: Recipe = Recipe()
+
+    @property
+    def name(self) -> str:
+        r = self.recipe
+        eos = "-noeos" if r.exclude_source_eos else ""
+        return f"{self.mode}-lr{r.lr:g}-{r.batch_label()}-{self.sizes}{eos}-seed{self.seed}"
+
+    def folder(self, root: Path) -> Path:
+        return Path(root) / self.experiment / self.corpus.name / self.name
+
+    def config(self) -> dict:
+        return {"kind": "train", **asdict(self)}
+
+    def needs(self) -> Sequence[Job]:
+        return (self.corpus,)
+
+    def train_command(self, root: Path) -> List[str]:
+        r = self.recipe
+        run = self.folder(root)
+        batch = ["--max-tokens", str(r.max_tokens)] + (["--batch-size", str(r.batch_size)] if r.batch_size else [])
+        command = [
+            tool("fairseq-train"), str(self.corpus.data_bin(root)), "--user-dir", str(PLUGIN_DIR),
+            "--task", "varattn_translation", "--arch", "varattn_lstm", "--criterion", "varattn_elbo",
+            "--attention-mode", self.mode, *flags(LSTM_PRESETS[self.sizes]), "--dropout", str(r.dropout),
+            "--optimizer", "adam", "--adam-betas", "(0.9,0.999)", "--lr", str(r.lr), "--clip-norm", str(r.clip_norm),
+            "--lr-scheduler", r.lr_scheduler, *batch, "--max-update", str(r.max_update), "--max-epoch", "100000",
+            "--seed", str(self.seed), "--valid-subset", r.valid_subset, "--ignore-unused-valid-subsets",
+            "--save-dir", str(run / "checkpoints"), "--no-epoch-checkpoints",
+            "--save-interval-updates", str(r.save_interval_updates), "--keep-interval-updates", "1",
+            "--log-format", "json", "--log-interval", str(r.log_interval), "--cpu", "--num-workers", "0",
+        ]
+        if r.lr_scheduler == "reduce_lr_on_plateau":
+            command += ["--lr-shrink", "0.5", "--lr-patience", "0"]
+        if r.validate_every:
+            command += ["--validate-interval-updates", str(r.validate_every)]
+        if r.exclude_source_eos:
+            command += ["--exclude-source-eos"]
+        return command
+
+    def steps(self, root: Path) -> List[Step]:
+        def incomplete(run: Path) -> Optional[str]:
+            if not (run / "checkpoints" / "checkpoint_last.pt").is_file():
+                return "fairseq-train exited 0 without checkpoint_last.pt"
+            return None
+
+        return [Step("train", self.train_command(root), "train.log", incomplete)]
