@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from var_attn_plugin.tools.aer import (
-    AlignmentFormatError,
     GoldAlignment,
     NullLinks,
+    UsageError,
     parse_pharaoh_line,
     read_gold,
     read_prediction,
@@ -71,7 +71,7 @@ def test_one_based_pharaoh_and_null_links(tmp_path):
     gold = read_gold(write(tmp_path, "gold", shifted), len(pred), one_based=True, null_links=null_links)
     assert_expected(score(gold, pred))
     assert null_links.dropped == 1
-    with pytest.raises(AlignmentFormatError, match="gold:1: link '0-2' has position 0"):
+    with pytest.raises(UsageError, match="gold:1: link '0-2' has position 0"):
         read_gold(write(tmp_path, "gold", shifted), len(pred), one_based=True)
 
 
@@ -125,7 +125,7 @@ def test_perfect_prediction_scores_zero_aer():
     ("0?1-S", "0?1-S"),
 ])
 def test_malformed_pharaoh_names_file_line_token(line, bad):
-    with pytest.raises(AlignmentFormatError) as info:
+    with pytest.raises(UsageError) as info:
         parse_pharaoh_line(line, "gold.txt:7")
     message = str(info.value)
     assert "gold.txt:7" in message and repr(bad) in message
@@ -139,21 +139,21 @@ def test_malformed_pharaoh_names_file_line_token(line, bad):
     ("1 1 1 S\n1 2 2 P high\n", "bad confidence 'high'"),
 ])
 def test_malformed_naacl_names_line_and_field(tmp_path, text, needle):
-    with pytest.raises(AlignmentFormatError, match=f"gold:2: {needle}"):
+    with pytest.raises(UsageError, match=f"gold:2: {needle}"):
         read_gold(write(tmp_path, "gold", text), 1, "naacl", one_based=True)
 
 
 def test_mismatched_sentence_counts(tmp_path):
-    with pytest.raises(AlignmentFormatError, match="has 2 lines .* prediction has 3"):
+    with pytest.raises(UsageError, match="has 2 lines .* prediction has 3"):
         read_gold(write(tmp_path, "gold", PHARAOH_GOLD), 3)
-    with pytest.raises(AlignmentFormatError, match="from 1 to 2 .2 sentences. but the prediction has 3"):
+    with pytest.raises(UsageError, match="from 1 to 2 .2 sentences. but the prediction has 3"):
         read_gold(write(tmp_path, "gold", NAACL_GOLD_ONE_BASED), 3, "naacl", one_based=True)
 
 
 def test_undetectable_format_asks_for_the_flag(tmp_path):
-    with pytest.raises(AlignmentFormatError, match="gold:2: cannot tell .* --gold-format"):
+    with pytest.raises(UsageError, match="gold:2: cannot tell .* --gold-format"):
         read_gold(write(tmp_path, "gold", "\nfoo bar\n"), 2)
-    with pytest.raises(AlignmentFormatError, match="--gold-format naacl"):
+    with pytest.raises(UsageError, match="--gold-format naacl"):
         read_gold(write(tmp_path, "gold", "1 1 1\n"), 1, "pharaoh")
 
 

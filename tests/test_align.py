@@ -11,8 +11,8 @@ from fairseq.data import Dictionary
 from helpers import PLUGIN_DIR, TINY_FLAGS, build_model, fairseq_cli, random_batch
 
 from var_attn_plugin.alignment import (
-    AlignmentToolError,
     SentenceAlignment,
+    UsageError,
     alignment_log_probs,
     batch_alignments,
     encode_lines,
@@ -173,9 +173,9 @@ def test_resolve_distribution_names_the_flag():
     assert resolve_distribution(build_model("var-enum"), "auto") == "posterior"
     assert resolve_distribution(build_model("marginal"), "auto") == "exact-posterior"
     assert resolve_distribution(build_model("soft"), "auto") == "prior"
-    with pytest.raises(AlignmentToolError, match="--distribution posterior needs a variational model"):
+    with pytest.raises(UsageError, match="--distribution posterior needs a variational model"):
         resolve_distribution(build_model("hard-enum"), "posterior")
-    with pytest.raises(AlignmentToolError, match="--distribution exact-posterior .* --distribution prior"):
+    with pytest.raises(UsageError, match="--distribution exact-posterior .* --distribution prior"):
         resolve_distribution(build_model("soft"), "exact-posterior")
 
 

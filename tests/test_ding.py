@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from var_attn_plugin.data import ding
 from var_attn_plugin.data.ding import (
-    DingDataError,
+    UsageError,
     clean_side,
     extract_pairs,
     group_key,
@@ -203,18 +203,18 @@ def test_upstream_fallback_decompresses(tmp_path, monkeypatch):
 
 def test_unreachable_sources_name_the_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(ding, "fetch_from_debian", lambda workdir: None)
-    with pytest.raises(DingDataError, match="--ding-file"):
+    with pytest.raises(UsageError, match="--ding-file"):
         ding.fetch_ding(tmp_path / "download", url=(tmp_path / "missing.gz").as_uri())
 
 
 def test_unreadable_dictionary_files_name_the_flag(tmp_path):
-    with pytest.raises(DingDataError, match="no such file"):
+    with pytest.raises(UsageError, match="no such file"):
         read_dictionary(tmp_path / "nothing")
     compressed = tmp_path / "de-en.txt.gz"
     compressed.write_bytes(gzip.compress("Das ist es. :: That is it.\n".encode() * 50))
-    with pytest.raises(DingDataError, match="gunzip"):
+    with pytest.raises(UsageError, match="gunzip"):
         read_dictionary(compressed)
     other = tmp_path / "other.txt"
     other.write_text("just text\n")
-    with pytest.raises(DingDataError, match="German :: English"):
+    with pytest.raises(UsageError, match="German :: English"):
         read_dictionary(other)

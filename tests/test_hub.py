@@ -16,7 +16,7 @@ from helpers import PLUGIN_DIR, fairseq_cli
 from sentencepiece_corpus import raw_test_pairs, train_model
 
 from var_attn_plugin.hub import PLUGIN_DIR as HUB_PLUGIN_DIR
-from var_attn_plugin.hub import HubError, VarAttnHubInterface
+from var_attn_plugin.hub import UsageError, VarAttnHubInterface
 from var_attn_plugin.model import VarAttnModel
 from var_attn_plugin.tools import align, translate
 
@@ -126,7 +126,7 @@ def test_unreadable_input_is_warned_about(spm_corpus, spm_var_enum, caplog):
      "bpe='sentencepiece' needs sentencepiece_model="),
 ], ids=["checkpoint", "data", "spm", "target-spm", "other-spm", "other-target-spm", "no-spm"])
 def test_user_errors_name_the_argument(spm_corpus, spm_var_enum, call, message):
-    with pytest.raises(HubError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
         call(spm_corpus, spm_var_enum)
 
 

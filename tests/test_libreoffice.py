@@ -11,7 +11,7 @@ import pytest
 from var_attn_plugin.data import libreoffice
 from var_attn_plugin.data.ding import group_key
 from var_attn_plugin.data.libreoffice import (
-    LibreOfficeDataError,
+    UsageError,
     clean,
     extract_pairs,
     keep_pair,
@@ -131,9 +131,9 @@ def test_catalogues_give_the_expected_pairs_and_counts(tmp_path):
 def test_unreadable_catalogues_name_the_file(tmp_path):
     bad = tmp_path / "bad.mo"
     bad.write_bytes(b"not a catalogue at all")
-    with pytest.raises(LibreOfficeDataError, match="bad.mo"):
+    with pytest.raises(UsageError, match="bad.mo"):
         read_catalogue(bad)
-    with pytest.raises(LibreOfficeDataError, match="no .mo catalogue"):
+    with pytest.raises(UsageError, match="no .mo catalogue"):
         libreoffice.find_catalogues(tmp_path / "empty")
 
 
@@ -172,7 +172,7 @@ def test_command_line_writes_aligned_leak_free_splits(tmp_path):
 
 def test_fetch_reports_the_fix_when_apt_cannot_help(tmp_path, monkeypatch):
     monkeypatch.setattr(libreoffice, "_run", lambda command, cwd: False)
-    with pytest.raises(LibreOfficeDataError, match="--mo-dir"):
+    with pytest.raises(UsageError, match="--mo-dir"):
         libreoffice.fetch_catalogues(tmp_path / "download")
 
 

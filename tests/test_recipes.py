@@ -172,7 +172,7 @@ def test_prepare_iwslt14_on_a_sample(tmp_path):
 
 
 def test_prepare_iwslt14_names_missing_files(tmp_path):
-    with pytest.raises(iwslt14.IWSLTDataError, match="unpacked de-en.tgz"):
+    with pytest.raises(iwslt14.UsageError, match="unpacked de-en.tgz"):
         iwslt14.prepare(tmp_path / "nothing", tmp_path / "prep")
 
 

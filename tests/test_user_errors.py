@@ -23,7 +23,7 @@ from helpers import (
 )
 
 import var_attn_plugin.cli as cli
-from var_attn_plugin.alignment import AlignmentToolError, resolve_distribution
+from var_attn_plugin.alignment import UsageError, resolve_distribution
 from var_attn_plugin.tools import aer
 
 SIZES = (("train", 300), ("valid", 20), ("test", 50))
@@ -319,12 +319,12 @@ def test_aer_command_line_exit_code_for_empty_files(tmp_path):
 
 
 def test_posterior_of_a_soft_model_suggests_what_it_can_give():
-    with pytest.raises(AlignmentToolError) as info:
+    with pytest.raises(UsageError) as info:
         resolve_distribution(build_model("soft"), "posterior")
     assert "use --distribution prior" in str(info.value) and "exact-posterior (" not in str(info.value)
-    with pytest.raises(AlignmentToolError, match="--distribution exact-posterior needs a latent"):
+    with pytest.raises(UsageError, match="--distribution exact-posterior needs a latent"):
         resolve_distribution(build_model("soft"), "exact-posterior")
-    with pytest.raises(AlignmentToolError, match="use --distribution exact-posterior .* or prior"):
+    with pytest.raises(UsageError, match="use --distribution exact-posterior .* or prior"):
         resolve_distribution(build_model("marginal"), "posterior")
 
 

@@ -19,7 +19,7 @@ positions count real tokens, whatever the padding layout):
 - ``threshold=P``: every pair with probability >= P.
 
 :func:`to_words` turns piece links into word links (:mod:`.tools.words`). User errors
-(:class:`AlignmentToolError`) name the command-line flag to fix.
+(:class:`UsageError`) name the command-line flag to fix.
 
 Dimensions: B batch, T target length, S source length.
 """
@@ -32,15 +32,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .errors import UsageError
 from .input_check import sentencepiece_mismatch
 from .textio import Link
 from .tools.words import merge_pieces, word_ids, word_links, word_probs
 
 DISTRIBUTIONS = ("auto", "posterior", "prior", "exact-posterior")
 
-
-class AlignmentToolError(ValueError):
-    """A user error: the message names the flag and the fix."""
 
 
 # ------------------------------------------------------------------ model and data
@@ -58,19 +56,19 @@ def load_checkpoint(path: Path, data: Optional[Path] = None, source_lang: Option
     from .model import VarAttnModel  # importing the package registers the plugin
 
     if not Path(path).is_file():
-        raise AlignmentToolError(f"--path {path}: no such checkpoint file")
+        raise UsageError(f"--path {path}: no such checkpoint file")
     overrides = {key: value for key, value in
                  (("data", data and str(data)), ("source_lang", source_lang), ("target_lang", target_lang))
                  if value is not None}
     try:
         models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(path)], arg_overrides=overrides)
     except FileNotFoundError as e:
-        raise AlignmentToolError(
+        raise UsageError(
             f"cannot load the checkpoint's dictionaries ({e}): pass DATA, the binarised data "
             "directory with dict.SRC.txt and dict.TGT.txt") from None
     model = models[0]
     if not isinstance(model, VarAttnModel):
-        raise AlignmentToolError(
+        raise UsageError(
             f"--path {path} holds a {type(model).__name__}; alignments need a checkpoint of this plugin "
             "(--arch varattn_lstm or varattn_transformer)")
     model.eval()
@@ -84,7 +82,7 @@ def load_sentencepiece(path, flag: str):
     import sentencepiece
 
     if not Path(path).is_file():
-        raise AlignmentToolError(f"{flag} {path}: no such sentencepiece model file")
+        raise UsageError(f"{flag} {path}: no such sentencepiece model file")
     return sentencepiece.SentencePieceProcessor(model_file=str(path))
 
 
@@ -102,19 +100,19 @@ def raw_dataset(task, src_lines: Sequence[str], tgt_lines: Sequence[str], spm: O
     from fairseq.data import LanguagePairDataset
 
     if spm is not None and target_spm is None:
-        raise AlignmentToolError(
+        raise UsageError(
             "--spm encodes the source text only, and would turn the target text into the wrong pieces: pass "
             "--target-spm with the target language's sentencepiece model (the same file as --spm when one joint "
             "model encoded both languages)")
     if len(src_lines) != len(tgt_lines):
-        raise AlignmentToolError(
+        raise UsageError(
             f"--source-file has {len(src_lines)} lines but --target-file has {len(tgt_lines)}: "
             "they must be parallel, one sentence per line")
     for flag, model, dictionary, side in (("--spm", spm, task.source_dictionary, "source"),
                                           ("--target-spm", target_spm, task.target_dictionary, "target")):
         problem = model is not None and sentencepiece_mismatch(dictionary, load_sentencepiece(model, flag), side)
         if problem:
-            raise AlignmentToolError(f"{flag} {model}: {problem}; pass the {side} language's model")
+            raise UsageError(f"{flag} {model}: {problem}; pass the {side} language's model")
     src = encode_lines(src_lines, task.source_dictionary, spm)
     tgt = encode_lines(tgt_lines, task.target_dictionary, target_spm)
     return LanguagePairDataset(
@@ -130,7 +128,7 @@ def split_dataset(task, subset: str):
     try:
         task.load_dataset(subset)
     except FileNotFoundError as e:
-        raise AlignmentToolError(f"--gen-subset {subset}: {e}") from None
+        raise UsageError(f"--gen-subset {subset}: {e}") from None
     return task.dataset(subset)
 
 
@@ -139,7 +137,7 @@ def iterate_batches(task, model, dataset, max_tokens: Optional[int], batch_size:
     from fairseq import utils
 
     if max_tokens is None and batch_size is None:
-        raise AlignmentToolError("pass --max-tokens or --batch-size")
+        raise UsageError("pass --max-tokens or --batch-size")
     itr = task.get_batch_iterator(
         dataset=dataset, max_tokens=max_tokens, max_sentences=batch_size,
         max_positions=utils.resolve_max_positions(task.max_positions(), model.max_positions()),
@@ -163,15 +161,15 @@ def resolve_distribution(model, distribution: str) -> str:
         can_give = ("--distribution exact-posterior (the model's own posterior) or prior" if spec.latent else
                     "--distribution prior, the attention (a soft-attention model has no latent alignment, so no "
                     "posterior of either kind)")
-        raise AlignmentToolError(
+        raise UsageError(
             f"--distribution posterior needs a variational model; this checkpoint was trained with "
             f"--attention-mode {model.attention_mode}: use {can_give}")
     if distribution == "exact-posterior" and not spec.latent:
-        raise AlignmentToolError(
+        raise UsageError(
             f"--distribution exact-posterior needs a latent-alignment model; this checkpoint was "
             f"trained with --attention-mode {model.attention_mode}: use --distribution prior")
     if distribution not in DISTRIBUTIONS:
-        raise AlignmentToolError(f"--distribution must be one of {', '.join(DISTRIBUTIONS)}")
+        raise UsageError(f"--distribution must be one of {', '.join(DISTRIBUTIONS)}")
     return distribution
 
 

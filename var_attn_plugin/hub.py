@@ -47,6 +47,7 @@ from torch import Tensor
 import var_attn_plugin
 
 from .alignment import alignment_log_probs, merged_matrix, real_positions
+from .errors import UsageError
 from .input_check import HUB_FIX, sentencepiece_mismatch, warn_unreadable_inputs
 from .task import VarAttnTranslationConfig
 from .tools.words import detect_scheme
@@ -85,11 +86,8 @@ class Alignment:
     target_pieces: List[str]  # T pieces, EOS last
 
 
-class HubError(ValueError):
-    """A user error of the hub interface: the message names the argument and the fix."""
 
-
-class DictionaryNotFoundError(HubError):
+class DictionaryNotFoundError(UsageError):
     """The data directory lacks the checkpoint's dictionaries; ``reason`` is fairseq's error."""
 
     def __init__(self, reason: str):
@@ -99,7 +97,7 @@ class DictionaryNotFoundError(HubError):
         self.reason = reason
 
 
-class SentencepieceMismatchError(HubError):
+class SentencepieceMismatchError(UsageError):
     """A sentencepiece model that did not make the ``side`` dictionary's pieces."""
 
     def __init__(self, argument: str, path: str, side: str, reason: str):
@@ -153,7 +151,7 @@ class VarAttnHubInterface(GeneratorHubInterface):
         if self.target_spm is not None:
             sentence = " ".join(self.target_spm.encode(sentence, out_type=str))
         elif self.bpe is not None:
-            raise HubError(
+            raise UsageError(
                 "align() encodes the target sentence too, and the source sentencepiece model would "
                 "turn it into the wrong pieces: pass target_sentencepiece_model='TARGET.model' to "
                 "from_pretrained (the same file as sentencepiece_model when one joint model encoded "
@@ -221,7 +219,7 @@ def checkpoint_paths(model_name_or_path: Union[str, Path], checkpoint_file: str)
     paths = [path] if path.is_file() else [path / name for name in checkpoint_file.split(os.pathsep)]
     for p in paths:
         if not p.is_file():
-            raise HubError(f"no checkpoint file {p}: pass the checkpoint directory and checkpoint_file=, "
+            raise UsageError(f"no checkpoint file {p}: pass the checkpoint directory and checkpoint_file=, "
                            "or the path of the .pt file")
     return [str(p) for p in paths]
 
@@ -262,12 +260,12 @@ def from_pretrained(model_name_or_path: Union[str, Path], checkpoint_file: str =
     if kwargs.get("user_dir") not in (None, PLUGIN_DIR):
         logger.info("user_dir=%s ignored: the plugin is already imported from %s", kwargs["user_dir"], PLUGIN_DIR)
     if kwargs.get("bpe") == "sentencepiece" and kwargs.get("sentencepiece_model") is None:
-        raise HubError("bpe='sentencepiece' needs sentencepiece_model='SOURCE.model', the source language's "
+        raise UsageError("bpe='sentencepiece' needs sentencepiece_model='SOURCE.model', the source language's "
                        "sentencepiece model")
     for name, value in (("sentencepiece_model", kwargs.get("sentencepiece_model")),
                         ("target_sentencepiece_model", target_sentencepiece_model)):
         if value is not None and not Path(value).is_file():
-            raise HubError(f"{name}={value!r}: no such sentencepiece model file")
+            raise UsageError(f"{name}={value!r}: no such sentencepiece model file")
     overrides = load_overrides(Path(paths[0]).parent, data_name_or_path, **kwargs)
     if "data" in overrides and not list(Path(overrides["data"]).glob("dict.*.txt")):
         raise DictionaryNotFoundError(f"no dict.*.txt in {overrides['data']}")
@@ -279,7 +277,7 @@ def from_pretrained(model_name_or_path: Union[str, Path], checkpoint_file: str =
 
     for model in models:
         if not isinstance(model, VarAttnModel):
-            raise HubError(f"{paths[0]} holds a {type(model).__name__}, not a model of this plugin "
+            raise UsageError(f"{paths[0]} holds a {type(model).__name__}, not a model of this plugin "
                            "(varattn_lstm or varattn_transformer)")
     hub = VarAttnHubInterface(cfg, task, models, target_sentencepiece_model)
     for argument, processor, dictionary, side in (

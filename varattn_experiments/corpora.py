@@ -49,7 +49,8 @@ class Corpus(Job):
             Step("subwords", [sys.executable, "-m", "varattn_experiments.corpora", "subwords", str(d / "data"),
                               str(spm), str(self.vocab_size), str(self.valid_small)], "prepare.log"),
             Step("binarise", [tool("fairseq-preprocess"), "--source-lang", "de", "--target-lang", "en",
-                              "--trainpref", str(spm / "train"), "--validpref", f"{spm / 'valid'},{spm / 'valid_small'}",
+                              "--trainpref", str(spm / "train"),
+                              "--validpref", f"{spm / 'valid'},{spm / 'valid_small'}",
                               "--testpref", str(spm / "test"), "--destdir", str(d / "data-bin"), "--workers", "1"],
                  "prepare.log"),
         ]

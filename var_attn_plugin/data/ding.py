@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..console import configure_logging
+from ..errors import UsageError
 from ..textio import read_lines
 
 logger = logging.getLogger("varattn-prepare-ding")
@@ -66,9 +67,6 @@ _ANNOTATION = re.compile(r"\s*(?:\{[^{}]*\}|\[[^\[\]]*\])")  # innermost {...} o
 Pair = Tuple[str, str]  # (German, English)
 SPLITS = ("train", "valid", "test")
 
-
-class DingDataError(RuntimeError):
-    """The dictionary could not be fetched or read; the message says what to do."""
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -235,7 +233,7 @@ def fetch_from_upstream(workdir: Path, url: str = UPSTREAM_URL) -> Path:
         with gzip.open(workdir / "de-en.txt.gz", "rb") as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst)
     except OSError as e:
-        raise DingDataError(
+        raise UsageError(
             f"could not fetch the Ding dictionary: apt-get download {DEBIAN_PACKAGE} failed and {url} "
             f"is unreachable ({e}). Download de-en.txt.gz from the Ding project yourself, gunzip it and "
             "pass it with --ding-file") from None
@@ -259,10 +257,10 @@ def fetch_ding(download_dir: Path, url: str = UPSTREAM_URL) -> Path:
 
 
 def read_dictionary(path: Path) -> List[str]:
-    lines = read_lines(path, "--ding-file", DingDataError,
+    lines = read_lines(path, "--ding-file", UsageError,
                        "; pass the uncompressed dictionary (gunzip de-en.txt.gz first)")
     if not any(LANGUAGE_SEPARATOR in line for line in lines):
-        raise DingDataError(f"--ding-file {path} has no 'German :: English' line; is it Ding's de-en file?")
+        raise UsageError(f"--ding-file {path} has no 'German :: English' line; is it Ding's de-en file?")
     return lines
 
 
@@ -325,7 +323,7 @@ def run_preparer(parser: argparse.ArgumentParser, prepare_fn, errors, log: loggi
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    run_preparer(build_parser(), prepare, (DingDataError, ValueError), logger, argv)
+    run_preparer(build_parser(), prepare, (UsageError, ValueError), logger, argv)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from ..console import configure_logging
+from ..errors import UsageError
 from ..textio import read_lines
 from . import subwords
 
@@ -54,9 +55,6 @@ ORIG_HINT = (f"; --orig must be the unpacked de-en.tgz (with {TRAIN_FILE.format(
              "and the IWSLT14.TED*.xml files)")
 _SEGMENT = re.compile(r'<seg id="[0-9]*">\s*(.*?)\s*</seg>\s*$')
 
-
-class IWSLTDataError(RuntimeError):
-    """Missing or inconsistent input files; the message says which and what to do."""
 
 
 def clean_train_tags(lines: Sequence[str]) -> List[str]:
@@ -109,7 +107,7 @@ def clean_corpus(source: Sequence[str], target: Sequence[str], min_words: int = 
     """``clean-corpus-n.perl``: normalise spaces, remove ``|``, keep pairs whose sides have
     ``min_words``..``max_words`` words and a length ratio of at most ``max_ratio``."""
     if len(source) != len(target):
-        raise IWSLTDataError(f"the two sides have {len(source)} and {len(target)} lines")
+        raise UsageError(f"the two sides have {len(source)} and {len(target)} lines")
     kept_source, kept_target = [], []
     for f, e in zip(source, target):
         f = " ".join(f.replace("|", "").split())
@@ -150,10 +148,10 @@ def prepare(orig: Path, output: Path, vocab_size: int = VOCAB_SIZE, max_pieces: 
     counts = {}
     # 1. training data
     train = {lang: clean_train_tags(read_lines(orig / TRAIN_FILE.format(pair=PAIR, lang=lang), "--orig file",
-                                               IWSLTDataError, ORIG_HINT))
+                                               UsageError, ORIG_HINT))
              for lang in (SOURCE, TARGET)}
     if len(train[SOURCE]) != len(train[TARGET]):
-        raise IWSLTDataError(f"after removing the tag lines, {orig} has {len(train[SOURCE])} German and "
+        raise UsageError(f"after removing the tag lines, {orig} has {len(train[SOURCE])} German and "
                              f"{len(train[TARGET])} English training lines; the files do not match")
     counts["train_tags"] = len(train[SOURCE])
     logger.info("tokenising %d training pairs", counts["train_tags"])
@@ -167,11 +165,11 @@ def prepare(orig: Path, output: Path, vocab_size: int = VOCAB_SIZE, max_pieces: 
         tok["train", lang], tok["valid", lang] = split_valid(lowercase(cleaned[lang]))
         raw_test = [segment for name in TEST_SETS
                     for segment in xml_segments(read_lines(orig / XML_FILE.format(name=name, pair=PAIR, lang=lang),
-                                                           "--orig file", IWSLTDataError, ORIG_HINT))]
+                                                           "--orig file", UsageError, ORIG_HINT))]
         write_lines(output / "raw" / f"test.{lang}", raw_test)
         tok["test", lang] = lowercase(tokenize(raw_test, lang, workers))
         if lang == TARGET and len(tok["test", SOURCE]) != len(raw_test):
-            raise IWSLTDataError(f"the test XML files of {orig} have {len(tok['test', SOURCE])} German and "
+            raise UsageError(f"the test XML files of {orig} have {len(tok['test', SOURCE])} German and "
                                  f"{len(raw_test)} English segments")
     for (split, lang), lines in tok.items():
         write_lines(output / "tok" / f"{split}.{lang}", lines)
@@ -221,7 +219,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         counts = prepare(args.orig, args.output_dir, args.vocab_size, args.max_pieces, args.workers,
                          args.soft_vocab_limit)
-    except IWSLTDataError as e:
+    except UsageError as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     logger.info("%s", ", ".join(f"{k} {v}" for k, v in counts.items()))
 

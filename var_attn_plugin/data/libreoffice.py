@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from ..errors import UsageError
 from .ding import run_preparer, split_and_write
 
 logger = logging.getLogger("varattn-prepare-libreoffice")
@@ -64,9 +65,6 @@ _TILDE = re.compile(r"~")
 _AMPERSAND = re.compile(r"&(?=\w)")  # "&Save"; "Drag & Drop" keeps its ampersand
 _MNEMONIC = re.compile(r"_(?=[^\W_])")  # "Fo_rm", "_New sheet"
 
-
-class LibreOfficeDataError(RuntimeError):
-    """The catalogues could not be fetched or read; the message says what to do."""
 
 
 # ----------------------------------------------------------------------------- cleaning
@@ -102,11 +100,11 @@ def read_catalogue(path: Path) -> List[Tuple[str, str]]:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise LibreOfficeDataError(f"cannot read the catalogue {path}: {e}") from None
+        raise UsageError(f"cannot read the catalogue {path}: {e}") from None
     try:
         catalogue = gettext.GNUTranslations(io.BytesIO(data))._catalog
     except Exception as e:  # OSError (bad magic), struct.error (truncated), UnicodeDecodeError
-        raise LibreOfficeDataError(f"{path} is not a gettext .mo catalogue ({e})") from None
+        raise UsageError(f"{path} is not a gettext .mo catalogue ({e})") from None
     messages = []
     for key, value in catalogue.items():
         if isinstance(key, tuple):  # plural: (msgid, n); keep the singular form only
@@ -151,7 +149,7 @@ def extract_pairs(catalogues: Iterable[Path], min_words: int = MIN_WORDS,
 def find_catalogues(directory: Path) -> List[Path]:
     found = sorted(Path(directory).rglob("*.mo"))
     if not found:
-        raise LibreOfficeDataError(f"no .mo catalogue below {directory}; pass the folder that holds "
+        raise UsageError(f"no .mo catalogue below {directory}; pass the folder that holds "
                                    f"{DEBIAN_PACKAGE}'s {CATALOGUE_DIR}")
     return found
 
@@ -181,16 +179,16 @@ def fetch_catalogues(download_dir: Path) -> Path:
         if not _run(["apt-get", "download", DEBIAN_PACKAGE], work):
             _run(["apt-get", "update", "-qq"], work)
             if not _run(["apt-get", "download", DEBIAN_PACKAGE], work):
-                raise LibreOfficeDataError(
+                raise UsageError(
                     f"apt-get download {DEBIAN_PACKAGE} failed (is apt Debian's or Ubuntu's, and the "
                     "package list updated?); extract the package's .mo files yourself and pass "
                     "their folder with --mo-dir")
         debs = sorted(work.glob(f"{DEBIAN_PACKAGE}_*.deb"))
         if not debs or not _run(["dpkg-deb", "-x", debs[-1].name, "unpacked"], work):
-            raise LibreOfficeDataError(f"could not unpack {DEBIAN_PACKAGE} with dpkg-deb; pass --mo-dir")
+            raise UsageError(f"could not unpack {DEBIAN_PACKAGE} with dpkg-deb; pass --mo-dir")
         source = work / "unpacked" / CATALOGUE_DIR
         if not source.is_dir():
-            raise LibreOfficeDataError(f"{DEBIAN_PACKAGE} has no {CATALOGUE_DIR}; pass --mo-dir")
+            raise UsageError(f"{DEBIAN_PACKAGE} has no {CATALOGUE_DIR}; pass --mo-dir")
         shutil.move(str(source), str(target))
     return target
 
@@ -227,7 +225,7 @@ def prepare(args) -> Dict[str, object]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    run_preparer(build_parser(), prepare, (LibreOfficeDataError, ValueError), logger, argv)
+    run_preparer(build_parser(), prepare, (UsageError, ValueError), logger, argv)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
+from ..errors import UsageError
 from ..textio import Link, read_lines
 
 GOLD_FORMATS = ("auto", "pharaoh", "naacl")
@@ -46,9 +47,6 @@ _PHARAOH_EXPECTED = ("expected i-j (sure), i?j (possible), i-j-S or i-j-P, "
                      "with non-negative integer positions")
 _NAACL_EXPECTED = "expected 'sentence i j [S|P] [confidence]' with non-negative integers"
 
-
-class AlignmentFormatError(ValueError):
-    """Malformed alignment input; the message names the file, the line and the fix."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,7 @@ def _position(value: int, one_based: bool, where: str = "", token: str = "",
     if value > 0:
         return value - 1
     if null_links is None or not null_links.drop:
-        raise AlignmentFormatError(
+        raise UsageError(
             f"{where}: link {token!r} has position 0, which --one-based reads as a NULL link: pass "
             "--drop-null-links to leave NULL links out, or drop --one-based if the file counts from 0")
     null_links.dropped += 1
@@ -140,7 +138,7 @@ def parse_pharaoh_line(line: str, where: str, one_based: bool = False,
             hint = ""
             if re.fullmatch(r"-?\d+", token):
                 hint = "; this looks like the 'sentence i j' format: pass --gold-format naacl"
-            raise AlignmentFormatError(f"{where}: bad link {token!r}: {_PHARAOH_EXPECTED}{hint}")
+            raise UsageError(f"{where}: bad link {token!r}: {_PHARAOH_EXPECTED}{hint}")
         i, sep, j, label = match.groups()
         i, j = (_position(int(i), one_based, where, token, null_links),
                 _position(int(j), one_based, where, token, null_links))
@@ -148,7 +146,7 @@ def parse_pharaoh_line(line: str, where: str, one_based: bool = False,
             continue
         is_sure = label == "S" if label else sep == "-"
         if label and sep == "?":
-            raise AlignmentFormatError(
+            raise UsageError(
                 f"{where}: bad link {token!r}: '?' already marks a possible link, drop the -{label}")
         (sure if is_sure else possible).add((i, j))
     return sure, possible - sure
@@ -164,7 +162,7 @@ def detect_format(lines: Sequence[str], path: Path) -> str:
             return "pharaoh"
         if 3 <= len(fields) <= 5 and all(f.isdigit() for f in fields[:3]):
             return "naacl"
-        raise AlignmentFormatError(
+        raise UsageError(
             f"{path}:{number}: cannot tell the gold format from {line.strip()!r}: pass "
             "--gold-format pharaoh (lines of i-j / i?j links) or --gold-format naacl "
             "('sentence i j [S|P]' per line)")
@@ -190,21 +188,21 @@ def read_naacl(path: Path, lines: Sequence[str], num_sentences: int, one_based: 
             continue
         where = f"{path}:{number}"
         if not 3 <= len(fields) <= 5:
-            raise AlignmentFormatError(f"{where}: {len(fields)} fields in {line.strip()!r}: {_NAACL_EXPECTED}")
+            raise UsageError(f"{where}: {len(fields)} fields in {line.strip()!r}: {_NAACL_EXPECTED}")
         for name, value in zip(("sentence", "i", "j"), fields):
             if not value.isdigit():
-                raise AlignmentFormatError(f"{where}: bad {name} {value!r}: {_NAACL_EXPECTED}")
+                raise UsageError(f"{where}: bad {name} {value!r}: {_NAACL_EXPECTED}")
         label = fields[3] if len(fields) > 3 else "S"
         if label not in ("S", "P"):
-            raise AlignmentFormatError(f"{where}: bad label {label!r}: expected S (sure) or P (possible)")
+            raise UsageError(f"{where}: bad label {label!r}: expected S (sure) or P (possible)")
         if len(fields) == 5:
             try:
                 float(fields[4])
             except ValueError:
-                raise AlignmentFormatError(f"{where}: bad confidence {fields[4]!r}: expected a number") from None
+                raise UsageError(f"{where}: bad confidence {fields[4]!r}: expected a number") from None
         sentence = int(fields[0])
         if sentence < first_sentence_id:
-            raise AlignmentFormatError(
+            raise UsageError(
                 f"{where}: sentence id {sentence} is below --first-sentence-id {first_sentence_id}")
         last_id = max(last_id, sentence)
         token = line.strip()
@@ -215,7 +213,7 @@ def read_naacl(path: Path, lines: Sequence[str], num_sentences: int, one_based: 
         (sure if label == "S" else possible).setdefault(sentence, set()).add((i, j))
     count = last_id - first_sentence_id + 1
     if count != num_sentences:
-        raise AlignmentFormatError(
+        raise UsageError(
             f"{path}: sentence ids run from {first_sentence_id} to {last_id} ({count} sentences) but "
             f"the prediction has {num_sentences} lines; check --first-sentence-id and that both "
             "files cover the same sentences")
@@ -227,7 +225,7 @@ def read_naacl(path: Path, lines: Sequence[str], num_sentences: int, one_based: 
 def read_prediction(path: Path, reverse: bool = False) -> List[Set[Link]]:
     """Predicted links per line (Pharaoh, 0-based); ``reverse`` swaps i and j."""
     links = []
-    for n, line in enumerate(read_lines(path, "prediction file", AlignmentFormatError), 1):
+    for n, line in enumerate(read_lines(path, "prediction file", UsageError), 1):
         sure, possible = parse_pharaoh_line(line, f"{path}:{n}")
         both = sure | possible
         links.append({(j, i) for i, j in both} if reverse else both)
@@ -240,14 +238,14 @@ def read_gold_with_format(path: Path, num_sentences: int, gold_format: str = "au
     """Gold links of ``num_sentences`` sentences and the format they were read in (the file is read once)."""
     if gold_format not in GOLD_FORMATS:
         raise ValueError(f"--gold-format must be one of {', '.join(GOLD_FORMATS)}, got {gold_format!r}")
-    lines = read_lines(path, "gold file", AlignmentFormatError)
+    lines = read_lines(path, "gold file", UsageError)
     if gold_format == "auto":
         gold_format = detect_format(lines, path)
     if gold_format == "naacl":
         return read_naacl(path, lines, num_sentences, one_based, first_sentence_id, null_links), gold_format
     gold = read_pharaoh(path, lines, one_based, null_links)
     if len(gold) != num_sentences:
-        raise AlignmentFormatError(
+        raise UsageError(
             f"{path} has {len(gold)} lines (sentences) but the prediction has {num_sentences}: "
             "both must have one line per sentence pair, in the same order")
     return gold, gold_format
@@ -264,7 +262,7 @@ def read_gold(path: Path, num_sentences: int, gold_format: str = "auto", one_bas
 
 def read_lengths(path: Path, flag: str) -> List[int]:
     """Whitespace-separated tokens per line of the text that the positions index."""
-    return [len(line.split()) for line in read_lines(path, flag, AlignmentFormatError)]
+    return [len(line.split()) for line in read_lines(path, flag, UsageError)]
 
 
 def check_positions(links: Sequence[Set[Link]], src_lengths: Sequence[int], tgt_lengths: Sequence[int],
@@ -291,21 +289,21 @@ def check_positions(links: Sequence[Set[Link]], src_lengths: Sequence[int], tgt_
         else:
             message += ("; check that --source and --target are the text the links index (words for "
                         "varattn-align --words, else the pieces of the data-bin) and that --reverse is right")
-        raise AlignmentFormatError(message)
+        raise UsageError(message)
 
 
 def check_not_empty(gold: Sequence[GoldAlignment], predicted: Sequence[Set[Link]], gold_path: Path,
                     pred_path: Path) -> None:
     """The ratios are defined: some predicted links, some sure gold links."""
     if not predicted:
-        raise AlignmentFormatError(
+        raise UsageError(
             f"{pred_path} is empty: no sentence to score (varattn-align writes one line per sentence pair)")
     if not any(predicted):
-        raise AlignmentFormatError(
+        raise UsageError(
             f"{pred_path} has {len(predicted)} lines but not one link, so precision is undefined: check that "
             "it is varattn-align's output for these sentences")
     if not any(g.sure for g in gold):
-        raise AlignmentFormatError(
+        raise UsageError(
             f"{gold_path} has no sure link in its {len(gold)} sentences, so recall and AER are undefined: "
             "check the file and --gold-format (possible links are i?j or i-j-P; sure links i-j or i-j-S)")
 
@@ -362,7 +360,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             tgt_lengths = read_lengths(args.target, "--target")
             for flag, lengths in (("--source", src_lengths), ("--target", tgt_lengths)):
                 if len(lengths) != len(predicted):
-                    raise AlignmentFormatError(
+                    raise UsageError(
                         f"{flag} has {len(lengths)} lines but {args.pred} has {len(predicted)}: the text must "
                         "have one line per sentence pair, in the same order")
             naacl = gold_format == "naacl"
@@ -370,7 +368,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                             (lambda k: f"{args.gold}: sentence {args.first_sentence_id + k}") if naacl
                             else (lambda k: f"{args.gold}:{k + 1}"), args.one_based, True)
             check_positions(predicted, src_lengths, tgt_lengths, lambda k: f"{args.pred}:{k + 1}", False, False)
-    except AlignmentFormatError as e:
+    except UsageError as e:
         parser.exit(1, f"{parser.prog}: error: {e}\n")
     if null_links.dropped:
         print(f"{parser.prog}: left out {null_links.dropped} NULL links (position 0) of {args.gold} "

@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..alignment import (
     DISTRIBUTIONS,
-    AlignmentToolError,
+    UsageError,
     batch_alignments,
     format_links,
     iterate_batches,
@@ -105,18 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
 def align(args) -> List[str]:
     """The output lines, one per sentence pair in corpus order."""
     if (args.source_file is None) != (args.target_file is None):
-        raise AlignmentToolError("raw text needs both --source-file and --target-file")
+        raise UsageError("raw text needs both --source-file and --target-file")
     if args.threshold is not None and not 0.0 < args.threshold <= 1.0:
-        raise AlignmentToolError(f"--threshold is a probability in (0, 1], got {args.threshold}")
+        raise UsageError(f"--threshold is a probability in (0, 1], got {args.threshold}")
     model, task = load_checkpoint(args.path, args.data, args.source_lang, args.target_lang, args.cpu)
     distribution = resolve_distribution(model, args.distribution)
     if args.source_file is not None:
-        dataset = raw_dataset(task, read_lines(args.source_file, "--source-file", AlignmentToolError),
-                              read_lines(args.target_file, "--target-file", AlignmentToolError),
+        dataset = raw_dataset(task, read_lines(args.source_file, "--source-file", UsageError),
+                              read_lines(args.target_file, "--target-file", UsageError),
                               args.spm, args.target_spm)
     else:
         if args.spm is not None:
-            raise AlignmentToolError("--spm encodes raw text: pass --source-file and --target-file with it")
+            raise UsageError("--spm encodes raw text: pass --source-file and --target-file with it")
         dataset = split_dataset(task, args.gen_subset)
     batch_size = args.batch_size if args.batch_size or args.max_tokens else 32
     src_scheme, tgt_scheme = subword_schemes(args, task)
@@ -139,7 +139,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parser.parse_args(argv)
     try:
         lines = align(args)
-    except AlignmentToolError as e:
+    except UsageError as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     text = "".join(line + "\n" for line in lines)
     if args.output is None:

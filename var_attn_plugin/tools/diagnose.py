@@ -39,7 +39,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ..alignment import AlignmentToolError, iterate_batches, load_checkpoint, split_dataset
+from ..alignment import UsageError, iterate_batches, load_checkpoint, split_dataset
 from ..console import configure_logging, description_from_docstring
 
 logger = logging.getLogger("varattn-diagnose")
@@ -116,7 +116,7 @@ def diagnose(model, task, dataset, max_tokens: Optional[int], batch_size: Option
             sums["nll_other"] -= other_log_probs[real].sum().item()
             other_tokens += int(real.sum())
     if tokens == 0:
-        raise AlignmentToolError("the split has no target tokens")
+        raise UsageError("the split has no target tokens")
     result = Diagnosis(mode=model.attention_mode, tokens=tokens, ppl=math.exp(sums["nll"] / tokens),
                        ppl_other_source=math.exp(sums["nll_other"] / other_tokens) if other_tokens else None)
     for name in LATENT_FIELDS if model.spec.latent else ENTROPY_FIELDS:
@@ -164,7 +164,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             model, task = load_checkpoint(path, args.data, cpu=args.cpu)
             rows.append(diagnose(model, task, split_dataset(task, args.gen_subset), args.max_tokens, batch_size))
             logger.info("%s: %s", path, rows[-1])
-    except AlignmentToolError as e:
+    except UsageError as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     if args.json:
         for path, row in zip(args.path, rows):

@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..alignment import (
-    AlignmentToolError,
+    UsageError,
     alignment_log_probs,
     load_checkpoint,
     merged_matrix,
@@ -117,16 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
 def plot(args):
     """The figure for ``args``; also returns the word labels and matrices."""
     if (args.id is None) == (args.source_text is None):
-        raise AlignmentToolError("choose the sentence pair: --id N, or --source-text and --target-text")
+        raise UsageError("choose the sentence pair: --id N, or --source-text and --target-text")
     if (args.source_text is None) != (args.target_text is None):
-        raise AlignmentToolError("raw text needs both --source-text and --target-text")
+        raise UsageError("raw text needs both --source-text and --target-text")
     model, task = load_checkpoint(args.path, args.data, args.source_lang, args.target_lang, args.cpu)
     if args.distribution == "prior":
-        raise AlignmentToolError("the prior is always drawn: --distribution picks the posterior to "
+        raise UsageError("the prior is always drawn: --distribution picks the posterior to "
                                  "draw next to it (posterior or exact-posterior)")
     posterior_name = resolve_distribution(model, args.distribution)
     if posterior_name == "prior":
-        raise AlignmentToolError(
+        raise UsageError(
             f"this checkpoint was trained with --attention-mode {model.attention_mode}, which has no "
             "posterior to compare with the prior; plot a latent or variational model")
     if args.id is None:
@@ -135,7 +135,7 @@ def plot(args):
     else:
         dataset = split_dataset(task, args.gen_subset)
         if not 0 <= args.id < len(dataset):
-            raise AlignmentToolError(f"--id {args.id} is outside --gen-subset {args.gen_subset} "
+            raise UsageError(f"--id {args.id} is outside --gen-subset {args.gen_subset} "
                                      f"(sentences 0 to {len(dataset) - 1})")
         index = args.id
     sample = dataset.collater([dataset[index]])
@@ -175,7 +175,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parser.parse_args(argv)
     try:
         fig, *_ = plot(args)
-    except AlignmentToolError as e:
+    except UsageError as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.output, dpi=args.dpi, bbox_inches="tight")

@@ -26,15 +26,13 @@ from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence, TextIO
 
 from ..console import configure_logging, description_from_docstring
+from ..errors import UsageError
 from ..input_check import TRANSLATE_FIX, unreadable_inputs
 from ..latent.modes import LATENT_DECODINGS
 from .words import detect_scheme
 
 logger = logging.getLogger("varattn-translate")
 
-
-class TranslateToolError(ValueError):
-    """A user error: the message names the flag and the fix."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,15 +82,15 @@ def check_args(args) -> None:
     for flag, value, smallest in (("--beam", args.beam, 1), ("--kmax", args.kmax, 1),
                                   ("--batch-size", args.batch_size, 1), ("--buffer-size", args.buffer_size, 1)):
         if value is not None and value < smallest:
-            raise TranslateToolError(f"{flag} must be at least {smallest}, got {value}")
+            raise UsageError(f"{flag} must be at least {smallest}, got {value}")
     if args.gnmt_lenpen is not None and args.lenpen != 1.0:
-        raise TranslateToolError(
+        raise UsageError(
             f"--gnmt-lenpen and --lenpen are two length penalties: pass only one (got --lenpen {args.lenpen}, "
             f"--gnmt-lenpen {args.gnmt_lenpen})")
     for flag, path in (("--path", args.path), ("--spm", args.spm), ("--target-spm", args.target_spm),
                        ("--input", args.input)):
         if path is not None and not path.is_file():
-            raise TranslateToolError(f"{flag} {path}: no such file")
+            raise UsageError(f"{flag} {path}: no such file")
 
 
 def load(args):
@@ -112,16 +110,16 @@ def load(args):
         hub = from_pretrained(args.path, data_name_or_path=args.data and str(args.data),
                               target_sentencepiece_model=args.target_spm and str(args.target_spm), **overrides)
     except DictionaryNotFoundError as e:
-        raise TranslateToolError(
+        raise UsageError(
             f"cannot load the checkpoint's dictionaries ({e.reason}): pass DATA, the binarised data directory "
             "the model was trained with (its dict.SRC.txt and dict.TGT.txt)") from None
     except SentencepieceMismatchError as e:
         flag = "--spm" if e.side == "source" else "--target-spm"
-        raise TranslateToolError(f"{flag} {e.path}: {e.reason}; pass the {e.side} language's model") from None
-    except ValueError as e:  # HubError, and the model's own checks (another data-bin's dictionaries)
-        raise TranslateToolError(str(e)) from None
+        raise UsageError(f"{flag} {e.path}: {e.reason}; pass the {e.side} language's model") from None
+    except ValueError as e:  # UsageError, and the model's own checks (another data-bin's dictionaries)
+        raise UsageError(str(e)) from None
     if args.spm is None and detect_scheme(hub.src_dict.symbols) == "sentencepiece":
-        raise TranslateToolError(
+        raise UsageError(
             "the model's source dictionary holds sentencepiece pieces: pass --spm SOURCE.model, the source "
             "language's sentencepiece model that encoded the training data")
     hub.cfg.dataset.batch_size = args.batch_size
@@ -168,7 +166,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         check_args(args)
         hub = load(args)
-    except TranslateToolError as e:
+    except UsageError as e:
         parser.exit(1, f"{parser.prog}: error: {e}\n")
     source = sys.stdin if args.input is None else open(args.input, encoding="utf-8")
     if args.buffer_size is None:
