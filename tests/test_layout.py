@@ -33,3 +33,59 @@ def test_an_architecture_does_not_import_another(arch, other):
     for path in (PACKAGE / arch).glob("*.py"):
         for name in imported_modules(path):
             assert not name.startswith(f"var_attn_plugin.{other}"), f"{arch}/{path.name} imports {name}"
+
+
+def module_name(path: Path) -> str:
+    parts = ["var_attn_plugin", *path.relative_to(PACKAGE).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph():
+    """``{module: modules of the package it imports}``, imports inside functions included (a
+    name imported from a module counts as that module; the package's ``__init__`` is left out:
+    importing any module runs it)."""
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for imported in imported_modules(path):
+            while imported and imported not in modules:
+                imported = imported.rpartition(".")[0]
+            if imported and imported not in (name, "var_attn_plugin"):
+                deps.add(imported)
+        graph[name] = deps
+    return graph
+
+
+def find_cycle(graph):
+    """One import cycle as a list of modules, or None (depth-first search)."""
+    state = {}  # module -> "open" while on the stack, "done" after
+
+    def visit(node, stack):
+        state[node] = "open"
+        for dep in sorted(graph[node]):
+            if state.get(dep) == "open":
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state:
+                found = visit(dep, stack + [dep])
+                if found:
+                    return found
+        state[node] = "done"
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node, [node])
+            if found:
+                return found
+    return None
+
+
+def test_find_cycle_finds_a_planted_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_module_of_the_package_imports_another_that_imports_it_back():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)

@@ -13,7 +13,12 @@ from .errors import install_excepthook
 allow_fairseq_checkpoints()
 install_excepthook()  # a UsageError ends fairseq's commands with its message, exit code 1
 
-from . import criterion, model, task  # noqa: E402,F401  (registers with fairseq)
+from . import (  # noqa: E402,F401  (registers with fairseq)
+    criterion,
+    hub,  # noqa: E402,F401  (VarAttnModel.from_pretrained)
+    model,
+    task,
+)
 from .lstm import model as lstm_model  # noqa: E402,F401  (--arch varattn_lstm)
 from .transformer import model as transformer_model  # noqa: E402,F401  (--arch varattn_transformer)
 

@@ -32,17 +32,13 @@ from omegaconf import II
 from .errors import UsageError
 from .latent.distributions import categorical_entropy, log_marginal, mass_on
 from .latent.modes import mode_spec
+from .model import is_foreign_task, task_name
 
 
 def check_task(task) -> None:
     """Refuse a fairseq task other than ``varattn_translation``, which checks the model this
     criterion trains before any data is loaded (var_attn_plugin.startup_checks)."""
-    from fairseq.tasks import FairseqTask
-
-    from .model import task_name
-    from .task import VarAttnTranslationTask
-
-    if isinstance(task, FairseqTask) and not isinstance(task, VarAttnTranslationTask):
+    if is_foreign_task(task):
         raise UsageError(
             f"--criterion varattn_elbo needs --task varattn_translation, got --task {task_name(task)}: "
             "pass --task varattn_translation with --arch varattn_lstm or varattn_transformer, "

@@ -49,6 +49,7 @@ import var_attn_plugin
 from .alignment import alignment_log_probs, merged_matrix, real_positions
 from .errors import UsageError
 from .input_check import HUB_FIX, sentencepiece_mismatch, warn_unreadable_inputs
+from .model import VarAttnModel
 from .task import VarAttnTranslationConfig
 from .tools.words import detect_scheme
 
@@ -273,8 +274,6 @@ def from_pretrained(model_name_or_path: Union[str, Path], checkpoint_file: str =
         models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(paths, arg_overrides=overrides)
     except FileNotFoundError as e:
         raise DictionaryNotFoundError(str(e)) from None
-    from .model import VarAttnModel
-
     for model in models:
         if not isinstance(model, VarAttnModel):
             raise UsageError(f"{paths[0]} holds a {type(model).__name__}, not a model of this plugin "
@@ -290,3 +289,5 @@ def from_pretrained(model_name_or_path: Union[str, Path], checkpoint_file: str =
             raise SentencepieceMismatchError(argument, str(path), side, problem)
     return hub
 
+
+VarAttnModel.hub_loader = staticmethod(from_pretrained)  # VarAttnModel.from_pretrained

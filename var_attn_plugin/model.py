@@ -137,13 +137,21 @@ def task_name(task) -> str:
     return next((name for name, cls in TASK_REGISTRY.items() if cls is type(task)), type(task).__name__)
 
 
+PLUGIN_TASK = "varattn_translation"
+
+
+def is_foreign_task(task) -> bool:
+    """Is ``task`` a fairseq task other than this plugin's ``varattn_translation``? (Looked up in
+    fairseq's registry, so that the model does not import the task module, which imports it.)"""
+    from fairseq.tasks import TASK_REGISTRY, FairseqTask
+
+    plugin_task = TASK_REGISTRY.get(PLUGIN_TASK)
+    return isinstance(task, FairseqTask) and not (plugin_task is not None and isinstance(task, plugin_task))
+
+
 def check_task(task, arch: str) -> None:
     """Refuse a fairseq task other than ``varattn_translation`` (training or loading)."""
-    from fairseq.tasks import FairseqTask
-
-    from .task import VarAttnTranslationTask
-
-    if isinstance(task, FairseqTask) and not isinstance(task, VarAttnTranslationTask):
+    if is_foreign_task(task):
         raise UsageError(
             f"--arch {arch} needs --task varattn_translation, got --task {task_name(task)}: that "
             "task drops the last batch of a split when its size is not a multiple of "
@@ -205,14 +213,16 @@ class VarAttnModel(FairseqEncoderDecoderModel):
         decoder.estimator = EstimatorSettings.from_config(cfg)
         decoder.decoding = DecodingOptions(latent_decoding=self.latent_decoding_for("auto"))
 
+    # the hub's loader: var_attn_plugin.hub (imported with the package) sets it, so that this
+    # module, which the hub imports, does not import the hub
+    hub_loader = None
+
     @classmethod
     def from_pretrained(cls, model_name_or_path, checkpoint_file="checkpoint_best.pt", data_name_or_path=None,
                         **kwargs):
         """A hub interface for translating and aligning raw sentences from Python (see
         :mod:`var_attn_plugin.hub`): ``model.translate(...)``, ``model.align(...)``."""
-        from .hub import from_pretrained
-
-        return from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
+        return VarAttnModel.hub_loader(model_name_or_path, checkpoint_file, data_name_or_path, **kwargs)
 
     @staticmethod
     def spec_of(cfg: LatentModelConfig):
