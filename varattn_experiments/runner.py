@@ -138,8 +138,9 @@ def execute(root: Path, jobs: Iterable[Job], parallel: int = 1, threads: int = 1
     Returns the failures' messages (a failed job does not stop the others)."""
     root = Path(root)
     jobs = list(jobs)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _stop_children)
+    if threading.current_thread() is threading.main_thread():  # signal handlers live there
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _stop_children)
     failures: List[str] = []
     prerequisites = []
     for job in jobs:

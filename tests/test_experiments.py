@@ -1,0 +1,190 @@
+"""The experiment runner (varattn_experiments): steps run once, failures and interruptions are
+recorded and redone, pauses stop the process and leave the reported time, reports read manifests
+and fairseq's logs. Jobs here are tiny Python commands, no training."""
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Sequence
+
+import pytest
+
+from varattn_experiments import dynamics, runner
+from varattn_experiments.corpora import Corpus, uniform_entropy
+from varattn_experiments.fairseq_log import read_records
+from varattn_experiments.manifest import Manifest
+from varattn_experiments.training import Recipe, TrainRun
+
+
+@dataclass(frozen=True)
+class Echo(runner.Job):
+    """Appends ``word`` to ROOT/NAME/out.txt, once per step; fails while ROOT/fail exists."""
+
+    name: str
+    words: tuple = ("a", "b")
+    requires: tuple = ()
+
+    def folder(self, root: Path) -> Path:
+        return Path(root) / self.name
+
+    def config(self) -> dict:
+        return {"name": self.name, "words": list(self.words)}
+
+    def needs(self) -> Sequence[runner.Job]:
+        return self.requires
+
+    def steps(self, root: Path) -> List[runner.Step]:
+        out = self.folder(root) / "out.txt"
+        code = ("import pathlib, sys; f = pathlib.Path(sys.argv[1]); root = pathlib.Path(sys.argv[3]);"
+                "sys.exit(3) if (root / 'fail').exists() else None;"
+                "f.open('a').write(sys.argv[2] + '\\n')")
+        return [runner.Step(f"say-{w}", [sys.executable, "-c", code, str(out), w, str(root)], "log.txt")
+                for w in self.words]
+
+
+def said(root: Path, name: str) -> List[str]:
+    path = root / name / "out.txt"
+    return path.read_text().split() if path.exists() else []
+
+
+def test_each_step_runs_once_and_again_only_when_its_command_changes(tmp_path):
+    assert runner.execute(tmp_path, [Echo("x")]) == []
+    assert runner.execute(tmp_path, [Echo("x")]) == []
+    assert said(tmp_path, "x") == ["a", "b"]
+    manifest = Manifest(tmp_path / "x")
+    assert manifest.attempts("say-a") == 1 and manifest.done("say-a")
+    attempt = manifest.data["steps"]["say-a"]["attempts"][0]
+    assert attempt["exit_code"] == 0 and attempt["code_version"] and attempt["ended"] >= attempt["started"]
+    runner.execute(tmp_path, [Echo("x", words=("a", "c"))])  # a new step: only it runs
+    assert said(tmp_path, "x") == ["a", "b", "c"]
+    assert manifest.read(tmp_path / "x").data["config"]["words"] == ["a", "c"]
+
+
+def test_a_failed_step_is_recorded_and_redone_and_does_not_stop_other_jobs(tmp_path):
+    (tmp_path / "fail").touch()
+    failures = runner.execute(tmp_path, [Echo("x"), Echo("y")], parallel=2)
+    assert len(failures) == 2 and all("exited with 3" in f for f in failures)
+    step = Manifest(tmp_path / "x").data["steps"]["say-a"]
+    assert step["done"] is False and step["attempts"][0]["exit_code"] == 3
+    (tmp_path / "fail").unlink()
+    assert runner.execute(tmp_path, [Echo("x"), Echo("y")], parallel=2) == []
+    assert said(tmp_path, "x") == said(tmp_path, "y") == ["a", "b"]
+    assert Manifest(tmp_path / "x").attempts("say-a") == 2
+
+
+def test_a_shared_prerequisite_runs_once_and_its_failure_skips_its_dependents(tmp_path):
+    corpus = Echo("corpus", words=("c",))
+    assert runner.execute(tmp_path, [Echo("x", requires=(corpus,)), Echo("y", requires=(corpus,))]) == []
+    assert said(tmp_path, "corpus") == ["c"]
+    other = Echo("other", words=("o",))
+    (tmp_path / "fail").touch()
+    failures = runner.execute(tmp_path, [Echo("z", requires=(other,))])
+    assert len(failures) == 1 and "other" in failures[0] and not (tmp_path / "z").exists()
+
+
+def test_a_finished_step_is_not_redone_from_another_checkout_or_root(tmp_path):
+    runner.execute(tmp_path / "one", [Echo("x")])
+    os.rename(tmp_path / "one", tmp_path / "two")  # the same results in another place
+    runner.execute(tmp_path / "two", [Echo("x")])
+    assert said(tmp_path / "two", "x") == ["a", "b"]
+
+
+@dataclass(frozen=True)
+class Ticker(runner.Job):
+    def folder(self, root):
+        return Path(root) / "ticker"
+
+    def config(self):
+        return {}
+
+    def steps(self, root):
+        code = ("import time, pathlib, sys; f = pathlib.Path(sys.argv[1]);"
+                "[(f.open('a').write('t\\n'), time.sleep(0.05)) for _ in range(60)]")
+        return [runner.Step("tick", [sys.executable, "-c", code, str(self.folder(root) / "ticks")], "log.txt")]
+
+
+def test_pause_stops_the_running_step_and_its_time_is_left_out(tmp_path):
+    import threading
+
+    thread = threading.Thread(target=runner.execute, args=(tmp_path, [Ticker()]))
+    thread.start()
+    ticks = tmp_path / "ticker" / "ticks"
+    deadline = time.time() + 30
+    while not (ticks.exists() and ticks.read_text().count("t") >= 3):
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert runner.pause(tmp_path) == ["ticker:tick"]
+    time.sleep(0.3)
+    frozen = ticks.read_text().count("t")
+    time.sleep(1.2)
+    assert ticks.read_text().count("t") == frozen  # stopped
+    assert runner.resume(tmp_path) == ["ticker:tick"]
+    thread.join(60)
+    assert ticks.read_text().count("t") == 60
+    manifest = Manifest(tmp_path / "ticker")
+    ((start, stop),) = manifest.data["steps"]["tick"]["attempts"][0]["pauses"]
+    assert stop - start >= 1.4
+    attempt = manifest.data["steps"]["tick"]["attempts"][0]
+    assert manifest.seconds("tick") == pytest.approx(attempt["ended"] - attempt["started"] - (stop - start))
+    assert runner.pause(tmp_path) == []  # nothing running now
+
+
+# ---------------------------------------------------------------------- fairseq logs and reports
+
+
+def log_line(category: str, record: dict) -> str:
+    return f"2026-12-05 07:00:00 | INFO | {category} | " + json.dumps({k: str(v) for k, v in record.items()})
+
+
+def test_validation_on_another_subset_reads_as_valid_and_a_repeated_update_keeps_the_last(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text("\n".join([
+        "2026-12-05 07:00:00 | INFO | fairseq_cli.train | begin validation on \"valid1\" subset",
+        log_line("valid1", {"valid1_ppl": 300, "valid1_num_updates": 50}),
+        log_line("valid", {"valid_ppl": 1, "valid_num_updates": 50}),  # another subset: not read
+        log_line("valid1", {"valid1_ppl": 250, "valid1_num_updates": 100}),
+        "Traceback (most recent call last):",  # an interrupted attempt, then the resumed one
+        log_line("valid1", {"valid1_ppl": 240, "valid1_num_updates": 100}),
+    ]) + "\n")
+    records = read_records(log, "valid", subset="valid1")
+    assert [(r["valid_num_updates"], r["valid_ppl"]) for r in records] == [(50, 300), (100, 240)]
+    assert [r["valid_ppl"] for r in read_records(log, "valid")] == [1]
+
+
+def test_uniform_entropy_averages_log_candidates_over_target_tokens(tmp_path):
+    (tmp_path / "s").write_text("a b\na b c d\n")
+    (tmp_path / "t").write_text("x\ny z\n")
+    got = uniform_entropy(tmp_path / "s", tmp_path / "t")
+    # sentence 1: 2 target tokens (with EOS), 3 candidates; sentence 2: 3 tokens, 5 candidates
+    assert got["with_eos"] == pytest.approx((2 * math.log(3) + 3 * math.log(5)) / 5)
+    assert got["without_eos"] == pytest.approx((2 * math.log(2) + 3 * math.log(4)) / 5)
+
+
+def test_the_dynamics_report_reads_the_manifests_and_logs_of_an_archive(tmp_path):
+    run = TrainRun("dynamics", Corpus("libreoffice"), "var-enum",
+                   recipe=Recipe(lr=3e-4, batch_size=8, max_update=100, validate_every=50, valid_subset="valid1"))
+    folder = tmp_path / "libreoffice" / run.name
+    manifest = Manifest(folder, run.config())
+    manifest.start("train", ["fairseq-train"])
+    manifest.finish("train", 0, done=True)
+    ln2 = math.log(2)
+    (folder / "train.log").write_text("\n".join(
+        log_line("valid1", {"valid1_ppl": ppl, "valid1_prior_ent": ent / ln2, "valid1_post_ent": 1.0 / ln2,
+                            "valid1_kl": kl / ln2, "valid1_prior_eos": eos, "valid1_prior_max": 0.5,
+                            "valid1_num_updates": u})
+        for u, ppl, ent, kl, eos in [(50, 300.0, 2.0, 0.01, 0.2), (75, 1.0, 9.0, 9.0, 9.0),  # 75: epoch end
+                                     (100, 200.0, 1.0, 0.25, 0.1)]) + "\n")
+    (tmp_path / "libreoffice" / "valid_small.uniform.json").write_text(
+        json.dumps({"with_eos": 2.0, "without_eos": 1.5}))
+    text = dynamics.report(tmp_path, tmp_path / "out.md", figure=None)
+    (row,) = [line for line in text.splitlines() if line.startswith("| var-enum")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:6] == ["var-enum", "cpu96", "0.0003", "8 sent.", "candidate", "100"]
+    assert cells[6] == "200.0"  # the last regular validation, not the epoch-end one at 75
+    assert cells[7] == "1.00" and cells[10] == "0.50"  # prior entropy over the uniform's 2.0 nats
+    assert cells[11] == "0.50" and cells[12] == "0.250"  # q entropy / uniform, KL in nats
+    assert cells[15] == "0.50"
