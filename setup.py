@@ -38,6 +38,7 @@ setup(
         "varattn-prepare-iwslt14 = var_attn_plugin.data.iwslt14:main",
         "varattn-translate = var_attn_plugin.tools.translate:main",
         "varattn-prepare-libreoffice = var_attn_plugin.data.libreoffice:main",
+        "varattn-prepare-libreoffice-help = var_attn_plugin.data.libreoffice_help:main",
         # fairseq's commands with --user-dir, --task (and for training --arch, --criterion) added
         "varattn-train = var_attn_plugin.cli:train",
         "varattn-generate = var_attn_plugin.cli:generate",
