@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from var_attn_plugin.benchmark import (
+from varattn_experiments.benchmark import (
     CostModel,
     TransformerCostModel,
     batch_lengths,
@@ -57,7 +57,7 @@ def test_cost_model_decoding_step_counts_the_weights_of_the_real_decoder(synthet
 def test_benchmark_runs_and_writes_json(synthetic_data, tmp_path):
     out = tmp_path / "bench.json"
     table = subprocess.run(
-        [sys.executable, "-m", "var_attn_plugin.benchmark", str(synthetic_data), "--preset", "small",
+        [sys.executable, "-m", "varattn_experiments.benchmark", str(synthetic_data), "--preset", "small",
          "--max-tokens", "300", "--window", "1", "--windows", "1", "--gen-batch-size", "4",
          "--gen-batches", "1", "--gen-rounds", "1", "--gen-subset", "test", "--beam", "2",
          "--no-memory", "--json", str(out)],
@@ -173,7 +173,7 @@ def test_transformer_peak_memory_process(synthetic_data):
 def test_transformer_benchmark_runs_and_writes_json(synthetic_data, tmp_path):
     out = tmp_path / "bench.json"
     table = subprocess.run(
-        [sys.executable, "-m", "var_attn_plugin.benchmark", str(synthetic_data), "--arch", "transformer",
+        [sys.executable, "-m", "varattn_experiments.benchmark", str(synthetic_data), "--arch", "transformer",
          "--preset", "tiny", "--max-tokens", "300", "--window", "1", "--windows", "1", "--gen-batch-size", "4",
          "--gen-batches", "1", "--gen-rounds", "1", "--gen-subset", "test", "--beam", "2",
          "--no-memory", "--json", str(out)],

@@ -21,8 +21,8 @@ TEXT_SUFFIXES = (".py", ".sh", ".md", ".txt")
 
 # names that files of the repository write at run time, not documents they cite
 GENERATED = {
-    "results.md": "the tables examples/converge/converge.sh writes into its ROOT",
-    "converge-curves.png": "the learning curves examples/converge/report.py draws (docs/), once runs exist",
+    "results.md": "the tables the comparison (python -m varattn_experiments converge) writes into its ROOT",
+    "dynamics.md": "the early-dynamics report's default output (docs/), once runs exist",
 }
 
 MD_NAME = re.compile(r"(?<![\w./-])((?:[\w.-]+/)*[\w.-]+\.md)\b")

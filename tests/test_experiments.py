@@ -180,7 +180,7 @@ def test_the_dynamics_report_reads_the_manifests_and_logs_of_an_archive(tmp_path
                                      (100, 200.0, 1.0, 0.25, 0.1)]) + "\n")
     (tmp_path / "libreoffice" / "valid_small.uniform.json").write_text(
         json.dumps({"with_eos": 2.0, "without_eos": 1.5}))
-    text = dynamics.report(tmp_path, tmp_path / "out.md", figure=None)
+    text = dynamics.report(tmp_path, tmp_path / "report.txt", figures=None)
     (row,) = [line for line in text.splitlines() if line.startswith("| var-enum")]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[:6] == ["var-enum", "cpu96", "0.0003", "8 sent.", "candidate", "100"]

@@ -18,11 +18,11 @@ from fairseq.sequence_generator import SequenceGenerator
 from helpers import build_model, random_batch
 
 import var_attn_plugin.latent.output_layer as output_layer
-from var_attn_plugin.benchmark import peak_cpu_bytes
 from var_attn_plugin.latent.distributions import log_marginal
 from var_attn_plugin.latent.modes import ATTENTION_MODES
 from var_attn_plugin.latent.outputs import DecodingOptions
 from var_attn_plugin.lstm.model import VarAttnLSTMConfig, check_config
+from varattn_experiments.benchmark import peak_cpu_bytes
 
 SRC_LENGTHS, TGT_LENGTHS = [5, 2, 4], [3, 6, 4]  # a mixed-length batch, B = 3
 UNBOUNDED = 2**50  # a chunk budget no test batch reaches: one chunk

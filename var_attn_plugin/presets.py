@@ -17,10 +17,34 @@ LSTM_PRESETS: Dict[str, Dict[str, int]] = {
     "cpu96": dict(encoder_embed_dim=96, decoder_embed_dim=96, encoder_hidden_size=96, encoder_layers=1,
                   decoder_hidden_size=128, decoder_layers=1, attention_dim=96, decoder_output_dim=64,
                   inference_hidden_size=96, inference_layers=1),
+    # the comparison's synthetic tasks (word-level, small vocabularies)
+    "syn64": dict(encoder_embed_dim=64, decoder_embed_dim=64, encoder_hidden_size=64, encoder_layers=1,
+                  decoder_hidden_size=96, decoder_layers=1, attention_dim=64, decoder_output_dim=96,
+                  inference_hidden_size=64, inference_layers=1),
+    # tiny sizes: the whole pipeline in minutes (smoke runs)
+    "tiny": dict(encoder_embed_dim=16, decoder_embed_dim=16, encoder_hidden_size=16, encoder_layers=1,
+                 decoder_hidden_size=24, decoder_layers=1, attention_dim=16, decoder_output_dim=24,
+                 inference_hidden_size=16, inference_layers=1),
     # the earlier equal-CPU-time comparison's sizes
     "cpu256": dict(encoder_embed_dim=256, decoder_embed_dim=256, encoder_hidden_size=256, encoder_layers=1,
                    decoder_hidden_size=384, decoder_layers=1, attention_dim=256, decoder_output_dim=256,
                    inference_hidden_size=256, inference_layers=1),
+}
+
+
+def _transformer(model: int, output: int, inference: int) -> Dict[str, int]:
+    """2 layers each side, 4 heads, feed-forward twice the model size, one inference LSTM layer."""
+    sizes = {}
+    for side in ("encoder", "decoder"):
+        sizes.update({f"{side}_layers": 2, f"{side}_attention_heads": 4, f"{side}_embed_dim": model,
+                      f"{side}_ffn_embed_dim": 2 * model})
+    return dict(sizes, decoder_output_dim=output, inference_hidden_size=inference, inference_layers=1)
+
+
+TRANSFORMER_PRESETS: Dict[str, Dict[str, int]] = {
+    "cpu96": _transformer(96, 64, 96),
+    "syn64": _transformer(64, 96, 64),
+    "tiny": _transformer(16, 24, 16),
 }
 
 

@@ -1,19 +1,51 @@
-"""``python -m varattn_experiments``: run, pause, resume and report experiments."""
+"""``python -m varattn_experiments``: run, pause, resume and report experiments.
+
+    python -m varattn_experiments converge run --corpora libreoffice --modes soft var-enum --seeds 1 2
+    python -m varattn_experiments converge report --archive docs/converge-runs-long
+    python -m varattn_experiments dynamics run --parallel 2
+    python -m varattn_experiments dynamics report
+    python -m varattn_experiments pause work/converge      # and resume: every step running there
+"""
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from . import dynamics, runner
+from . import comparison, converge_report, dynamics, runner
 from .corpora import Corpus
 
+COMPARISON_MODES = ["soft", "marginal", "hard-enum", "var-enum", "var-sample"]
+SYNTHETIC = ["syn-monotone", "syn-local", "syn-fertility", "syn-null"]
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m varattn_experiments", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
 
+def add_converge(sub) -> None:
+    p = sub.add_parser("converge", help="the converged comparison of the modes (docs/results.md)")
+    p.add_argument("action", choices=["run", "prepare", "archive", "report"])
+    p.add_argument("--root", type=Path, default=None, help="checkpoints and data (default work/converge, "
+                   "work/converge-tiny with --tiny)")
+    p.add_argument("--archive", type=Path, default=None,
+                   help="keep every finished run's small files here (committed); runs it holds are not redone")
+    p.add_argument("--corpora", nargs="+", default=None,
+                   help=f"real corpora (libreoffice, ding, lohelp) and synthetic tasks ({', '.join(SYNTHETIC)})")
+    p.add_argument("--modes", nargs="+", default=COMPARISON_MODES,
+                   help="attention modes of the LSTM, or transformer-MODE for the Transformer")
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--parallel", type=int, default=2, help="runs at a time, one torch thread each")
+    p.add_argument("--tiny", action="store_true", help="the whole pipeline on a few hundred pairs (minutes)")
+    p.add_argument("--max-update", type=int, default=None, help="the maximum of updates on the real corpora")
+    p.add_argument("--exclude-source-eos", action="store_true", help="train with --exclude-source-eos")
+    p.add_argument("--aligner", choices=["eflomal", "none"], default="eflomal")
+    p.add_argument("--source", action="append", default=[], metavar="CORPUS=PATH",
+                   help="a copy of a corpus's raw data you already have (ding: the dictionary file, "
+                   "libreoffice: a folder of .mo catalogues); nothing is then downloaded for it")
+    p.add_argument("--output", type=Path, default=None, help="the report (default ROOT/results.md)")
+    p.add_argument("--curves", type=Path, default=None, help="learning curves (default beside the report)")
+
+
+def add_dynamics(sub) -> None:
     p = sub.add_parser("dynamics", help="the early-dynamics grid (docs/dynamics.md)")
     p.add_argument("action", choices=["run", "report", "archive"])
     p.add_argument("--root", type=Path, default=Path("work/experiments"), help="checkpoints and data (large)")
@@ -29,25 +61,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude-source-eos", action="store_true")
     p.add_argument("--parallel", type=int, default=1, help="runs at a time (one torch thread each)")
     p.add_argument("--output", type=Path, default=Path("docs/dynamics.md"))
-    p.add_argument("--figure", type=Path, default=Path("docs/dynamics.png"))
+    p.add_argument("--figures", type=Path, default=Path("docs"), help="folder of the curves, one PNG per corpus")
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m varattn_experiments",
+                                     description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_converge(sub)
+    add_dynamics(sub)
     for name in ("pause", "resume"):
         q = sub.add_parser(name, help=f"{name} every step running under ROOT")
         q.add_argument("root", type=Path)
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s | %(message)s", "%H:%M:%S"))
-    runner.logger.addHandler(handler)
-    runner.logger.setLevel(logging.INFO)
-    runner.logger.propagate = False
-    args = build_parser().parse_args(argv)
-    if args.command in ("pause", "resume"):
-        touched = getattr(runner, args.command)(args.root)
-        print(f"{args.command}d: {', '.join(touched) if touched else 'nothing was running'}")
+def converge(args) -> int:
+    settings = comparison.TINY if args.tiny else comparison.FULL
+    changes = {"aligner": args.aligner, "exclude_source_eos": args.exclude_source_eos}
+    if args.max_update:
+        changes["max_update"] = args.max_update
+    settings = dataclasses.replace(settings, **changes)
+    root = args.root or Path("work/converge-tiny" if args.tiny else "work/converge")
+    corpora = args.corpora or (["ding", "libreoffice", "syn-null"] if args.tiny else
+                               ["libreoffice", "ding"] + SYNTHETIC)
+    sources = dict(item.split("=", 1) for item in args.source)
+    runs = comparison.runs(corpora, args.modes, args.seeds, settings, args.archive, sources)
+    if args.action in ("run", "prepare"):
+        if args.action == "prepare":
+            jobs = list(dict.fromkeys(run.corpus for run in runs))
+            failures = runner.execute(root, jobs, parallel=1)
+        else:
+            plan = comparison.plan(runs, root, args.archive)
+            for run in plan.kept:
+                print(f"finished: {run.corpus.name} {run.name} (kept in {args.archive})")
+            failures = runner.execute(root, plan.todo, parallel=args.parallel)
+        for failure in failures:
+            print("FAILED:", failure)
+        if args.archive:
+            comparison.archive(root, args.archive, corpora)
+        if args.action == "prepare" or failures:
+            return 1 if failures else 0
+    if args.action == "archive":
+        if not args.archive:
+            print("converge archive: pass --archive FOLDER to copy the results of", root)
+            return 1
+        print(f"archived: {comparison.archive(root, args.archive, corpora)} files changed")
         return 0
+    reported = args.archive or root
+    output = args.output or root / "results.md"
+    curves = args.curves or output.with_name(output.stem + "-curves.png")
+    report_corpora = sorted(corpora, key=comparison.synthetic)  # the real corpora first
+    converge_report.main([str(reported), "--corpora", *report_corpora, "--modes", *args.modes,
+                          "--seeds", *map(str, args.seeds), "--curves", str(curves), "--output", str(output)])
+    print(output.read_text(encoding="utf-8"))
+    return 0
+
+
+def run_dynamics(args) -> int:
     if args.action == "run":
         runs = [run for corpus in args.corpora for run in dynamics.grid(
             Corpus(corpus), args.modes, args.lrs, args.batches, args.sizes, args.max_update, args.seeds,
@@ -60,8 +132,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.action == "archive":
         dynamics.archive(args.root, args.archive)
         return 0
-    print(dynamics.report(args.archive, args.output, args.figure))
+    print(dynamics.report(args.archive, args.output, args.figures))
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s | %(message)s", "%H:%M:%S"))
+    runner.logger.addHandler(handler)
+    runner.logger.setLevel(logging.INFO)
+    runner.logger.propagate = False
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    if args.command in ("pause", "resume"):
+        touched = getattr(runner, args.command)(args.root)
+        print(f"{args.command}d: {', '.join(touched) if touched else 'nothing was running'}")
+        return 0
+    return converge(args) if args.command == "converge" else run_dynamics(args)
 
 
 if __name__ == "__main__":

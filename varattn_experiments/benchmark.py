@@ -1,7 +1,7 @@
 """Speed and memory of the attention modes next to fairseq's own model, on the same data.
 
-    python -m var_attn_plugin.benchmark DATA_BIN [--preset paper|small] [--json out.json]
-    python -m var_attn_plugin.benchmark DATA_BIN --arch transformer [--preset iwslt|small|tiny]
+    python -m varattn_experiments.benchmark DATA_BIN [--preset paper|small] [--json out.json]
+    python -m varattn_experiments.benchmark DATA_BIN --arch transformer [--preset iwslt|small|tiny]
 
 ``--arch lstm`` (the default) compares ``varattn_lstm`` with fairseq's ``lstm``;
 ``--arch transformer`` compares ``varattn_transformer`` with fairseq's ``transformer`` of the
@@ -44,7 +44,7 @@ from typing import Dict, List, Sequence
 
 import torch
 
-PLUGIN_DIR = Path(__file__).resolve().parent
+PLUGIN_DIR = Path(__file__).resolve().parent.parent / "var_attn_plugin"
 
 PRESETS: Dict[str, Dict[str, int]] = {
     # the paper's IWSLT14 sizes (docs/METHOD.md §3-4)
@@ -231,7 +231,7 @@ def measure_training(args, sizes):
 
 def peak_memory_mb(args, system: str) -> float:
     """Peak memory growth of ``system`` training on the first batches, in a fresh process."""
-    cmd = [sys.executable, "-m", "var_attn_plugin.benchmark", args.data, "--arch", args.arch,
+    cmd = [sys.executable, "-m", "varattn_experiments.benchmark", args.data, "--arch", args.arch,
            "--preset", args.preset, "--max-tokens", str(args.max_tokens), "--window", str(args.window),
            "--memory-of", system] + (["--cpu"] if args.cpu else []) + (
                ["--default-allocator"] if args.default_allocator else [])
@@ -277,7 +277,7 @@ def memory_child(args, sizes) -> float:
 def measure_generation(args, sizes) -> Dict[str, Dict[str, float]]:
     from fairseq.sequence_generator import SequenceGenerator
 
-    from .latent.outputs import DecodingOptions
+    from var_attn_plugin.latent.outputs import DecodingOptions
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     fairseq_system = baseline(args.arch)

@@ -1,22 +1,20 @@
-"""The report of examples/converge/converge.sh: ROOT/results.md and the learning curves.
+"""The report of the converged comparison (varattn_experiments.comparison): results page and curves.
 
-    python examples/converge/report.py ROOT --corpora ding libreoffice syn-null \\
-        --modes soft var-enum --seeds 1 2 --curves docs/converge-curves.png
+    python -m varattn_experiments converge report --archive docs/converge-runs \
+        --corpora ding libreoffice --modes soft var-enum --seeds 1 2
 
-Reads, for run ROOT/CORPUS/MODE-seedS: train.log (fairseq's JSON log lines, one
-``=== attempt DATE TIME`` line before each attempt), eval/validate.log (fairseq-validate on the
-test set), eval/diagnose.json (varattn-diagnose), eval/bleu-{exact,kmax,noeos}.json (sacreBLEU),
-align/DIST.aer.json (varattn-aer), align/DIST.boundaries.json (batch.py boundaries) and the
-step markers in .done/. Works on partial results: a run that has not finished a step shows
-what it has and is marked as such.
+Reads, for run ARCHIVE/CORPUS/MODE-seedS: manifest.json (the runner's: which steps finished, the
+training's attempts, times and pauses), train.log (fairseq's JSON log lines: the validation
+curve, early stopping), eval/validate.log (fairseq-validate on the test set),
+eval/diagnose.json (varattn-diagnose), eval/bleu-{exact,kmax,noeos}.json (sacreBLEU),
+align/DIST.aer.json (varattn-aer) and align/DIST.boundaries.json. Works on partial results: a
+run that has not finished a step shows what it has and is marked as such.
 
 Numbers are mean ± half the range over the finished seeds. fairseq logs in bits; KL and
 entropies are given in nats like the paper (per target token), perplexities per subword
-(EOS included). Wall time is the sum over a run's attempts of the time from the attempt's
-start to its last log line (start-up and validation included), less the time it spent paused
-(``=== paused DATE TIME`` ... ``=== resumed DATE TIME``, written by ``converge.sh pause`` and
-``resume``); an attempt that found no checkpoint to resume from starts the sum, and the curve,
-anew.
+(EOS included). Wall time is the sum over a training's attempts of the time from the attempt's
+start to its end, less the time it spent paused (the manifest's pauses); an attempt that found
+no checkpoint to resume from starts the sum, and the curve, anew.
 
 A run folder may instead hold ``transcribed.json``: the figures of a run whose files were lost,
 copied from an earlier report (its ``provenance`` says from where). Such a run counts like the
@@ -31,12 +29,12 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-ATTEMPT = "=== attempt "
-PAUSED, RESUMED = "=== paused ", "=== resumed "  # converge.sh pause / resume; text after the time is a comment
+from .manifest import Manifest
+
 FRESH_START = "No existing checkpoint found"  # fairseq: this attempt trains from the beginning
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
@@ -70,46 +68,48 @@ class TrainLog:
 
 
 def parse_time(text: str) -> datetime:
-    return datetime.strptime(text.strip()[:19], TIME_FORMAT)
+    return datetime.strptime(text, TIME_FORMAT)
 
 
-def read_train_log(path: Path) -> TrainLog:
-    """Updates, wall time and the validation curve of one run's appended train.log."""
+def epoch_seconds(text: str) -> float:
+    """A log line's time (the machines log in UTC) as seconds since the epoch, like the manifest's."""
+    return parse_time(text).replace(tzinfo=timezone.utc).timestamp()
+
+
+def read_train_log(path: Path, manifest: Optional[Manifest]) -> TrainLog:
+    """Updates, wall time and the validation curve of one run: attempts, times and pauses from the
+    manifest, the curve and early stopping from fairseq's log lines."""
     log = TrainLog()
-    if not path.is_file():
-        return log
+    attempts = manifest.data["steps"].get("train", {}).get("attempts", []) if manifest else []
+    log.attempts = len(attempts)
+
+    def active(attempt, until: float) -> float:
+        """Seconds of ``attempt`` from its start to ``until``, pauses left out."""
+        paused = sum(min(stop if stop is not None else until, until) - start
+                     for start, stop in attempt["pauses"] if start < until)
+        return until - attempt["started"] - paused
+
+    def attempt_of(when: float) -> int:
+        index = 0
+        for k, attempt in enumerate(attempts):
+            if attempt["started"] <= when:
+                index = k
+        return index
+
     points: Dict[float, Tuple[float, float]] = {}  # updates -> (wall, ppl); a resumed attempt may repeat one
-    done_before = 0.0  # wall time of the finished attempts
-    start = last = paused_at = None
-    paused = 0.0  # seconds the current attempt spent paused
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if line.startswith(ATTEMPT):
-            if start is not None:
-                done_before += (last - start).total_seconds() - paused
-            start = last = parse_time(line[len(ATTEMPT):])
-            paused, paused_at = 0.0, None  # an attempt killed while paused ended at its pause
-            log.attempts += 1
-            continue
-        if line.startswith(PAUSED) and start is not None:
-            if paused_at is None:
-                paused_at = last = max(last, parse_time(line[len(PAUSED):]))
-            continue
-        if line.startswith(RESUMED) and start is not None:
-            if paused_at is not None:
-                last = max(last, parse_time(line[len(RESUMED):]))
-                paused += (last - paused_at).total_seconds()
-                paused_at = None
-            continue
+    first = 0  # the first attempt that counts: an attempt that started from scratch discards the earlier ones
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    else:
+        lines = []
+    for line in lines:
         stamp = _TIMESTAMP.match(line)
         if stamp is None:
             continue
-        now = parse_time(stamp.group(1))
-        if start is None:  # a log written without attempt lines: its first line starts it
-            start = now
-            log.attempts += 1
-        last = now
-        if FRESH_START in line:  # the earlier attempts' training was discarded: neither time nor curve counts
-            done_before = 0.0
+        when = epoch_seconds(stamp.group(1))
+        k = attempt_of(when)
+        if FRESH_START in line and attempts:
+            first = k
             points.clear()
             log.early_stop = False
         if "early stop" in line:
@@ -124,11 +124,12 @@ def read_train_log(path: Path) -> TrainLog:
         for key in ("num_updates", "train_num_updates", "valid_num_updates"):
             if key in record:
                 log.updates = int(float(record[key]))
-        if " | valid | " in head and "valid_ppl" in record:
-            elapsed = done_before + (now - start).total_seconds() - paused
-            points[float(record["valid_num_updates"])] = (elapsed, float(record["valid_ppl"]))
-    if start is not None:
-        log.wall = done_before + (last - start).total_seconds() - paused
+        if " | valid | " in head and "valid_ppl" in record and attempts:
+            before = sum(active(a, a["ended"]) for a in attempts[first:k] if a["ended"] is not None)
+            points[float(record["valid_num_updates"])] = (before + active(attempts[k], when),
+                                                          float(record["valid_ppl"]))
+    now = datetime.now(timezone.utc).timestamp()
+    log.wall = sum(active(a, a["ended"] if a["ended"] is not None else now) for a in attempts[first:])
     for updates in sorted(points):
         log.curve.updates.append(updates)
         log.curve.wall.append(points[updates][0])
@@ -212,8 +213,8 @@ def read_run(root: Path, corpus: str, mode: str, seed: str) -> Run:
     path = root / corpus / f"{mode}-seed{seed}"
     if (path / TRANSCRIBED).is_file() and not (path / "train.log").is_file():
         return read_transcribed(path, corpus, mode, seed)
-    done = path / ".done"
-    steps = {p.name: True for p in done.iterdir()} if done.is_dir() else {}
+    manifest = Manifest.read(path)
+    steps = {name: bool(step["done"]) for name, step in manifest.data["steps"].items()} if manifest else {}
     bleu = {}
     length_ratio = {}
     for decoding in DECODINGS:
@@ -223,7 +224,7 @@ def read_run(root: Path, corpus: str, mode: str, seed: str) -> Run:
         length_ratio[decoding] = float(ratio.group(1)) if ratio else None
     aer = {}
     for distribution, _ in DISTRIBUTIONS:
-        report = read_json(path / "align" / f"{distribution}.aer.json") if steps.get(f"aer-{distribution}") else None
+        report = read_json(path / "align" / f"{distribution}.aer.json") if steps.get("aer") else None
         aer[distribution] = report.get("aer") if report else None
     metrics = read_validate(path / "eval" / "validate.log") if steps.get("validate") else {}
     diagnosis = (read_json(path / "eval" / "diagnose.json") if steps.get("diagnose") else None) or {}
@@ -233,7 +234,8 @@ def read_run(root: Path, corpus: str, mode: str, seed: str) -> Run:
             else None
         if shares:
             boundaries[distribution] = shares
-    return Run(corpus, mode, seed, path, steps, read_train_log(path / "train.log"), metrics, bleu, aer, diagnosis,
+    return Run(corpus, mode, seed, path, steps, read_train_log(path / "train.log", manifest), metrics, bleu, aer,
+               diagnosis,
                boundaries=boundaries, length_ratio=length_ratio)
 
 
@@ -448,6 +450,26 @@ def report(root: Path, corpora: Sequence[str], modes: Sequence[str], seeds: Sequ
                   "report, and they have no learning curve:", ""]
         lines += [f"- {', '.join(names)}: {provenance}" for provenance, names in transcribed.items()] + [""]
     return "\n".join(lines), all_runs
+
+
+SUMMARY_MODES = ("soft", "marginal", "hard-enum", "var-enum", "var-sample")
+
+
+def summary_table(root: Path, corpora: Sequence[str], modes: Sequence[str] = SUMMARY_MODES,
+                  seeds: Sequence[str] = ("1", "2")) -> str:
+    """One row per mode, per corpus its test perplexity (exact), BLEU (exact decoding, the paper's
+    settings) and the prior's entropy: the README's results table, generated from an archive."""
+    header = "| mode | " + " | ".join(f"{corpus_title(c).split(' (')[0]} PPL | BLEU | prior ent (nats)"
+                                       for c in corpora) + " |"
+    rows = [header, "|---" * (1 + 3 * len(corpora)) + "|"]
+    for mode in modes:
+        cells = []
+        for corpus in corpora:
+            finished = [r for r in (read_run(root, corpus, mode, seed) for seed in seeds) if r.metrics]
+            cells += [spread([r.metrics.get("ppl") for r in finished]), spread([r.bleu["exact"] for r in finished]),
+                      spread([r.metrics.get("prior_ent") for r in finished], 2, math.log(2))]
+        rows.append(f"| `{mode}` | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 # ----------------------------------------------------------------------------- curves

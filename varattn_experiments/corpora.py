@@ -16,7 +16,10 @@ from typing import List, Optional, Sequence
 
 from .runner import Job, Step, tool
 
-PREPARERS = {"libreoffice": "varattn-prepare-libreoffice", "ding": "varattn-prepare-ding"}
+PREPARERS = {"libreoffice": "varattn-prepare-libreoffice", "ding": "varattn-prepare-ding",
+             "lohelp": "varattn-prepare-libreoffice-help"}
+# the flag of each preparer that reads a copy you already have instead of fetching the package
+SOURCE_FLAGS = {"libreoffice": "--mo-dir", "ding": "--ding-file"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class Corpus(Job):
     test_size: int = 1000
     valid_small: int = 300
     split_seed: int = 1
+    source: Optional[str] = None  # a local copy of the raw data (SOURCE_FLAGS); None: fetched
 
     def folder(self, root: Path) -> Path:
         return Path(root) / self.name
@@ -45,7 +49,8 @@ class Corpus(Job):
         return [
             Step("data", [tool(PREPARERS[self.name]), "--output-dir", str(d / "data"),
                           "--valid-size", str(self.valid_size), "--test-size", str(self.test_size),
-                          "--seed", str(self.split_seed)], "prepare.log"),
+                          "--seed", str(self.split_seed),
+                          *([SOURCE_FLAGS[self.name], self.source] if self.source else [])], "prepare.log"),
             Step("subwords", [sys.executable, "-m", "varattn_experiments.corpora", "subwords", str(d / "data"),
                               str(spm), str(self.vocab_size), str(self.valid_small)], "prepare.log"),
             Step("binarise", [tool("fairseq-preprocess"), "--source-lang", "de", "--target-lang", "en",

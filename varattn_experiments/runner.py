@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,13 @@ class Step:
     log: str  # file name in the job's folder; output is appended
     # a check of the step's outputs after a zero exit: None = the step finished
     incomplete: Optional[Callable[[Path], Optional[str]]] = None
+    # a step that finished stays finished, whatever its command now, while this holds (e.g. a
+    # training that stopped early is not continued when the maximum of updates is raised)
+    settled: Optional[Callable[[Path], bool]] = None
+    # what to show on the screen while the step runs: a factory of a function that maps each line
+    # of its output (and the time) to a line to print, or None (e.g. training progress)
+    show: Optional[Callable[[], Callable[[str, float], Optional[str]]]] = None
+    threads: Optional[Callable[[], int]] = None  # torch threads, chosen when the step starts
 
 
 class Job:
@@ -88,22 +96,37 @@ def portable(command: List[str], root: Path) -> List[str]:
     return out
 
 
+def is_done(root: Path, job_dir: Path, manifest: Manifest, step: Step) -> bool:
+    if manifest.done(step.name, portable(step.command, root)):
+        return True
+    return manifest.done(step.name) and step.settled is not None and step.settled(job_dir)
+
+
 def run_step(root: Path, job_dir: Path, manifest: Manifest, step: Step, threads: int) -> None:
-    """Execute one step (skipped when it finished before with the same command)."""
+    """Execute one step and record it in the manifest."""
     key = portable(step.command, root)
-    if manifest.done(step.name, key):
-        return
-    job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / step.log).parent.mkdir(parents=True, exist_ok=True)
+    if step.threads is not None:
+        threads = step.threads()
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
     manifest.start(step.name, key)
-    logger.info("%s: %s", job_dir.name, step.name)
+    logger.info("%s: %s%s", job_dir.name, step.name, f" ({threads} threads)" if step.threads else "")
     with open(job_dir / step.log, "a", encoding="utf-8") as log:
-        process = subprocess.Popen(step.command, stdout=log, stderr=subprocess.STDOUT, env=env,
+        process = subprocess.Popen(step.command, stdout=subprocess.PIPE if step.show else log,
+                                   stderr=subprocess.STDOUT, env=env, text=True,
                                    start_new_session=True)  # its own process group, for pause
         with _live_lock:
             _live.add(process.pid)
         try:
             manifest.set_pid(step.name, process.pid)
+            if step.show:
+                show = step.show()
+                for line in process.stdout:
+                    log.write(line)
+                    log.flush()
+                    shown = show(line, time.monotonic())
+                    if shown is not None:
+                        print(shown, flush=True)
             code = process.wait()
         finally:
             with _live_lock:
@@ -116,10 +139,15 @@ def run_step(root: Path, job_dir: Path, manifest: Manifest, step: Step, threads:
 
 
 def run_job(root: Path, job: Job, threads: int = 1) -> None:
+    """A job's steps in order; once one step runs, every later step runs again too (it reads
+    what the earlier ones wrote)."""
     folder = job.folder(root)
     manifest = Manifest(folder, job.config())
+    ran = False
     for step in job.steps(root):
-        run_step(root, folder, manifest, step, threads)
+        if ran or not is_done(root, folder, manifest, step):
+            run_step(root, folder, manifest, step, threads)
+            ran = True
 
 
 def _stop_children(signum, frame):

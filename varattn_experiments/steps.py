@@ -1,39 +1,38 @@
-"""Several of the package's command lines in one Python process, for examples/converge/converge.sh.
+"""Steps of the comparison that are Python functions: ``python -m varattn_experiments.steps NAME ...``.
 
-Importing the package (torch, fairseq) takes seconds per process; these commands run the
-same console scripts' ``main`` functions with the same arguments, one after the other:
+Importing the package (torch, fairseq) takes seconds per process; these run the console
+scripts' ``main`` functions in one process, and write every output to a temporary name first,
+renamed when complete:
 
-    python examples/converge/batch.py subwords DATA SPM VOCAB_SIZE
-        sentencepiece for de and en (python -m var_attn_plugin.data.subwords train / encode)
-    python examples/converge/batch.py align OUT_DIR DIST [DIST ...] -- VARATTN-ALIGN ARGS
+    align OUT_DIR DIST [DIST ...] -- VARATTN-ALIGN ARGS
         varattn-align ARGS --distribution DIST -o OUT_DIR/DIST.align for each DIST
-    python examples/converge/batch.py score GOLD PRED [PRED ...]
+    score GOLD PRED [PRED ...]
         varattn-aer GOLD PRED --json > PRED without .align + .aer.json, for each PRED
-    python examples/converge/batch.py boundaries SRC PRED [PRED ...]
+    boundaries SRC PRED [PRED ...]
         the share of PRED's links that end on the first and on the last word of their source
         sentence (SRC, the text the positions index) > PRED without .align + .boundaries.json:
         a bidirectional encoder's boundary states summarise the whole sentence, so a model whose
         alignment carries no information drifts there
-    python examples/converge/batch.py resume-point SAVE_DIR
-        make sure SAVE_DIR/checkpoint_last.pt, where fairseq-train resumes, loads: fairseq copies
-        it non-atomically, so a run killed during the copy leaves it truncated; it is then set
-        aside (.broken) and replaced by the newest checkpoint of SAVE_DIR that loads
-    python examples/converge/batch.py archive ROOT ARCHIVE CORPUS [RUN ...]
-        copy the small files report.py reads (logs, scores, step markers; no checkpoints, no
-        data) of CORPUS and of its runs (MODE-seedS; all of them if none is named, none with
-        --corpus-only) from ROOT to ARCHIVE, which report.py reads like ROOT
-
-Every output is written to a temporary name first and renamed when complete.
+    capture OUT -- COMMAND ...
+        run COMMAND and keep its standard output in OUT (e.g. varattn-diagnose --json)
+    bleu EVAL_DIR NAME REFERENCE -- FAIRSEQ-GENERATE ARGS
+        fairseq-generate, its hypotheses in order (EVAL_DIR/hyp-NAME.txt) and detokenised sacreBLEU
+        against REFERENCE (EVAL_DIR/bleu-NAME.json, sacreBLEU's JSON)
+    reference CORPUS_DIR [--eflomal] [--kept KEPT_REF_DIR]
+        the reference links of a corpus's test set (CORPUS_DIR/ref): the gold links of a synthetic
+        task, eflomal's and the diagonal's, their AER and boundary shares
 """
 
 import contextlib
+import hashlib
 import io
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import List, Sequence, Union
 
 
 def replace(path: Path, data: Union[str, bytes]) -> None:
@@ -41,16 +40,6 @@ def replace(path: Path, data: Union[str, bytes]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     os.replace(tmp, path)
-
-
-def subwords(data: Path, spm: Path, vocab_size: str) -> None:
-    from var_attn_plugin.data import subwords as sw
-
-    for lang in ("de", "en"):
-        sw.main(["train", str(data / f"train.{lang}"), "--model-prefix", str(spm / f"spm.{lang}"),
-                 "--vocab-size", vocab_size, "--soft-vocab-limit"])
-        sw.main(["encode", "--model", str(spm / f"spm.{lang}.model")]
-                + [f"{data / f'{split}.{lang}'}:{spm / f'{split}.{lang}'}" for split in ("train", "valid", "test")])
 
 
 def align(out_dir: Path, distributions: Sequence[str], arguments: List[str]) -> None:
@@ -97,92 +86,97 @@ def boundaries(source: Path, predictions: Sequence[str]) -> None:
         replace(Path(prediction[: -len(".align")] + ".boundaries.json"), json.dumps(shares) + "\n")
 
 
-def loads(path: Path) -> bool:
-    import torch
-
-    try:
-        torch.load(path, map_location="cpu", weights_only=False)
-        return True
-    except Exception:  # truncated or otherwise unreadable
-        return False
+def capture(output: Path, command: List[str]) -> None:
+    result = subprocess.run(command, stdout=subprocess.PIPE, check=False)
+    if result.returncode:
+        sys.exit(result.returncode)
+    replace(output, result.stdout)
 
 
-def resume_point(save_dir: Path) -> None:
-    last = save_dir / "checkpoint_last.pt"
-    if not last.is_file() or loads(last):
-        return
-    os.replace(last, last.with_name(last.name + ".broken"))
-    candidates = sorted((p for p in save_dir.glob("checkpoint*.pt")), key=lambda p: p.stat().st_mtime, reverse=True)
-    for candidate in candidates:
-        if loads(candidate):
-            shutil.copyfile(candidate, last)
-            print(f"{last} did not load; resuming from {candidate.name}")
-            return
-    print(f"{last} did not load and no other checkpoint does; training starts anew")
+def bleu(eval_dir: Path, name: str, reference: Path, generate: List[str]) -> None:
+    result = subprocess.run(generate, stdout=subprocess.PIPE, text=True, check=False)
+    if result.returncode:
+        sys.exit(result.returncode)
+    hypotheses = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("H-"):
+            index, _, text = line[2:].split("\t", 2)
+            hypotheses[int(index)] = text
+    (eval_dir / f"generate-{name}.out").write_text(result.stdout, encoding="utf-8")
+    hyp = eval_dir / f"hyp-{name}.txt"
+    replace(hyp, "".join(hypotheses[i] + "\n" for i in sorted(hypotheses)))
+    scored = subprocess.run([str(Path(sys.executable).parent / "sacrebleu"), str(reference), "-i", str(hyp),
+                             "-m", "bleu", "-w", "2", "-f", "json"], stdout=subprocess.PIPE, text=True, check=True)
+    replace(eval_dir / f"bleu-{name}.json", scored.stdout)
 
 
-# what report.py reads: of a corpus, and of each of its runs (patterns relative to the folder)
-CORPUS_FILES = ("data/stats.json", "ref/*.aer.json", "ref/*.boundaries.json", "ref/gold.align", "ref/test.sha256")
-RUN_FILES = ("train.log", ".done/*", "eval/validate.log", "eval/diagnose.json", "eval/bleu-*.json",
-             "align/*.aer.json", "align/*.boundaries.json")
+def sha256_of(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
-def copy_files(source: Path, target: Path, patterns: Sequence[str]) -> int:
-    """Copy the files of ``source`` that match ``patterns`` to the same places under ``target``,
-    and remove those of ``target`` that ``source`` no longer has (a step redone, a run continued
-    with a higher maximum); returns how many changed."""
-    changed = 0
-    for pattern in patterns:
-        for stale in sorted(target.glob(pattern)):
-            if stale.is_file() and not (source / stale.relative_to(target)).is_file():
-                stale.unlink()
-                changed += 1
-        for path in sorted(source.glob(pattern)):
-            if not path.is_file() or path.name.endswith(".tmp"):
-                continue
-            destination = target / path.relative_to(source)
-            data = path.read_bytes()
-            if destination.is_file() and destination.read_bytes() == data:
-                continue
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            replace(destination, data)
-            changed += 1
-    return changed
+def reference(corpus_dir: Path, eflomal: bool, kept: Path = None) -> None:
+    """Reference links of the test set in CORPUS_DIR/ref, scored against the gold links: the gold
+    (a synthetic task's true links; on a real corpus eflomal's, or the archive's eflomal links of the
+    same test set, since eflomal samples), eflomal's forward direction and the diagonal."""
+    from . import links
 
-
-def archive(root: Path, target: Path, corpus: str, runs: Optional[Sequence[str]] = None) -> None:
-    """The corpus's files and those of ``runs`` (None: every run of the corpus)."""
-    source = root / corpus
-    if not source.is_dir():
-        sys.exit(f"archive: {source} does not exist: ROOT must be the comparison's folder (converge.sh's ROOT) "
-                 f"and {corpus} a corpus prepared in it")
-    if runs is None:
-        runs = sorted(p.name for p in source.iterdir() if p.is_dir() and (p / "train.log").is_file())
-    changed = copy_files(source, target / corpus, CORPUS_FILES)
-    for run in runs:
-        changed += copy_files(source / run, target / corpus / run, RUN_FILES)
-    print(f"archived {corpus} ({len(runs)} runs) to {target / corpus}: {changed} files changed")
+    data, ref = corpus_dir / "data", corpus_dir / "ref"
+    ref.mkdir(parents=True, exist_ok=True)
+    for stale in ref.glob("*.aer.json"):
+        stale.unlink()
+    synthetic = (data / "test.align").is_file()
+    if synthetic:
+        shutil.copyfile(data / "test.align", ref / "gold.align")
+    diagonal = io.StringIO()
+    with contextlib.redirect_stdout(diagonal):
+        links.main(["diagonal", str(data / "test.de"), str(data / "test.en")])
+    replace(ref / "diagonal.align", diagonal.getvalue())
+    checksum = sha256_of(data / "test.de", data / "test.en")
+    replace(ref / "test.sha256", checksum + "\n")
+    scored = [ref / "diagonal.align"]
+    if eflomal:
+        forward = [] if synthetic else ["--forward-output", str(ref / "eflomal-forward.align")]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            links.main(["eflomal", "--train-src", str(data / "train.de"), "--train-tgt", str(data / "train.en"),
+                        *forward, str(data / "test.de"), str(data / "test.en")])
+        replace(ref / "eflomal.align", out.getvalue())
+        if not synthetic:
+            same_test = kept is not None and (kept / "gold.align").is_file() and (kept / "test.sha256").is_file() \
+                and (kept / "test.sha256").read_text().strip() == checksum
+            # eflomal samples: the archive's links of the same test set stay the reference
+            shutil.copyfile(kept / "gold.align" if same_test else ref / "eflomal.align", ref / "gold.align")
+            scored.append(ref / "eflomal-forward.align")
+        if (ref / "eflomal.align").read_bytes() != (ref / "gold.align").read_bytes():
+            scored.append(ref / "eflomal.align")
+    names = [str(p) for p in scored]
+    if (ref / "gold.align").is_file():
+        score(str(ref / "gold.align"), names)
+        names.append(str(ref / "gold.align"))
+    boundaries(data / "test.de", names)
 
 
 def main(argv: Sequence[str]) -> None:
     command, *rest = argv
-    if command == "subwords":
-        data, spm, vocab_size = rest
-        subwords(Path(data), Path(spm), vocab_size)
-    elif command == "align":
+    if command == "align":
         split = rest.index("--")
         align(Path(rest[0]), rest[1:split], rest[split + 1:])
     elif command == "score":
         score(rest[0], rest[1:])
     elif command == "boundaries":
         boundaries(Path(rest[0]), rest[1:])
-    elif command == "resume-point":
-        resume_point(Path(rest[0]))
-    elif command == "archive":
-        runs = rest[3:]
-        archive(Path(rest[0]), Path(rest[1]), rest[2], [] if runs == ["--corpus-only"] else runs or None)
+    elif command == "capture":
+        capture(Path(rest[0]), rest[2:])
+    elif command == "bleu":
+        bleu(Path(rest[0]), rest[1], Path(rest[2]), rest[4:])
+    elif command == "reference":
+        kept = Path(rest[rest.index("--kept") + 1]) if "--kept" in rest else None
+        reference(Path(rest[0]), "--eflomal" in rest, kept)
     else:
-        sys.exit(f"unknown command {command!r}: subwords, align, score, boundaries, resume-point or archive")
+        sys.exit(f"unknown step {command!r}: align, score, boundaries, capture, bleu or reference")
 
 
 if __name__ == "__main__":

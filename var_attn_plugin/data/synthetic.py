@@ -25,6 +25,7 @@ on ``--lexicon-seed`` only, so the splits of one task share it.
 """
 
 import argparse
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     sizes = (("train", args.train_size), ("valid", args.valid_size), ("test", args.test_size))
     counts = write_task(args.output_dir, args.task, sizes, args.seed, args.lexicon_seed, args.min_len, args.max_len)
+    # the sizes, as the real corpora's preparers write them
+    (args.output_dir / "stats.json").write_text(json.dumps({f"{split}_pairs": n for split, n in counts.items()}) + "\n")
     print(f"{args.task}: " + ", ".join(f"{n} {split}" for split, n in counts.items()) + f" -> {args.output_dir}")
 
 

@@ -1,0 +1,318 @@
+"""The converged comparison of the attention modes, as runner jobs.
+
+Every mode (``soft``, ``var-enum``, ... for the LSTM; ``transformer-MODE`` for the Transformer)
+and seed trains on every corpus with the same flags and the same maximum number of updates,
+validating every epoch: the learning rate is halved whenever the validation bound does not
+improve (the negative ELBO for the variational modes, the exact objective otherwise) and
+training stops after ``patience`` validations without improvement. Then, on
+``checkpoint_best.pt``: fairseq-validate on the test set, varattn-diagnose, beam search with the
+paper's settings (beam 10, --gnmt-lenpen 1, --eos-penalty 3) with exact and K-max (K=5)
+marginalisation and exact without the EOS penalty, detokenised sacreBLEU; word alignments of the
+test set from the prior, q and the exact posterior (varattn-align --words) scored with
+varattn-aer against the reference links, and the share of links on the boundary words.
+
+Corpora: ``ding``, ``libreoffice``, ``lohelp`` (real, German -> English; reference links from
+eflomal, so AER is agreement with eflomal) and ``syn-TASK`` (synthetic tasks with known
+alignments: monotone, local, fertility, null).
+
+Run CORPUS/MODE-seedS lives in ROOT/CORPUS/MODE-seedS (manifest.json, train.log, eval/, align/).
+With an archive, every finished run's small files are copied there (no checkpoints), and a run
+the archive holds as finished is not trained again.
+"""
+
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from var_attn_plugin.presets import LSTM_PRESETS, TRANSFORMER_PRESETS, flags
+
+from .corpora import PREPARERS, Corpus
+from .manifest import Manifest
+from .runner import PLUGIN_DIR, Job, Step, tool
+
+EFLOMAL_SPEC = "eflomal==2.0.0"
+BEAM, GNMT_LENPEN, EOS_PENALTY, KMAX = 10, 1, 3, 5  # the paper's decoding
+EVAL_MAX_TOKENS = 2000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One comparison's recipe; ``FULL`` and ``TINY`` below."""
+
+    max_update: int = 4000
+    syn_max_update: int = 3000
+    patience: int = 3
+    lr: float = 1e-2  # Adam, the real corpora (LSTM)
+    syn_lr: float = 2e-3
+    transformer_lr: float = 2e-3
+    transformer_warmup: int = 500
+    dropout: float = 0.2
+    clip_norm: float = 5.0
+    max_tokens: int = 2000
+    syn_max_tokens: int = 1000
+    sizes: str = "cpu96"
+    syn_sizes: str = "syn64"
+    vocab_size: int = 1000
+    valid_size: int = 1000
+    test_size: int = 1000
+    max_train: Optional[int] = None
+    syn_train: int = 5000
+    syn_valid: int = 300
+    syn_test: int = 300
+    aligner: str = "eflomal"  # or none
+    save_interval_updates: int = 0
+    exclude_source_eos: bool = False
+
+
+FULL = Settings()
+TINY = Settings(max_update=30, syn_max_update=30, patience=5, sizes="tiny", syn_sizes="tiny", vocab_size=200,
+                valid_size=30, test_size=30, max_train=300, syn_train=300, syn_valid=30, syn_test=30,
+                max_tokens=1000, transformer_warmup=10, save_interval_updates=5)
+
+
+def synthetic(corpus: str) -> bool:
+    return corpus.startswith("syn-")
+
+
+def attention_mode(entry: str) -> str:
+    """The attention mode of a modes entry: ``var-enum`` (the LSTM) or ``transformer-var-enum``."""
+    return entry[len("transformer-"):] if entry.startswith("transformer-") else entry
+
+
+def distributions(entry: str) -> List[str]:
+    mode = attention_mode(entry)
+    if mode.startswith("var-"):
+        return ["prior", "posterior", "exact-posterior"]
+    return ["prior", "exact-posterior"] if mode != "soft" else ["prior"]
+
+
+@dataclass(frozen=True)
+class ComparisonCorpus(Corpus):
+    """A corpus of the comparison: its data, pieces (real corpora), data-bin and reference links."""
+
+    settings: Settings = FULL
+    archive: Optional[str] = None  # reuse the archive's eflomal links of the same test set
+
+    def config(self) -> dict:
+        return {"name": self.name, "settings": asdict(self.settings)}
+
+    def steps(self, root: Path) -> List[Step]:
+        s, d = self.settings, self.folder(root)
+        kept = ["--kept", str(Path(self.archive) / self.name / "ref")] if self.archive else []
+        aligner = ["--eflomal"] if s.aligner == "eflomal" else []
+        if not synthetic(self.name):
+            steps = Corpus.steps(replace(self, vocab_size=s.vocab_size, valid_size=s.valid_size,
+                                         test_size=s.test_size), root)
+            if s.max_train:
+                steps[0].command.extend(["--max-train", str(s.max_train)])
+        else:
+            data = d / "data"
+            steps = [
+                Step("data", [sys.executable, "-m", "var_attn_plugin.data.synthetic", "--task", self.name[4:],
+                              "--output-dir", str(data), "--train-size", str(s.syn_train), "--valid-size",
+                              str(s.syn_valid), "--test-size", str(s.syn_test), "--seed", str(self.split_seed)],
+                     "prepare.log"),
+                Step("binarise", [tool("fairseq-preprocess"), "--source-lang", "de", "--target-lang", "en",
+                                  "--trainpref", str(data / "train"), "--validpref", str(data / "valid"),
+                                  "--testpref", str(data / "test"), "--destdir", str(d / "data-bin"),
+                                  "--workers", "1"], "prepare.log"),
+            ]
+        if s.aligner == "eflomal":
+            steps.append(Step("aligner", [sys.executable, "-c", "import importlib, subprocess, sys\n"
+                                          "try: importlib.import_module('eflomal')\n"
+                                          "except ImportError: subprocess.check_call([sys.executable, '-m', 'pip', "
+                                          f"'install', '--quiet', '--no-build-isolation', '{EFLOMAL_SPEC}'])"],
+                              "prepare.log"))
+        steps.append(Step("reference", [sys.executable, "-m", "varattn_experiments.steps", "reference", str(d),
+                                        *aligner, *kept], "prepare.log"))
+        return steps
+
+
+@dataclass(frozen=True)
+class ComparisonRun(Job):
+    corpus: ComparisonCorpus
+    entry: str  # attention mode, or transformer-MODE
+    seed: int
+    settings: Settings = FULL
+
+    @property
+    def name(self) -> str:
+        return f"{self.entry}-seed{self.seed}"
+
+    def folder(self, root: Path) -> Path:
+        return Path(root) / self.corpus.name / self.name
+
+    def config(self) -> dict:
+        return {"kind": "comparison", "corpus": self.corpus.name, "entry": self.entry, "seed": self.seed,
+                "settings": asdict(self.settings)}
+
+    def needs(self) -> Sequence[Job]:
+        return (self.corpus,)
+
+    def train_command(self, root: Path) -> List[str]:
+        s, run = self.settings, self.folder(root)
+        syn = synthetic(self.corpus.name)
+        transformer = self.entry.startswith("transformer-")
+        command = [
+            tool("fairseq-train"), str(self.corpus.data_bin(root)), "--user-dir", str(PLUGIN_DIR),
+            "--task", "varattn_translation", "--criterion", "varattn_elbo",
+            "--attention-mode", attention_mode(self.entry), "--dropout", str(s.dropout),
+            "--optimizer", "adam", "--clip-norm", str(s.clip_norm),
+            "--lr-scheduler", "reduce_lr_on_plateau", "--lr-shrink", "0.5", "--lr-patience", "0",
+            "--best-checkpoint-metric", "bound", "--patience", str(s.patience), "--max-epoch", "100000",
+            "--no-epoch-checkpoints", "--cpu", "--num-workers", "0", "--log-format", "json", "--log-interval", "50",
+            "--ignore-unused-valid-subsets",
+            "--max-tokens", str(s.syn_max_tokens if syn else s.max_tokens), "--seed", str(self.seed),
+            "--max-update", str(s.syn_max_update if syn else s.max_update), "--save-dir", str(run / "checkpoints"),
+        ]
+        if s.save_interval_updates:
+            command += ["--save-interval-updates", str(s.save_interval_updates), "--keep-interval-updates", "1"]
+        if s.exclude_source_eos:
+            command += ["--exclude-source-eos"]
+        sizes = s.syn_sizes if syn else s.sizes
+        if transformer:
+            command += ["--arch", "varattn_transformer", *flags(TRANSFORMER_PRESETS[sizes]),
+                        "--adam-betas", "(0.9,0.98)", "--lr", str(s.transformer_lr),
+                        "--warmup-updates", str(s.transformer_warmup), "--warmup-init-lr", "1e-7"]
+        else:
+            command += ["--arch", "varattn_lstm", *flags(LSTM_PRESETS[sizes]), "--lr", str(s.syn_lr if syn else s.lr)]
+        return command
+
+    def steps(self, root: Path) -> List[Step]:
+        d, run = self.corpus.folder(root), self.folder(root)
+        bin_, ckpt = str(self.corpus.data_bin(root)), str(run / "checkpoints" / "checkpoint_best.pt")
+        evaluation = ["--user-dir", str(PLUGIN_DIR), "--task", "varattn_translation",
+                      "--max-tokens", str(EVAL_MAX_TOKENS), "--cpu", "--num-workers", "0"]
+        steps_cmd = [sys.executable, "-m", "varattn_experiments.steps"]
+        steps = [Step("train", self.train_command(root), "train.log", settled=stopped_early)]
+        mode = attention_mode(self.entry)
+        if not synthetic(self.corpus.name):
+            steps.append(Step("validate", [tool("fairseq-validate"), bin_, *evaluation, "--path", ckpt,
+                                            "--valid-subset", "test"], "eval/validate.log"))
+            steps.append(Step("diagnose", [*steps_cmd, "capture", str(run / "eval" / "diagnose.json"), "--",
+                                           tool("varattn-diagnose"), bin_, "--path", ckpt, "--gen-subset", "test",
+                                           "--max-tokens", str(EVAL_MAX_TOKENS), "--cpu", "--json"],
+                              "eval/diagnose.log"))
+            for decoding in (["exact", "kmax", "noeos"] if mode != "soft" else ["exact", "noeos"]):
+                latent = "exact" if decoding == "noeos" else decoding
+                if mode == "soft":
+                    latent = "auto"  # soft attention decodes softly
+                generate = [tool("fairseq-generate"), bin_, *evaluation, "--path", ckpt, "--gen-subset", "test",
+                            "--beam", str(BEAM), "--gnmt-lenpen", str(GNMT_LENPEN),
+                            "--eos-penalty", str(0 if decoding == "noeos" else EOS_PENALTY),
+                            "--latent-decoding", latent, "--kmax", str(KMAX), "--remove-bpe", "sentencepiece"]
+                steps.append(Step(f"bleu-{decoding}", [*steps_cmd, "bleu", str(run / "eval"), decoding,
+                                                       str(d / "data" / "test.en"), "--", *generate],
+                                  f"eval/generate-{decoding}.log"))
+            source = ["--source-file", str(d / "data" / "test.de"), "--target-file", str(d / "data" / "test.en"),
+                      "--spm", str(d / "spm" / "spm.de.model"), "--target-spm", str(d / "spm" / "spm.en.model")]
+        else:
+            source = ["--gen-subset", "test"]
+        dists = distributions(self.entry)
+        steps.append(Step("align", [*steps_cmd, "align", str(run / "align"), *dists, "--", bin_, "--path", ckpt,
+                                    *source, "--words", "--cpu", "--max-tokens", str(EVAL_MAX_TOKENS)],
+                          "align/align.log"))
+        predictions = [str(run / "align" / f"{dist}.align") for dist in dists]
+        if self.settings.aligner == "eflomal" or synthetic(self.corpus.name):
+            steps.append(Step("aer", [*steps_cmd, "score", str(d / "ref" / "gold.align"), *predictions],
+                              "align/align.log"))
+        steps.append(Step("boundaries", [*steps_cmd, "boundaries", str(d / "data" / "test.de"), *predictions],
+                          "align/align.log"))
+        return steps
+
+
+def stopped_early(run_dir: Path) -> bool:
+    """Did the run's training stop early (fairseq's "early stop" line)? Then raising the maximum
+    of updates does not continue it."""
+    log = run_dir / "train.log"
+    return log.is_file() and "early stop" in log.read_text(encoding="utf-8", errors="replace")
+
+
+def runs(corpora: Sequence[str], entries: Sequence[str], seeds: Sequence[int], settings: Settings = FULL,
+         archive: Optional[Path] = None, sources: Optional[dict] = None) -> List[ComparisonRun]:
+    """Seed by seed on each corpus, synthetic tasks first (the cheapest, with gold links)."""
+    ordered = sorted(corpora, key=lambda c: not synthetic(c))
+    for corpus in ordered:
+        if not synthetic(corpus) and corpus not in PREPARERS:
+            raise ValueError(f"unknown corpus {corpus!r}: {', '.join(PREPARERS)} or syn-TASK")
+    out = []
+    for corpus in ordered:
+        c = ComparisonCorpus(corpus, settings=settings, archive=str(archive) if archive else None,
+                             source=(sources or {}).get(corpus))
+        for seed in seeds:
+            for entry in entries:
+                out.append(ComparisonRun(c, entry, seed, settings))
+    return out
+
+
+# ---------------------------------------------------------------------- archive
+
+CORPUS_FILES = ("data/stats.json", "ref/*.aer.json", "ref/*.boundaries.json", "ref/gold.align", "ref/test.sha256")
+RUN_FILES = ("manifest.json", "train.log", "eval/validate.log", "eval/diagnose.json", "eval/bleu-*.json",
+             "align/*.aer.json", "align/*.boundaries.json")
+
+
+def copy_files(source: Path, target: Path, patterns: Sequence[str]) -> int:
+    """Copy ``source``'s files matching ``patterns`` to the same places under ``target`` and remove
+    those of ``target`` that ``source`` no longer has (a step redone); returns how many changed."""
+    changed = 0
+    for pattern in patterns:
+        for stale in sorted(target.glob(pattern)):
+            if stale.is_file() and not (source / stale.relative_to(target)).is_file():
+                stale.unlink()
+                changed += 1
+        for path in sorted(source.glob(pattern)):
+            if not path.is_file() or path.name.endswith(".tmp") or ".tmp" in path.suffixes:
+                continue
+            destination = target / path.relative_to(source)
+            data = path.read_bytes()
+            if destination.is_file() and destination.read_bytes() == data:
+                continue
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            tmp = destination.with_name(destination.name + ".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(destination)
+            changed += 1
+    return changed
+
+
+def archive(root: Path, destination: Path, corpora: Sequence[str]) -> int:
+    """Copy what the report reads (no checkpoints, no data) of every corpus and run under ROOT."""
+    changed = 0
+    for corpus in corpora:
+        source = Path(root) / corpus
+        if not source.is_dir():
+            continue
+        changed += copy_files(source, Path(destination) / corpus, CORPUS_FILES)
+        for run in sorted(p for p in source.iterdir() if (p / "manifest.json").is_file()):
+            changed += copy_files(run, Path(destination) / corpus / run.name, RUN_FILES)
+    return changed
+
+
+def finished_in(archive_dir: Path, run: ComparisonRun, root: Path) -> bool:
+    """Does the archive hold this run as finished (every step done, or its figures transcribed), while
+    ROOT has not started it? Then it is not trained again."""
+    if (run.folder(root) / "manifest.json").is_file():
+        return False
+    kept = Path(archive_dir) / run.corpus.name / run.name
+    if (kept / "transcribed.json").is_file():
+        return True
+    manifest = Manifest.read(kept)
+    if manifest is None:
+        return False
+    names = [step.name for step in run.steps(root)]
+    return all(manifest.done(name) for name in names)
+
+
+@dataclass
+class Plan:
+    todo: List[ComparisonRun] = field(default_factory=list)
+    kept: List[ComparisonRun] = field(default_factory=list)
+
+
+def plan(all_runs: Sequence[ComparisonRun], root: Path, archive_dir: Optional[Path]) -> Plan:
+    out = Plan()
+    for run in all_runs:
+        (out.kept if archive_dir and finished_in(archive_dir, run, root) else out.todo).append(run)
+    return out
