@@ -14,6 +14,12 @@ FAIRSEQ_SPEC ?= fairseq-fixed==0.12.3.1
 # fairseq's runtime dependencies, minus torchaudio (not needed for translation; see README).
 FAIRSEQ_DEPS = cffi hydra-core==1.3.2 omegaconf==2.3.0 regex "sacrebleu>=2.0" tqdm bitarray packaging scikit-learn
 
+# pip's resolver reports fairseq-fixed's torchaudio requirement, left out on purpose, as an ERROR
+# line; it is shown as the note it is (any other conflict is shown as pip says it)
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+EXPLAIN_TORCHAUDIO = sed -e '/^ERROR: pip.s dependency resolver/{N;s/^ERROR: [^\n]*\n\(fairseq-fixed [^ ]* requires torchaudio.*\)/note: \1 (left out on purpose: translation does not use it)/;}'
+
 BIN = $(VENV)/bin
 PIP = $(BIN)/python -m pip
 STAMP = $(VENV)/.installed
@@ -27,7 +33,7 @@ $(STAMP): setup.py Makefile
 	$(PIP) install --quiet $(TORCH_SPEC) numpy cython setuptools wheel
 	$(BIN)/python -c "import fairseq" 2>/dev/null || \
 		$(PIP) install --no-build-isolation --no-deps $(FAIRSEQ_SPEC)
-	$(PIP) install --quiet $(FAIRSEQ_DEPS)
+	$(PIP) install --quiet $(FAIRSEQ_DEPS) 2>&1 | $(EXPLAIN_TORCHAUDIO)
 	$(PIP) install --quiet --no-build-isolation -e ".[dev]"
 	$(BIN)/python -c "import fairseq, var_attn_plugin; print('fairseq', fairseq.__version__)"
 	touch $(STAMP)

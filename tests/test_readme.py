@@ -34,19 +34,15 @@ SKIP = {
     "make install": "builds the virtualenv this test runs in",
     "source .venv/bin/activate": "the virtualenv's bin is first on PATH already",
     "make demo": "the 15-minute demo; its tiny mode builds this test's work/demo instead",
-    "make test-fast": "runs the test suite this test belongs to",
     "make test": "runs the test suite this test belongs to",
     "fairseq-preprocess --source-lang de --target-lang en --trainpref train ":
         "a placeholder corpus (train/valid/test files named only in the prose)",
     "fairseq-train data-bin ": "the placeholder corpus; a paper-sized model with no stopping criterion",
     "fairseq-generate data-bin ": "needs the checkpoint of the placeholder training above",
-    "for R in 0 1; do": "placeholder arguments (...) and two training processes in the background",
 }
 
 # Files the README's commands read that only its prose describes: name -> how the test makes them.
-PROVIDED = {
-    "gold.align": "gold links for varattn-aer: one sure link 0-0 per test sentence",
-}
+PROVIDED = {}
 
 TIMEOUT = 600  # seconds for all the README's commands together (the demo build not included)
 
@@ -160,7 +156,7 @@ def environment(**extra) -> dict:
 
 
 def provide_files(clone: Path):
-    sentences = len((clone / "work" / "demo" / "data" / "test.de").read_text(encoding="utf-8").splitlines())
+    sentences = len((clone / "work" / "demo" / "corpus" / "data" / "test.de").read_text(encoding="utf-8").splitlines())
     (clone / "gold.align").write_text("0-0\n" * sentences, encoding="utf-8")
 
 

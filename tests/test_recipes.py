@@ -273,24 +273,31 @@ def test_demo_tiny_end_to_end_and_rerun(tmp_path):
     n_pairs = write_synthetic_dictionary(tmp_path / "de-en")
     env = {"DEMO_TINY": "1", "DING_FILE": str(tmp_path / "de-en"), "DEMO_DIR": str(tmp_path / "demo")}
     first = run_script(EXAMPLES / "demo.sh", env=env).stdout
-    demo = tmp_path / "demo"
-    stats = json.loads((demo / "data" / "stats.json").read_text())
+    demo, corpus = tmp_path / "demo", tmp_path / "demo" / "corpus"
+    stats = json.loads((corpus / "data" / "stats.json").read_text())
     assert stats["pairs"] == n_pairs and stats["malformed"] == 0
     assert [stats[f"{s}_pairs"] for s in ("valid", "test")] == [30, 30] and stats["train_pairs"] == 300
-    test_de = read(demo / "data" / "test.de")
-    assert not set(test_de) & set(read(demo / "data" / "train.de"))
+    test_de = read(corpus / "data" / "test.de")
+    assert not set(test_de) & set(read(corpus / "data" / "train.de"))
     # exact perplexity of the test set: better than a uniform guess over the target pieces
-    vocab = len(read(demo / "data-bin" / "dict.en.txt")) + 4
+    vocab = len(read(corpus / "data-bin" / "dict.en.txt")) + 4
     ppl_text = re.search(r"\| ppl ([0-9.]+)", (demo / "eval" / "validate.log").read_text()).group(1)
     assert 1 < float(ppl_text) < vocab
-    assert len(read(demo / "eval" / "hyp.txt")) == len(test_de)
+    for system in ("latent", "soft", "retrieval"):
+        assert len(read(demo / "eval" / f"hyp-{system}.txt")) == len(test_de)
     assert (demo / "eval" / "attention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "DE : " + test_de[0] in first and first.count("OUT: ") == 5
+    assert first.count("OUT: ") == 5 and "DE : " in first
     summary = (demo / "summary.txt").read_text()
-    assert f"test perplexity (exact, per piece): {ppl_text}\n" in summary
-    bleu = re.search(r"BLEU\|[^=]* = ([0-9.]+)", (demo / "eval" / "sacrebleu.txt").read_text()).group(1)
-    assert f"test sacreBLEU (detokenised): {bleu}" in summary and "attention.png" in summary
+    assert f"test perplexity (exact, per piece): {float(ppl_text):.2f}\n" in summary
+    bleu = json.loads((demo / "eval" / "bleu-latent.json").read_text())["score"]
+    retrieval = json.loads((demo / "eval" / "bleu-retrieval.json").read_text())["bleu"]
+    assert f"test sacreBLEU (detokenised): var-enum {bleu:.2f} | soft warm start " in summary
+    assert f"retrieval baseline {retrieval:.2f}" in summary and "attention.png" in summary
+    # the examples: by a stated rule, the same in the summary as in choice.json
+    choice = json.loads((demo / "eval" / "choice.json").read_text())
+    assert [f"DE : {test_de[i]}" in summary for i in choice["examples"]] == [True] * 5
     # a second run reuses every step
+    manifest = (demo / "manifest.json").read_text()
     second = run_script(EXAMPLES / "demo.sh", env=env).stdout
-    assert second.count("(done already") == 8
-    assert "BLEU|" in second and "attention.png" in second
+    assert (demo / "manifest.json").read_text() == manifest and "train" not in second.split("data:")[0]
+    assert second.count("OUT: ") == 5

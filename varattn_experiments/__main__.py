@@ -9,7 +9,6 @@
 
 import argparse
 import dataclasses
-import logging
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -137,12 +136,7 @@ def run_dynamics(args) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s | %(message)s", "%H:%M:%S"))
-    runner.logger.addHandler(handler)
-    runner.logger.setLevel(logging.INFO)
-    runner.logger.propagate = False
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    runner.add_screen_handler()
     args = build_parser().parse_args(argv)
     if args.command in ("pause", "resume"):
         touched = getattr(runner, args.command)(args.root)

@@ -103,9 +103,7 @@ class ComparisonCorpus(Corpus):
         aligner = ["--eflomal"] if s.aligner == "eflomal" else []
         if not synthetic(self.name):
             steps = Corpus.steps(replace(self, vocab_size=s.vocab_size, valid_size=s.valid_size,
-                                         test_size=s.test_size), root)
-            if s.max_train:
-                steps[0].command.extend(["--max-train", str(s.max_train)])
+                                         test_size=s.test_size, max_train=s.max_train), root)
         else:
             data = d / "data"
             steps = [

@@ -31,15 +31,17 @@ class Corpus(Job):
     valid_small: int = 300
     split_seed: int = 1
     source: Optional[str] = None  # a local copy of the raw data (SOURCE_FLAGS); None: fetched
+    max_train: Optional[int] = None  # keep at most this many training pairs
+    folder_name: Optional[str] = None  # the folder under the root (default: the corpus's name)
 
     def folder(self, root: Path) -> Path:
-        return Path(root) / self.name
+        return Path(root) / (self.folder_name or self.name)
 
     def data_bin(self, root: Path) -> Path:
         return self.folder(root) / "data-bin"
 
     def config(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k not in ("source", "folder_name")}
 
     def steps(self, root: Path) -> List[Step]:
         if self.name not in PREPARERS:
@@ -50,7 +52,8 @@ class Corpus(Job):
             Step("data", [tool(PREPARERS[self.name]), "--output-dir", str(d / "data"),
                           "--valid-size", str(self.valid_size), "--test-size", str(self.test_size),
                           "--seed", str(self.split_seed),
-                          *([SOURCE_FLAGS[self.name], self.source] if self.source else [])], "prepare.log"),
+                          *([SOURCE_FLAGS[self.name], self.source] if self.source else []),
+                          *(["--max-train", str(self.max_train)] if self.max_train else [])], "prepare.log"),
             Step("subwords", [sys.executable, "-m", "varattn_experiments.corpora", "subwords", str(d / "data"),
                               str(spm), str(self.vocab_size), str(self.valid_small)], "prepare.log"),
             Step("binarise", [tool("fairseq-preprocess"), "--source-lang", "de", "--target-lang", "en",

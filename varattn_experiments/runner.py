@@ -73,6 +73,17 @@ class Job:
         return ()
 
 
+def add_screen_handler() -> None:
+    """Print the runner's progress (which step of which job starts, failures) on stdout."""
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s | %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+
+
 class StepFailed(RuntimeError):
     pass
 
