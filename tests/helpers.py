@@ -16,6 +16,7 @@ import torch
 from fairseq.data import Dictionary
 
 import var_attn_plugin  # noqa: F401  (registers the plugin)
+from var_attn_plugin import presets
 from var_attn_plugin.lstm.model import VarAttnLSTMConfig, VarAttnLSTMModel
 from var_attn_plugin.model import VarAttnModel
 from var_attn_plugin.transformer.model import VarAttnTransformerConfig, VarAttnTransformerModel
@@ -40,18 +41,9 @@ ARCHITECTURES = {
 }
 ARCHS = list(ARCHITECTURES)
 
-# tiny sizes on the command line (fairseq-train), per architecture
-TINY_FLAGS = [
-    "--encoder-embed-dim", "16", "--encoder-hidden-size", "16", "--decoder-embed-dim", "16",
-    "--decoder-hidden-size", "24", "--attention-dim", "16", "--decoder-output-dim", "24",
-    "--inference-hidden-size", "16",
-]
-TINY_TRANSFORMER_FLAGS = [
-    "--encoder-embed-dim", "16", "--encoder-ffn-embed-dim", "32", "--encoder-layers", "2",
-    "--encoder-attention-heads", "2", "--decoder-embed-dim", "16", "--decoder-ffn-embed-dim", "32",
-    "--decoder-layers", "2", "--decoder-attention-heads", "2", "--decoder-output-dim", "24",
-    "--inference-hidden-size", "16",
-]
+# tiny sizes on the command line (fairseq-train), per architecture: the presets' "test" sizes
+TINY_FLAGS = presets.flags(presets.LSTM_PRESETS["test"])
+TINY_TRANSFORMER_FLAGS = presets.flags(presets.TRANSFORMER_PRESETS["test"])
 # the --arch and tiny command-line sizes of each architecture of ARCHITECTURES
 ARCH_FLAGS = {
     "lstm": ("varattn_lstm", TINY_FLAGS),

@@ -44,30 +44,29 @@ from typing import Dict, List, Sequence
 
 import torch
 
+from var_attn_plugin.presets import LSTM_PRESETS
+from var_attn_plugin.presets import TRANSFORMER_PRESETS as ALL_TRANSFORMER_PRESETS
+
 PLUGIN_DIR = Path(__file__).resolve().parent.parent / "var_attn_plugin"
 
-PRESETS: Dict[str, Dict[str, int]] = {
-    # the paper's IWSLT14 sizes (docs/METHOD.md §3-4)
-    "paper": dict(embed=512, encoder_hidden=512, decoder_hidden=768, attention=512, output=768,
-                  inference_hidden=512),
-    # for quick checks
-    "small": dict(embed=64, encoder_hidden=64, decoder_hidden=96, attention=64, output=96,
-                  inference_hidden=64),
-}
+def lstm_sizes(sizes: Dict[str, int]) -> Dict[str, int]:
+    """A preset of var_attn_plugin.presets in the benchmark's terms (and its cost model's)."""
+    return dict(embed=sizes["encoder_embed_dim"], encoder_hidden=sizes["encoder_hidden_size"],
+                decoder_hidden=sizes["decoder_hidden_size"], attention=sizes["attention_dim"],
+                output=sizes["decoder_output_dim"], inference_hidden=sizes["inference_hidden_size"])
 
-# --arch transformer: the sizes of the registered varattn_transformer_* architectures
-# (docs/METHOD.md §10); layers and heads on each side, the inference network's layers.
+
+def transformer_sizes(sizes: Dict[str, int]) -> Dict[str, int]:
+    return dict(embed=sizes["encoder_embed_dim"], ffn=sizes["encoder_ffn_embed_dim"], layers=sizes["encoder_layers"],
+                heads=sizes["encoder_attention_heads"], output=sizes["decoder_output_dim"],
+                inference_hidden=sizes["inference_hidden_size"], inference_layers=sizes["inference_layers"])
+
+
+# the paper's IWSLT14 sizes (docs/METHOD.md §3-4) and a quick check, from the one table of sizes
+PRESETS: Dict[str, Dict[str, int]] = {name: lstm_sizes(LSTM_PRESETS[name]) for name in ("paper", "small")}
+# --arch transformer: the sizes of the registered varattn_transformer_* architectures (docs/METHOD.md §10)
 TRANSFORMER_PRESETS: Dict[str, Dict[str, int]] = {
-    # fairseq's transformer_iwslt_de_en
-    "iwslt": dict(embed=512, ffn=1024, layers=6, heads=4, output=512, inference_hidden=256,
-                  inference_layers=1),
-    # varattn_transformer_small: the demo's model size (256) for CPU runs
-    "small": dict(embed=256, ffn=512, layers=3, heads=4, output=256, inference_hidden=128,
-                  inference_layers=1),
-    # varattn_transformer_tiny: CPU tests and the Ding comparison
-    "tiny": dict(embed=128, ffn=256, layers=2, heads=4, output=128, inference_hidden=64,
-                 inference_layers=1),
-}
+    name: transformer_sizes(ALL_TRANSFORMER_PRESETS[name]) for name in ("iwslt", "small", "tiny")}
 
 TRAIN_SYSTEMS = ("fairseq-lstm", "soft", "var-sample", "var-enum", "marginal")
 DECODINGS = ("fairseq-lstm", "soft", "kmax", "exact")

@@ -170,6 +170,7 @@ class ComparisonRun(Job):
             command += ["--exclude-source-eos"]
         sizes = s.syn_sizes if syn else s.sizes
         if transformer:
+            sizes = "smoke" if sizes == "tiny" else sizes  # the LSTM's tiny sizes are the Transformer's smoke sizes
             command += ["--arch", "varattn_transformer", *flags(TRANSFORMER_PRESETS[sizes]),
                         "--adam-betas", "(0.9,0.98)", "--lr", str(s.transformer_lr),
                         "--warmup-updates", str(s.transformer_warmup), "--warmup-init-lr", "1e-7"]

@@ -11,6 +11,7 @@ import torch
 from fairseq.models import register_model, register_model_architecture
 from torch import nn
 
+from .. import presets
 from ..latent.inference_network import InferenceNetwork
 from ..model import (
     LatentModelConfig,
@@ -98,14 +99,5 @@ class VarAttnLSTMModel(VarAttnModel):
 @register_model_architecture("varattn_lstm", "varattn_lstm_iwslt_de_en")
 def varattn_lstm_iwslt_de_en(args):
     """The paper's IWSLT14 De-En model (docs/METHOD.md §3-4); identical to ``varattn_lstm``'s defaults."""
-    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 512)
-    args.encoder_hidden_size = getattr(args, "encoder_hidden_size", 512)
-    args.encoder_layers = getattr(args, "encoder_layers", 2)
-    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", 512)
-    args.decoder_hidden_size = getattr(args, "decoder_hidden_size", 768)
-    args.decoder_layers = getattr(args, "decoder_layers", 2)
-    args.attention_dim = getattr(args, "attention_dim", 512)
-    args.decoder_output_dim = getattr(args, "decoder_output_dim", 768)
-    args.inference_hidden_size = getattr(args, "inference_hidden_size", 512)
-    args.inference_layers = getattr(args, "inference_layers", 2)
+    presets.apply(args, presets.LSTM_PRESETS["paper"])
     args.dropout = getattr(args, "dropout", 0.3)

@@ -28,6 +28,7 @@ from fairseq.models import register_model, register_model_architecture
 from fairseq.models.transformer import Embedding, TransformerConfig, TransformerDecoderBase, TransformerEncoderBase
 from torch import Tensor, nn
 
+from .. import presets
 from ..latent.distributions import alignment_padding_mask, expand_padding_mask, masked_log_softmax
 from ..latent.inference_network import InferenceNetwork
 from ..latent.output_layer import AlignmentOutputLayer
@@ -203,29 +204,19 @@ class VarAttnTransformerModel(VarAttnModel):
         return cls(cfg, encoder, decoder, inference_network)
 
 
-def _sizes(args, embed: int, ffn: int, heads: int, layers: int, inference: int):
-    for side in ("encoder", "decoder"):
-        setattr(args, f"{side}_embed_dim", getattr(args, f"{side}_embed_dim", embed))
-        setattr(args, f"{side}_ffn_embed_dim", getattr(args, f"{side}_ffn_embed_dim", ffn))
-        setattr(args, f"{side}_attention_heads", getattr(args, f"{side}_attention_heads", heads))
-        setattr(args, f"{side}_layers", getattr(args, f"{side}_layers", layers))
-    args.decoder_output_dim = getattr(args, "decoder_output_dim", args.decoder_embed_dim)
-    args.inference_hidden_size = getattr(args, "inference_hidden_size", inference)
-
-
 @register_model_architecture("varattn_transformer", "varattn_transformer_iwslt_de_en")
 def varattn_transformer_iwslt_de_en(args):
     """fairseq's transformer_iwslt_de_en sizes (identical to ``varattn_transformer``'s defaults)."""
-    _sizes(args, 512, 1024, 4, 6, 256)
+    presets.apply(args, presets.TRANSFORMER_PRESETS["iwslt"])
 
 
 @register_model_architecture("varattn_transformer", "varattn_transformer_small")
 def varattn_transformer_small(args):
     """A small model for CPU runs: 256 dimensions, 3 layers each side, 4 heads."""
-    _sizes(args, 256, 512, 4, 3, 128)
+    presets.apply(args, presets.TRANSFORMER_PRESETS["small"])
 
 
 @register_model_architecture("varattn_transformer", "varattn_transformer_tiny")
 def varattn_transformer_tiny(args):
-    """A tiny model for CPU tests and the Ding comparison: 128 dimensions, 2 layers, 4 heads."""
-    _sizes(args, 128, 256, 4, 2, 64)
+    """A tiny model for CPU tests: 128 dimensions, 2 layers, 4 heads."""
+    presets.apply(args, presets.TRANSFORMER_PRESETS["tiny"])
