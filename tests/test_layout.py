@@ -89,3 +89,17 @@ def test_find_cycle_finds_a_planted_cycle():
 def test_no_module_of_the_package_imports_another_that_imports_it_back():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_recipes_are_thin_entries_into_python():
+    """Logic lives in Python (varattn_experiments), where it is tested: no shell recipe grows
+    past 60 lines."""
+    long = {str(path.relative_to(PACKAGE.parent)): n for path in (PACKAGE.parent / "examples").rglob("*.sh")
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > 60}
+    assert not long, f"shell recipes over 60 lines: {long}"
+
+
+def test_the_model_package_holds_no_experiment_tooling():
+    assert not (PACKAGE / "benchmark.py").exists()
+    for path in PACKAGE.rglob("*.py"):
+        assert not any(name.startswith("varattn_experiments") for name in imported_modules(path)), path

@@ -1,11 +1,8 @@
 # Shared by the train-*.sh scripts: the paper's IWSLT14 De->En training recipe (docs/METHOD.md §7).
 #
-# Every script trains one --attention-mode with the same generative model
-# (--arch varattn_lstm_iwslt_de_en: 512-dim embeddings, 2x512 bidirectional encoder,
-# 2x768 decoder, MLP attention 512, output layer 768, dropout 0.3, uniform init ±0.1),
-# Adam lr 3e-4, gradient-norm clip 5, batches of 6 sentences with the loss divided by
-# sentences, the lr halved whenever the validation bound (the negative ELBO per token for
-# variational modes) does not improve, up to 30 epochs, seed 3435.
+# Every script trains one --attention-mode of --arch varattn_lstm_iwslt_de_en (the paper's sizes,
+# var_attn_plugin/presets.py), Adam lr 3e-4, clip 5, batches of 6 sentences with the loss divided
+# by sentences, the lr halved when the validation bound does not improve, 30 epochs, seed 3435.
 #
 # Settings (environment variables):
 #   DATA        binarised data from prepare.sh (default work/iwslt14/data-bin)
@@ -22,17 +19,11 @@ BATCH=${BATCH:-6}
 TOKENS=${TOKENS:-}
 PLUGIN=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/var_attn_plugin
 
-LR=3e-4
-CLIP_NORM=5
-MAX_EPOCH=30
-SEED=3435
+LR=3e-4; CLIP_NORM=5; MAX_EPOCH=30; SEED=3435
 
-# train_transformer MODE [fairseq-train arguments...]: the Transformer rows (train-transformer.sh)
-# with fairseq's own IWSLT14 Transformer recipe: --arch varattn_transformer_iwslt_de_en (6+6
-# layers of 512, feed-forward 1024, 4 heads), Adam betas (0.9, 0.98), lr 5e-4 with 4,000
-# warm-up updates and inverse square-root decay, no clipping, weight decay 1e-4, dropout 0.3,
-# batches of 4,096 target tokens (TOKENS), at most 50,000 updates; the checkpoint is chosen by
-# the validation bound as for the LSTM. Checkpoints go to SAVE_ROOT/transformer-MODE.
+# train_transformer MODE [fairseq-train arguments...]: the Transformer rows with fairseq's own
+# IWSLT14 Transformer recipe (varattn_transformer_iwslt_de_en, Adam (0.9, 0.98), lr 5e-4, 4,000
+# warm-up updates, inverse square root, weight decay 1e-4, 4,096 tokens a batch, 50,000 updates).
 train_transformer() {
     local mode=$1; shift
     local save=$SAVE_ROOT/transformer-$mode
