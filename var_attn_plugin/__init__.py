@@ -8,10 +8,17 @@ which module owns what.
 """
 
 from .checkpoint_compat import allow_fairseq_checkpoints
+from .checkpoint_safety import install_checkpoint_safety
 from .errors import install_excepthook
+from .startup_checks import install_training_checks
+from .watchdog import install_divergence_report, install_startup_watchdog
 
 allow_fairseq_checkpoints()
 install_excepthook()  # a UsageError ends fairseq's commands with its message, exit code 1
+install_checkpoint_safety()  # atomic checkpoint copies, one training per --save-dir, damaged checkpoints named
+install_training_checks()  # fairseq-train's options checked before it starts (--update-freq)
+install_startup_watchdog()  # --heartbeat-timeout also bounds the distributed rendezvous
+install_divergence_report()  # NaN/inf gradients: one line with the update and the fixes
 
 from . import (  # noqa: E402,F401  (registers with fairseq)
     criterion,

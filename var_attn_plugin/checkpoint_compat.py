@@ -1,15 +1,15 @@
-"""Make fairseq checkpoints loadable with torch >= 2.6.
+"""fairseq checkpoints that load with torch >= 2.6.
 
-torch 2.6 made ``torch.load(weights_only=True)`` the default. fairseq checkpoints store their
-configuration as an ``argparse.Namespace``, so every load from a file (generate, interactive,
-validate, resuming training) failed with ``Unsupported global: GLOBAL argparse.Namespace``.
-A loaded checkpoint holds its configuration as omegaconf containers, and distributed training
-sends the loaded state from rank 0 to the other ranks with ``torch.save``/``torch.load``
-(``fairseq.distributed.utils.broadcast_object``, tensors replaced by index placeholders), so
-resuming or fine-tuning with more than one process failed on ``omegaconf.dictconfig.DictConfig``.
-The classes allowed here are plain data containers (the configuration's nodes and their
-metadata, fairseq's tensor placeholder); nothing else is unpickled beyond what
-``weights_only`` already accepts.
+Loading. torch 2.6 made ``torch.load(weights_only=True)`` the default. fairseq checkpoints
+store their configuration as an ``argparse.Namespace``, so every load from a file (generate,
+interactive, validate, resuming training) failed with ``Unsupported global: GLOBAL
+argparse.Namespace``. A loaded checkpoint holds its configuration as omegaconf containers, and
+distributed training sends the loaded state from rank 0 to the other ranks with
+``torch.save``/``torch.load`` (``fairseq.distributed.utils.broadcast_object``, tensors replaced
+by index placeholders), so resuming or fine-tuning with more than one process failed on
+``omegaconf.dictconfig.DictConfig``. The classes allowed here are plain data containers (the
+configuration's nodes and their metadata, fairseq's tensor placeholder); nothing else is
+unpickled beyond what ``weights_only`` already accepts.
 """
 
 import argparse

@@ -16,15 +16,27 @@ the flag (or the split and sentence) and the fix:
   attention's output only);
 - ``load_dataset``: sentence pairs with an empty source or target line (``--skip-empty-lines``
   leaves them out, with their count logged);
+- ``load_dataset``: a split that the data-bin does not have (a misspelt ``--valid-subset``,
+  ``--gen-subset`` or ``--train-subset``), named with the splits it has;
 - batching: a sentence pair longer than ``--max-tokens`` (no batch can hold it);
   ``--skip-invalid-size-inputs-valid-test`` leaves such pairs out, with their count logged.
+  fairseq-train always leaves them out of the training data (fairseq's own warning blamed
+  ``max_positions``); more than :data:`MAX_DROPPED_SHARE` of the training pairs left out stops
+  the run;
+- ``build_generator``: ``--beam`` below 1;
+- before anything else (:func:`install_training_checks`, fairseq-train's ``call_main``):
+  ``--update-freq`` below 1.
 
 At inference, a source sentence without any word (an empty line in ``fairseq-interactive``)
 gets the empty translation, scored by the model, instead of beam search's forced words.
 """
 
+import difflib
+import functools
 import logging
-from typing import Optional
+import os
+import sys
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -32,6 +44,10 @@ import torch
 from .errors import UsageError
 
 logger = logging.getLogger(__name__)
+
+# the share of the training pairs that may be left out for not fitting --max-tokens (with a
+# warning); more stops the run
+MAX_DROPPED_SHARE = 0.1
 
 SKIP_EMPTY_LINES_HELP = (
     "leave out sentence pairs whose source or target line is empty (their count is logged); "
@@ -83,6 +99,88 @@ def check_criterion(criterion, name: Optional[str], model, arch: Optional[str], 
             "attention only; pass --criterion varattn_elbo (or --attention-mode soft for ordinary attention)")
 
 
+def check_training_config(cfg) -> None:
+    """Options of fairseq-train that fail later with an unrelated error (``--update-freq 0``:
+    ZeroDivisionError after the first epoch's batches are built)."""
+    optimization = getattr(cfg, "optimization", None)
+    update_freq = list(getattr(optimization, "update_freq", None) or [])
+    if any(int(value) < 1 for value in update_freq):
+        given = ",".join(str(int(value)) for value in update_freq)
+        raise UsageError(
+            f"--update-freq must be at least 1 (the number of batches whose gradients make one update), got "
+            f"{given}: pass --update-freq 1 for an update after every batch, or more to accumulate batches")
+
+
+def check_search_options(args) -> None:
+    """Beam search options that no search can use."""
+    beam = getattr(args, "beam", None)
+    if beam is not None and int(beam) < 1:
+        raise UsageError(f"--beam must be at least 1 (the hypotheses kept at each step; 1 is greedy search), "
+                         f"got {beam}: pass e.g. --beam 5")
+
+
+def _checked_call_main(original):
+    @functools.wraps(original)
+    def call_main(cfg, main, **kwargs):
+        if str(getattr(main, "__module__", "")).startswith(("fairseq_cli.train", "fairseq_cli.hydra_train")):
+            check_training_config(cfg)
+        return original(cfg, main, **kwargs)
+
+    call_main.varattn_checked = True
+    return call_main
+
+
+def install_training_checks() -> None:
+    """Check fairseq-train's options before it starts (``distributed_utils.call_main``; idempotent)."""
+    from fairseq.distributed import utils as distributed_utils
+
+    if not getattr(distributed_utils.call_main, "varattn_checked", False):
+        distributed_utils.call_main = _checked_call_main(distributed_utils.call_main)
+
+
+def splits_in(data_path: str, src: str, tgt: str) -> List[str]:
+    """The splits of the language pair src-tgt (either order) binarised in ``data_path``."""
+    try:
+        names = os.listdir(data_path)
+    except OSError:
+        return []
+    found = set()
+    for name in names:
+        for pair in (f"{src}-{tgt}", f"{tgt}-{src}"):
+            for ending in (f".{pair}.{src}.idx", f".{pair}.{src}"):
+                if name.endswith(ending) and len(name) > len(ending):
+                    found.add(name[:-len(ending)])
+    return sorted(found)
+
+
+def _subset_flag(split: str, train_subset: Optional[str]) -> str:
+    """The flag that named ``split`` on the command line."""
+    if split == train_subset:
+        return "--train-subset"
+    argv = sys.argv[1:]
+    for k, arg in enumerate(argv):
+        for flag in ("--valid-subset", "--gen-subset"):
+            value = argv[k + 1] if arg == flag and k + 1 < len(argv) else (
+                arg[len(flag) + 1:] if arg.startswith(flag + "=") else None)
+            if value is not None and split in value.split(","):
+                return flag
+    program = os.path.basename(sys.argv[0] if sys.argv else "")
+    return "--gen-subset" if ("generate" in program or "interactive" in program) else "--valid-subset"
+
+
+def missing_split_error(split: str, data: str, src: str, tgt: str, train_subset: Optional[str]) -> UsageError:
+    flag = _subset_flag(split, train_subset)
+    data_path = (data or "").split(os.pathsep)[0]
+    splits = splits_in(data_path, src, tgt)
+    if not splits:
+        return UsageError(f"{flag} {split}: the data-bin {data_path} has no split of the language pair "
+                          f"{src}-{tgt} at all: check the data-bin and -s/-t")
+    close = difflib.get_close_matches(split, splits, n=1)
+    fix = f"pass {flag} {close[0]}" if close else f"pass {flag} with one of them"
+    return UsageError(f"{flag} {split}: the data-bin {data_path} has no split {split!r} for {src}-{tgt} (it has "
+                      f"{', '.join(splits)}): {fix}")
+
+
 def empty_pairs(dataset) -> np.ndarray:
     """Ids of the pairs whose source or target is EOS alone (an empty line)."""
     empty = np.asarray(dataset.src_sizes) <= 1
@@ -115,7 +213,13 @@ class StartupChecks:
     # ------------------------------------------------------------------ data
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
-        super().load_dataset(split, epoch=epoch, combine=combine, **kwargs)
+        try:
+            super().load_dataset(split, epoch=epoch, combine=combine, **kwargs)
+        except FileNotFoundError as e:
+            if not str(e).startswith("Dataset not found"):
+                raise
+            raise missing_split_error(split, self.cfg.data, self.cfg.source_lang, self.cfg.target_lang,
+                                      getattr(self.cfg, "train_subset", None)) from e
         dataset = self.datasets[split]
         dataset.varattn_split = split
         empty = empty_pairs(dataset)
@@ -145,10 +249,14 @@ class StartupChecks:
         skip = getattr(dataset, "varattn_skip", None)
         if skip is not None and len(skip):
             indices = indices[~np.isin(indices, skip)]
-        indices = super().filter_indices_by_size(indices, dataset, max_positions, ignore_invalid_inputs)
+        # the pairs that do not fit --max-tokens first: fairseq-train's max_positions includes
+        # --max-tokens, so fairseq's own filter would drop them blaming max_positions
         max_tokens = getattr(dataset, "varattn_max_tokens", None)
-        if max_tokens is None or len(indices) == 0:
-            return indices
+        if max_tokens is not None and len(indices):
+            indices = self._filter_by_max_tokens(indices, dataset, max_tokens, ignore_invalid_inputs)
+        return super().filter_indices_by_size(indices, dataset, max_positions, ignore_invalid_inputs)
+
+    def _filter_by_max_tokens(self, indices, dataset, max_tokens, ignore_invalid_inputs):
         sizes = dataset.num_tokens_vec(indices)
         too_long = indices[sizes > max_tokens]
         if len(too_long) == 0:
@@ -164,12 +272,23 @@ class StartupChecks:
                 f"batch can hold it ({len(too_long)} such pairs, the longest {longest} tokens): raise "
                 f"--max-tokens to at least {longest} (--max-tokens-valid for validation only), or pass "
                 "--skip-invalid-size-inputs-valid-test to leave them out")
+        if split == getattr(self.cfg, "train_subset", "train") and len(too_long) > MAX_DROPPED_SHARE * len(indices):
+            raise UsageError(
+                f"--max-tokens {max_tokens} would leave out {len(too_long)} of {len(indices)} sentence pairs of "
+                f"{split!r} ({100 * len(too_long) / len(indices):.0f}%, more than {MAX_DROPPED_SHARE:.0%}): they have "
+                f"more tokens than one batch may hold (sentence ids {_ids(np.sort(too_long))}; the longest has "
+                f"{longest} tokens, EOS included). Raise --max-tokens to at least {longest}")
         logger.warning("leaving out %d sentence pairs of %r longer than --max-tokens %d (sentence ids %s; "
                        "the longest has %d tokens)", len(too_long), split, max_tokens,
                        _ids(np.sort(too_long)), longest)
         return indices[sizes <= max_tokens]
 
     # ------------------------------------------------------------------ inference
+
+    def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kwargs):
+        check_search_options(args)
+        return super().build_generator(models, args, seq_gen_cls=seq_gen_cls,
+                                       extra_gen_cls_kwargs=extra_gen_cls_kwargs, **kwargs)
 
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
         hypos = super().inference_step(generator, models, sample, prefix_tokens=prefix_tokens,
