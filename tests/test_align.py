@@ -256,7 +256,7 @@ def test_user_errors(trained, tmp_path, args, message):
     (tmp_path / "TGT1").write_text("W2 W1\n")
     args = [str(tmp_path / a) if a in ("SRC", "TGT1") else a for a in args]
     proc = fairseq_cli("varattn-align", trained.data, "--path", trained.ckpt, *args, check=False)
-    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
 
 
 # ------------------------------------------------------------------ the Transformer
@@ -284,3 +284,60 @@ def test_alignment_tools_read_a_transformer_checkpoint(synthetic_data, tmp_path)
     figure = tmp_path / "figure.png"
     fairseq_cli("varattn-plot", synthetic_data, "--path", checkpoint, "--id", "0", "--cpu", "-o", figure)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------ raw text: warnings, pipes, mistakes
+
+
+@pytest.mark.slow
+def test_raw_text_warnings_closed_pipe_and_nan_weights(spm_corpus, spm_var_enum, tmp_path, capsys, monkeypatch):
+    """A source line in a script the model has never seen is named in a warning and still
+    aligned; a reader that stops reading ends the command quietly; a checkpoint with NaN
+    weights is refused (its links would all point to position 0)."""
+    import sys
+
+    from var_attn_plugin.tools import align
+
+    (tmp_path / "src").write_text("w1 w2 w3\nw1 你 好 مر w2\n")
+    (tmp_path / "tgt").write_text("W3 W2 W1\nW2 W1\n")
+    argv = [str(spm_corpus.data), "--path", str(spm_var_enum), "--source-file", str(tmp_path / "src"),
+            "--target-file", str(tmp_path / "tgt"), "--spm", str(spm_corpus.src_spm), "--target-spm",
+            str(spm_corpus.tgt_spm), "--cpu"]
+    align.main(argv)
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 2 and all(captured.out.splitlines())
+    assert "--source-file line 2 'w1 你 好 مر w2' is mostly unknown to the model (6 of its 10 pieces" in captured.err
+    assert "--source-file line 1 " not in captured.err
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    with pytest.raises(SystemExit) as exit:
+        align.main(argv)
+    assert exit.value.code == 0 and "Traceback" not in capsys.readouterr().err
+    monkeypatch.undo()
+
+    state = torch.load(spm_var_enum)
+    state["model"]["encoder.embed_tokens.weight"][4, 0] = float("nan")
+    state["model"]["decoder.embed_tokens.weight"][:] = float("inf")
+    torch.save(state, tmp_path / "diverged.pt")
+    proc = fairseq_cli("varattn-align", spm_corpus.data, "--path", tmp_path / "diverged.pt", "--cpu",
+                       "--gen-subset", "valid", check=False)
+    assert proc.returncode == 1 and proc.stdout == "" and "Traceback" not in proc.stderr
+    (line,) = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert line.startswith("varattn-align: error: the checkpoint holds NaN or infinite weights (2 of its ")
+    assert "encoder.embed_tokens.weight, decoder.embed_tokens.weight" in line or \
+        "decoder.embed_tokens.weight, encoder.embed_tokens.weight" in line
+    assert "diverged" in line and "use an earlier checkpoint" in line and "lower --lr" in line
+
+
+def test_command_line_mistakes_exit_1_with_one_line(capsys):
+    from var_attn_plugin.tools import align
+
+    with pytest.raises(SystemExit) as exit:
+        align.main(["--path", "x.pt", "--threshold", "high"])
+    assert exit.value.code == 1
+    assert capsys.readouterr().err == ("varattn-align: error: argument --threshold: invalid float value: 'high' "
+                                       "(see varattn-align --help)\n")

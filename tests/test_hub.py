@@ -248,3 +248,32 @@ def test_a_transformer_translates_through_the_hub(spm_corpus, transformer_hub):
     translations = transformer_hub.translate(sources, beam=3, latent_decoding="kmax", kmax=2)
     assert len(translations) == len(sources) and all(isinstance(t, str) for t in translations)
     assert translations == [transformer_hub.translate(s, beam=3, latent_decoding="kmax", kmax=2) for s in sources]
+
+
+@pytest.mark.slow
+def test_misspelt_keywords_are_refused(hub):
+    with pytest.raises(UsageError, match=r"translate\(\) got an unknown keyword 'beem' \(did you mean 'beam'\?\); "
+                                         r"valid keywords: .*gnmt_lenpen.*latent_decoding.*lenpen"):
+        hub.translate("w1 w2", beem=10)
+    with pytest.raises(UsageError, match=r"align\(\) got an unknown keyword 'typo'; valid keywords: source, target, "
+                                         r"words$"):
+        hub.align("w1 w2", "W2 W1", typo=True)
+    with pytest.raises(UsageError, match=r"generate\(\) got an unknown keyword 'lenpn' \(did you mean 'lenpen'\?\)"):
+        hub.generate([hub.encode("w1 w2")], lenpn=2.0)
+    with pytest.raises(UsageError, match=r"'kmx' \(did you mean 'kmax'\?\)"):
+        hub.sample(["w1 w2"], kmx=2)
+    # the valid ones still work: fairseq's generation options, the task's decoding options
+    assert isinstance(hub.translate("w1 w2", beam=2, lenpen=1.0, max_len_b=5, latent_decoding="kmax", kmax=2), str)
+
+
+@pytest.mark.slow
+def test_sentences_in_an_unknown_script_are_warned_about(hub, caplog):
+    with caplog.at_level(logging.WARNING, logger="var_attn_plugin.hub"):
+        translations = hub.translate(["w1 w2", "w1 你 好 مر w2"])
+        hub.align("w1 你 好 مر w2", "W2 W1")
+    assert len(translations) == 2
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(m.startswith("sentence 2 'w1 你 好 مر w2' is mostly unknown to the model (6 of its 10 pieces")
+               for m in messages), messages
+    assert any(m.startswith("source sentence 1 'w1 你 好 مر w2' is mostly unknown") for m in messages), messages
+    assert not any(m.startswith("sentence 1 ") for m in messages), messages

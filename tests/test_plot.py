@@ -84,7 +84,7 @@ def test_raw_sentence_matrices(synthetic_data, checkpoint):
 
 def test_needs_a_sentence(synthetic_data, checkpoint, tmp_path):
     proc = fairseq_cli("varattn-plot", synthetic_data, "--path", checkpoint, "-o", tmp_path / "x.png", check=False)
-    assert proc.returncode == 2 and "--id N, or --source-text and --target-text" in proc.stderr
+    assert proc.returncode == 1 and "--id N, or --source-text and --target-text" in proc.stderr
     proc = fairseq_cli("varattn-plot", synthetic_data, "--path", checkpoint, "--id", "999", "-o",
                        tmp_path / "x.png", check=False)
-    assert proc.returncode == 2 and "--id 999 is outside --gen-subset test" in proc.stderr
+    assert proc.returncode == 1 and "--id 999 is outside --gen-subset test" in proc.stderr

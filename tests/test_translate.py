@@ -8,9 +8,11 @@ empty) are warned about by both commands.
 """
 
 import math
+import os
+import subprocess
 
 import pytest
-from helpers import PLUGIN_DIR, fairseq_cli, generation_records
+from helpers import BIN_DIR, PLUGIN_DIR, fairseq_cli, generation_records
 from sentencepiece_corpus import raw_test_pairs
 
 from var_attn_plugin.tools import translate
@@ -119,3 +121,115 @@ def test_user_errors_name_the_flag(spm_corpus, spm_var_enum, tmp_path, capsys, m
         translate.main(argv)
     assert exit.value.code == 1
     assert message in capsys.readouterr().err
+
+
+def translate_bytes(corpus, ckpt, data: bytes, *args):
+    """varattn-translate reading ``data`` (bytes, not necessarily UTF-8) from stdin."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    return subprocess.run([str(BIN_DIR / "varattn-translate"), str(corpus.data), "--path", str(ckpt), "--spm",
+                           str(corpus.src_spm), "--cpu", *args], input=data, capture_output=True, env=env, timeout=600)
+
+
+@pytest.mark.slow
+def test_a_bad_line_costs_only_that_line(spm_corpus, spm_var_enum):
+    """Line 3 is not UTF-8 and line 4 has 10,000 words (20,001 pieces with EOS, over the model's
+    1024 source positions): each is named on stderr and answered with an empty line; lines 1,
+    2 and 5 are translated as on their own. --strict refuses the input before translating."""
+    good, _ = raw_test_pairs(spm_corpus, 3)
+    data = b"".join([good[0].encode() + b"\n", good[1].encode() + b"\n", b"w1 \xff\xfe w2\n",
+                     (" ".join(["w1"] * 10000)).encode() + b"\n", good[2].encode() + b"\n"])
+    proc = translate_bytes(spm_corpus, spm_var_enum, data)
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err[-3000:]
+    out = proc.stdout.decode().split("\n")
+    assert out[-1] == "" and len(out) == 6  # five lines, each ended
+    alone = varattn_translate(spm_corpus, spm_var_enum, input="".join(f"{line}\n" for line in good))
+    assert [out[0], out[1], out[4]] == alone.stdout.splitlines() and all(alone.stdout.splitlines())
+    assert out[2] == "" and out[3] == ""
+    assert "WARNING: input line 3 is not UTF-8 text (byte 0xff at byte 4 of the line" in err
+    assert "WARNING: input line 4 'w1 w1" in err and "is too long: 20001 pieces with EOS, more than the model's " \
+        "1024 source positions" in err
+    assert "it gets an empty output line" in err
+    for number in (1, 2, 5):
+        assert f"input line {number} " not in err
+    assert "Traceback" not in err and "skip-invalid-size" not in err and "Unable to cast" not in err
+    assert "translated 3 lines; 2 bad lines (named above) got an empty output line" in err
+
+    strict = translate_bytes(spm_corpus, spm_var_enum, data, "--strict")
+    err = strict.stderr.decode()
+    assert strict.returncode == 1 and strict.stdout == b""
+    (line,) = [line for line in err.splitlines() if "error" in line]
+    assert line.startswith("varattn-translate: error: input line 3 is not UTF-8 text")
+    assert "(2 bad lines in all: 3, 4); nothing was translated (--strict)" in line
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_lines_in_an_unknown_script_are_warned_about(spm_corpus, spm_var_enum):
+    """A line of Chinese, Arabic and two known words has 10 pieces besides the EOS: ▁w 1 ▁ 你 ▁ 好 ▁ مر ▁w 2,
+    6 of them <unk> here (this dictionary has no bare ▁): mostly unknown, translated with a
+    warning naming it; so is a line of spaces and a tab."""
+    lines = ["w1 w2 w3", "你好世界", "w1 你 好 مر w2", " \t ", "w4 w5"]
+    proc = varattn_translate(spm_corpus, spm_var_enum, input="".join(f"{line}\n" for line in lines))
+    assert len(proc.stdout.splitlines()) == len(lines)
+    assert "WARNING: input line 2 '你好世界' has no piece the model knows (all 2 are <unk>)" in proc.stderr
+    assert ("WARNING: input line 3 'w1 你 好 مر w2' is mostly unknown to the model (6 of its 10 pieces other "
+            "than a bare ▁ are <unk>)") in proc.stderr
+    assert "WARNING: input line 4 ' \\t ' has nothing but whitespace" in proc.stderr
+    assert "input line 1 " not in proc.stderr and "input line 5 " not in proc.stderr
+
+    out = fairseq_cli(
+        "fairseq-interactive", spm_corpus.data, "--user-dir", PLUGIN_DIR, "--task", "varattn_translation",
+        "--path", spm_var_enum, "--cpu", "--bpe", "sentencepiece", "--sentencepiece-model", spm_corpus.src_spm,
+        input="w1 w2\nw1 你 好 مر w2\n")
+    log = out.stdout + out.stderr
+    assert "input line 2 'w1 你 好 مر w2' is mostly unknown to the model (6 of its 10 pieces" in log
+    assert "input line 1 " not in log
+
+
+def test_mostly_unknown_counts_pieces_other_than_a_bare_word_start():
+    """The reported case: the dictionary knows ▁, so a line of an unknown script is ▁ plus
+    <unk>, not all <unk>."""
+    from fairseq.data import Dictionary
+
+    from var_attn_plugin.input_check import input_problem
+
+    dictionary = Dictionary()
+    for piece in ("\u2581", "\u2581w", "1", "2"):
+        dictionary.add_symbol(piece)
+
+    def problem(*pieces):
+        return input_problem(dictionary.encode_line(" ".join(pieces), add_if_not_exist=False), dictionary)
+
+    assert problem("\u2581", "你好世界") == "is mostly unknown to the model (1 of its 1 pieces other than a bare ▁ " \
+        "are <unk>)"
+    assert problem("\u2581").startswith("has nothing but whitespace")
+    assert problem("\u2581w", "x", "y").startswith("is mostly unknown to the model (2 of its 3 pieces")
+    assert problem("\u2581w", "1", "\u2581", "你", "\u2581", "好") is None  # half unknown: not more than half
+    assert problem("\u2581w", "1", "\u2581w", "2") is None
+    assert problem("x", "y").startswith("has no piece the model knows (all 2 are <unk>)")
+
+
+@pytest.mark.slow
+def test_a_closed_pipe_ends_quietly(spm_corpus, spm_var_enum, tmp_path):
+    lines, _ = raw_test_pairs(spm_corpus, 8)
+    (tmp_path / "input.txt").write_text("".join(f"{line}\n" for line in lines * 40))
+    command = (f"{BIN_DIR / 'varattn-translate'} {spm_corpus.data} --path {spm_var_enum} --spm {spm_corpus.src_spm} "
+               f"--cpu --buffer-size 1 --input {tmp_path / 'input.txt'} 2> {tmp_path / 'err'} | head -1; "
+               "exit ${PIPESTATUS[0]}")
+    proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    err = (tmp_path / "err").read_text()
+    assert proc.returncode == 0, err[-3000:]
+    assert len(proc.stdout.splitlines()) == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err and "translated" not in err
+
+
+def test_command_line_mistakes_exit_1_with_one_line(capsys):
+    for argv, message in (([], "the following arguments are required: --path"),
+                          (["--path", "x.pt", "--beam", "many"], "argument --beam: invalid int value: 'many'")):
+        with pytest.raises(SystemExit) as exit:
+            translate.main(argv)
+        assert exit.value.code == 1
+        err = capsys.readouterr().err
+        assert err == f"varattn-translate: error: {message} (see varattn-translate --help)\n"

@@ -6,12 +6,15 @@ the console scripts' own functions in this process) and checks the exit code, th
 checkpoint and no ``crash.pt``, no data loaded before the refusal.
 """
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from helpers import (
+    BIN_DIR,
     PLUGIN_DIR,
     TINY_FLAGS,
     build_model,
@@ -334,5 +337,144 @@ def test_varattn_align_posterior_on_a_soft_checkpoint(synthetic_data, tmp_path):
                 "--max-update", "1", "--save-dir", tmp_path, "--no-last-checkpoints")
     proc = fairseq_cli("varattn-align", synthetic_data, "--path", tmp_path / "checkpoint_best.pt", "--cpu",
                        "--distribution", "posterior", check=False)
-    assert proc.returncode == 2 and "use --distribution prior" in proc.stderr
+    assert proc.returncode == 1 and "use --distribution prior" in proc.stderr
     assert "exact-posterior" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------ nothing silent: weights, flags, exit codes
+
+
+def plain_env(**extra):
+    """The environment of a user's shell: no PYTHONWARNINGS=ignore (unlike helpers.fairseq_cli)."""
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONWARNINGS", "VARATTN_VERBOSE")}
+    return dict(env, OMP_NUM_THREADS="1", **extra)
+
+
+def one_error_line(proc, prefix="var-attn: error: "):
+    """The one error line of a refused command (exit code 1, no traceback)."""
+    text = output(proc)
+    assert proc.returncode == 1, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if "error: " in line]
+    assert len(errors) == 1 and errors[0].startswith(prefix), errors
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def diverged(spm_var_enum, tmp_path_factory):
+    """spm_var_enum's checkpoint with a NaN in the source embeddings (a diverged training)."""
+    import torch
+
+    state = torch.load(spm_var_enum)
+    state["model"]["encoder.embed_tokens.weight"][5, 0] = float("nan")
+    path = tmp_path_factory.mktemp("diverged") / "checkpoint_last.pt"
+    torch.save(state, path)
+    return path
+
+
+def test_non_finite_weights_are_refused_when_loading_and_healthy_ones_load():
+    import torch
+
+    model = build_model("var-enum")
+    healthy = model.state_dict()
+    build_model("var-enum", seed=1).load_state_dict(healthy)  # strict, as fairseq loads
+    broken = dict(healthy)
+    broken["decoder.embed_tokens.weight"] = healthy["decoder.embed_tokens.weight"].clone()
+    broken["decoder.embed_tokens.weight"][2, 1] = float("inf")
+    with pytest.raises(UsageError, match=r"^the checkpoint holds NaN or infinite weights \(1 of its \d+ parameters: "
+                                         r"decoder\.embed_tokens\.weight\): the checkpoint's training diverged .*"
+                                         r"use an earlier checkpoint .* lower --lr"):
+        build_model("var-enum").load_state_dict(broken)
+    assert torch.equal(model.state_dict()["dictionary_fingerprint"], healthy["dictionary_fingerprint"])
+
+
+@pytest.mark.slow
+def test_validate_refuses_nan_weights_instead_of_loss_nan(spm_corpus, diverged):
+    proc = fairseq_cli("fairseq-validate", spm_corpus.data, "--user-dir", PLUGIN_DIR, "--task", "varattn_translation",
+                       "--path", diverged, "--cpu", "--max-tokens", "500", check=False)
+    line = one_error_line(proc)
+    assert "NaN or infinite weights (1 of its" in line and "encoder.embed_tokens.weight" in line
+    assert "use an earlier checkpoint" in line and "loss nan" not in output(proc)
+
+
+@pytest.mark.slow
+def test_resuming_from_a_diverged_checkpoint_is_one_line(spm_corpus, diverged, tmp_path):
+    """fairseq's trainer re-raises every loading error as "Cannot load model parameters"; the
+    console script still ends with the plugin's message."""
+    proc = fairseq_cli("varattn-train", spm_corpus.data, "--attention-mode", "var-enum", *TINY_TRAIN,
+                       "--max-tokens", "500", "--max-update", "45", "--save-dir", tmp_path, "--restore-file", diverged,
+                       check=False)
+    line = one_error_line(proc)
+    assert "NaN or infinite weights" in line and "Cannot load model parameters" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_varattn_generate_with_another_data_bin_is_one_line(spm_var_enum, synthetic_data):
+    proc = fairseq_cli("varattn-generate", synthetic_data, "--path", spm_var_enum, "--cpu", "--gen-subset", "test",
+                       check=False)
+    line = one_error_line(proc)
+    assert "the checkpoint was trained with a source dictionary of" in line
+    assert "fairseq-preprocess --srcdict/--tgtdict" in line
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["fairseq-interactive", "varattn-interactive"])
+def test_bpe_sentencepiece_with_remove_bpe_is_refused(spm_corpus, spm_var_enum, command):
+    plugin = ["--user-dir", PLUGIN_DIR, "--task", "varattn_translation"] if command.startswith("fairseq") else []
+    proc = fairseq_cli(command, spm_corpus.data, *plugin, "--path", spm_var_enum, "--cpu", "--bpe", "sentencepiece",
+                       "--sentencepiece-model", spm_corpus.src_spm, "--remove-bpe", "sentencepiece",
+                       input="w1 w2\n", check=False)
+    line = one_error_line(proc)
+    assert "--bpe sentencepiece and --remove-bpe together garble every line" in line and "drop --remove-bpe" in line
+    assert "H-0" not in proc.stdout
+
+
+def test_remove_bpe_is_refused_only_with_sentencepiece():
+    from types import SimpleNamespace
+
+    from var_attn_plugin.task import refuse_remove_bpe_with_sentencepiece
+
+    sentencepiece = SimpleNamespace(_name="sentencepiece")
+    for argv in (["--remove-bpe"], ["--post-process", "sentencepiece"], ["--remove-bpe=sentencepiece"]):
+        with pytest.raises(UsageError, match=f"--bpe sentencepiece and {argv[0].split('=')[0]} together"):
+            refuse_remove_bpe_with_sentencepiece(sentencepiece, ["data", *argv])
+    refuse_remove_bpe_with_sentencepiece(sentencepiece, ["data", "--beam", "5"])
+    refuse_remove_bpe_with_sentencepiece(None, ["data", "--remove-bpe", "sentencepiece"])  # raw pieces in, fine
+    refuse_remove_bpe_with_sentencepiece(SimpleNamespace(_name="subword_nmt"), ["--remove-bpe"])
+
+
+@pytest.mark.parametrize("command, argv, message", [
+    (cli.validate, ["DATA", "--max-tokens", "many"], "varattn-validate: error: argument --max-tokens: invalid int"),
+    (cli.generate, ["DATA", "--beam", "wide"], "varattn-generate: error: argument --beam: invalid int value: 'wide'"),
+    (cli.train, ["DATA", "--attention-mode", "nonsense"], "varattn-train: error: argument --attention-mode: invalid "
+                                                         "choice: 'nonsense'"),
+], ids=["validate", "generate", "train"])
+def test_command_line_mistakes_of_the_wrappers_exit_1_with_one_line(monkeypatch, capsys, synthetic_data, command,
+                                                                    argv, message):
+    code, err = run_in_process(monkeypatch, capsys, command, [synthetic_data if a == "DATA" else a for a in argv])
+    assert code == 1
+    assert len(err.splitlines()) == 1 and err.startswith(message), err
+
+
+@pytest.mark.parametrize("tool", ["diagnose", "plot"])
+def test_command_line_mistakes_of_the_tools_exit_1_with_one_line(capsys, tool):
+    import importlib
+
+    module = importlib.import_module(f"var_attn_plugin.tools.{tool}")
+    with pytest.raises(SystemExit) as info:
+        module.main(["--batch-size", "x"] if tool == "diagnose" else ["--id", "x"])
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and len(err.splitlines()) == 1
+    assert err.startswith(f"varattn-{tool}: error: ") and err.endswith(f"(see varattn-{tool} --help)\n")
+
+
+@pytest.mark.slow
+def test_start_up_prints_no_library_warnings_unless_asked(spm_corpus, spm_var_enum):
+    args = [str(BIN_DIR / "varattn-validate"), str(spm_corpus.data), "--path", str(spm_var_enum), "--cpu",
+            "--max-tokens", "500"]
+    quiet = subprocess.run(args, capture_output=True, text=True, env=plain_env(), timeout=600)
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert "Warning" not in output(quiet) and "hydra" not in output(quiet), output(quiet)[:3000]
+    assert "| valid | valid on 'valid' subset" in output(quiet)  # fairseq's own log lines stay
+    verbose = subprocess.run(args, capture_output=True, text=True, env=plain_env(VARATTN_VERBOSE="1"), timeout=600)
+    assert verbose.returncode == 0 and "UserWarning" in verbose.stderr and "hydra" in verbose.stderr

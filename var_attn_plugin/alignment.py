@@ -24,6 +24,7 @@ positions count real tokens, whatever the padding layout):
 Dimensions: B batch, T target length, S source length.
 """
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
@@ -33,11 +34,13 @@ import torch
 from torch import Tensor
 
 from .errors import UsageError
-from .input_check import sentencepiece_mismatch
+from .input_check import ALIGN_FIX, sentencepiece_mismatch, warn_unreadable_inputs
 from .textio import Link
 from .tools.words import merge_pieces, word_ids, word_links, word_probs
 
 DISTRIBUTIONS = ("auto", "posterior", "prior", "exact-posterior")
+
+logger = logging.getLogger(__name__)
 
 
 
@@ -95,8 +98,10 @@ def encode_lines(lines: Sequence[str], dictionary, spm_model: Optional[str] = No
 
 
 def raw_dataset(task, src_lines: Sequence[str], tgt_lines: Sequence[str], spm: Optional[str] = None,
-                target_spm: Optional[str] = None):
-    """A ``LanguagePairDataset`` over raw text, padded like the task pads its splits."""
+                target_spm: Optional[str] = None, label: str = "source line"):
+    """A ``LanguagePairDataset`` over raw text, padded like the task pads its splits; a
+    warning names each source line the model cannot read, or mostly not (``label`` and its
+    number: :mod:`.input_check`)."""
     from fairseq.data import LanguagePairDataset
 
     if spm is not None and target_spm is None:
@@ -115,6 +120,7 @@ def raw_dataset(task, src_lines: Sequence[str], tgt_lines: Sequence[str], spm: O
             raise UsageError(f"{flag} {model}: {problem}; pass the {side} language's model")
     src = encode_lines(src_lines, task.source_dictionary, spm)
     tgt = encode_lines(tgt_lines, task.target_dictionary, target_spm)
+    warn_unreadable_inputs(logger, src, task.source_dictionary, 1, ALIGN_FIX, src_lines, label)
     return LanguagePairDataset(
         src, np.array([len(s) for s in src]), task.source_dictionary,
         tgt, np.array([len(t) for t in tgt]), task.target_dictionary,

@@ -14,15 +14,22 @@ given on the command line:
 
 Every other option is fairseq's, passed through unchanged, and the command then runs
 fairseq's own ``cli_main``. A :class:`~var_attn_plugin.errors.UsageError` ends it with its
-message and exit code 1.
+message and exit code 1, also when fairseq re-raised it as another exception (resuming
+training wraps every loading error in "Cannot load model parameters"); so does a mistake on
+the command line (argparse's usage block and exit code 2 otherwise). The libraries'
+start-up warnings (hydra's deprecations, torch's pin_memory) are hidden unless
+``VARATTN_VERBOSE=1``; fairseq's own log lines are kept.
 """
 
+import argparse
+import contextlib
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
+from .console import quiet_library_warnings
 from .errors import UsageError, format_usage_error
 
 logger = logging.getLogger("var_attn_plugin.cli")
@@ -76,16 +83,47 @@ def _fairseq_logging() -> None:
         root.removeHandler(handler)
 
 
+@contextlib.contextmanager
+def _one_line_argument_errors() -> Iterator[None]:
+    """fairseq's argparse errors as ``PROG: error: MESSAGE`` on one line with exit code 1 (the
+    plugin's convention for user errors) instead of its usage block and exit code 2."""
+    original = argparse.ArgumentParser.error
+
+    def error(parser, message):
+        parser.exit(1, f"{parser.prog}: error: {message} (see {parser.prog} --help)\n")
+
+    argparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original
+
+
+def _usage_error_in(error: BaseException) -> Optional[UsageError]:
+    """``error`` or the UsageError it was raised from or while handling (fairseq's trainer
+    re-raises loading errors as a bare Exception), or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, UsageError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def run_fairseq(prog: str, cli_main: Callable[[], None], argv: Optional[Sequence[str]], training: bool) -> None:
     """Run fairseq's ``cli_main`` on ``argv`` (default: the command line) with the defaults."""
+    quiet_library_warnings()
     args = sys.argv[1:] if argv is None else list(argv)
     sys.argv = [prog] + with_plugin_defaults(args, training)
     try:
-        cli_main()
-    except UsageError as e:
-        if os.environ.get("VARATTN_TRACEBACK"):
+        with _one_line_argument_errors():
+            cli_main()
+    except Exception as e:
+        usage_error = _usage_error_in(e)
+        if usage_error is None or os.environ.get("VARATTN_TRACEBACK"):
             raise
-        sys.stderr.write(format_usage_error(e))
+        sys.stderr.write(format_usage_error(usage_error))
         sys.exit(1)
 
 

@@ -7,11 +7,16 @@ fairseq's ``GeneratorHubInterface`` with two additions:
 - ``translate(sentences, beam=5, latent_decoding=..., kmax=..., gnmt_lenpen=...,
   eos_penalty=...)`` accepts the task's decoding options (docs/METHOD.md §6) next to
   fairseq's generation options, and warns about inputs the model cannot read (all pieces
-  ``<unk>``: the wrong or a missing sentencepiece model);
+  ``<unk>``: the wrong or a missing sentencepiece model; mostly ``<unk>``: a script the
+  model has never seen; whitespace only), naming each (``var_attn_plugin.hub`` logger);
 - ``align(source, target)`` gives, for every target word of a sentence pair, the prior, the
   inference network's posterior q (variational models) and the model's exact posterior
   ``p(z_t | x, y_<=t) ∝ p(z_t | x, y_<t) · p(y_t | x, y_<t, z_t)`` (latent models) over the
   source words, teacher-forced on the given target like ``varattn-align``.
+
+A keyword that none of these take (``translate(..., beem=10)``) is refused with a
+:class:`~var_attn_plugin.errors.UsageError` naming it, the closest valid keyword and the
+valid ones, instead of being silently ignored.
 
 ::
 
@@ -34,6 +39,7 @@ Dimensions: I target words (or pieces), J source words (or pieces), T target pie
 source pieces, EOS included.
 """
 
+import difflib
 import logging
 import os
 from dataclasses import dataclass, fields
@@ -117,9 +123,39 @@ class VarAttnHubInterface(GeneratorHubInterface):
 
             self.target_spm = sentencepiece.SentencePieceProcessor(model_file=str(target_sentencepiece_model))
 
+    # ------------------------------------------------------------------ keywords
+
+    # generate()'s own keywords besides beam and verbose (fairseq's GeneratorHubInterface)
+    GENERATE_KEYWORDS = ("skip_invalid_size_inputs", "inference_step_args", "prefix_allowed_tokens_fn")
+
+    def generation_keywords(self) -> List[str]:
+        """Every keyword ``translate``/``sample``/``generate`` take: beam, verbose, the task's
+        decoding options, fairseq's generation options (``cfg.generation``) and generate's own."""
+        generation = [name for name in self.cfg.generation.keys() if not str(name).startswith("_")]
+        return sorted({"beam", "verbose", *DECODING_OPTIONS, *generation, *self.GENERATE_KEYWORDS})
+
+    def check_keywords(self, method: str, kwargs: dict, valid: Optional[List[str]] = None) -> None:
+        """Refuse a keyword that ``method`` does not take (fairseq would set it on a copy of
+        its generation options and ignore it): a UsageError naming it, the closest valid one
+        and the valid ones."""
+        valid = self.generation_keywords() if valid is None else valid
+        unknown = [name for name in kwargs if name not in valid]
+        if not unknown:
+            return
+        name = unknown[0]
+        close = difflib.get_close_matches(name, valid, n=1)
+        suggestion = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UsageError(f"{method}() got an unknown keyword {name!r}{suggestion}; valid keywords: "
+                         f"{', '.join(valid)}")
+
     # ------------------------------------------------------------------ translation
 
+    def translate(self, sentences: Union[str, List[str]], beam: int = 5, verbose: bool = False, **kwargs):
+        self.check_keywords("translate", kwargs)
+        return super().translate(sentences, beam, verbose, **kwargs)
+
     def sample(self, sentences: Union[str, List[str]], beam: int = 1, verbose: bool = False, **kwargs):
+        self.check_keywords("sample", kwargs)
         if isinstance(sentences, str):
             return self.sample([sentences], beam=beam, verbose=verbose, **kwargs)[0]
         tokens = [self.encode(sentence) for sentence in sentences]
@@ -128,7 +164,9 @@ class VarAttnHubInterface(GeneratorHubInterface):
 
     def generate(self, tokenized_sentences, beam: int = 5, verbose: bool = False, **kwargs):
         """fairseq's ``generate``; the task's decoding options (``latent_decoding``, ``kmax``,
-        ``gnmt_lenpen``, ``eos_penalty``) apply to this call only."""
+        ``gnmt_lenpen``, ``eos_penalty``) apply to this call only; an unknown keyword is a
+        UsageError (:meth:`check_keywords`)."""
+        self.check_keywords("generate", kwargs)
         options = {name: kwargs.pop(name) for name in DECODING_OPTIONS if name in kwargs}
         saved = {name: getattr(self.task.cfg, name) for name in options}
         try:
@@ -168,15 +206,16 @@ class VarAttnHubInterface(GeneratorHubInterface):
         return source, target
 
     @torch.no_grad()
-    def align(self, source: str, target: str, words: bool = True) -> Alignment:
+    def align(self, source: str, target: str, words: bool = True, **kwargs) -> Alignment:
         """The alignment distributions of one sentence pair (see :class:`Alignment`).
 
         ``source`` and ``target`` are raw text, encoded with the source and target
         sentencepiece models; ``words=False`` keeps pieces. Uses the first model of an
-        ensemble.
+        ensemble. Any other keyword is a UsageError naming it.
         """
         from fairseq.data import LanguagePairDataset
 
+        self.check_keywords("align", kwargs, valid=["source", "target", "words"])
         model = self.models[0]
         src_tokens, tgt_tokens = self.encode(source), self.encode_target(target)
         warn_unreadable_inputs(logger, [src_tokens], self.src_dict, 1, HUB_FIX, [source], label="source sentence")

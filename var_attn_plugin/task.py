@@ -6,8 +6,9 @@ model option stored in the checkpoint.
 """
 
 import logging
+import sys
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
@@ -25,6 +26,22 @@ from .startup_checks import SKIP_EMPTY_LINES_HELP, StartupChecks
 from .watchdog import watchdog_for
 
 logger = logging.getLogger(__name__)
+
+REMOVE_BPE_FLAGS = ("--remove-bpe", "--post-process")
+
+
+def refuse_remove_bpe_with_sentencepiece(bpe_cfg, argv: Sequence[str]) -> None:
+    """A UsageError when ``--bpe sentencepiece`` (``bpe_cfg``) comes with ``--remove-bpe`` or
+    ``--post-process`` in ``argv`` (the command line; fairseq hands the task only the --bpe
+    options)."""
+    if bpe_cfg is None or getattr(bpe_cfg, "_name", None) != "sentencepiece":
+        return
+    given = [arg.split("=", 1)[0] for arg in argv if arg.split("=", 1)[0] in REMOVE_BPE_FLAGS]
+    if given:
+        raise UsageError(
+            f"--bpe sentencepiece and {given[-1]} together garble every line: --bpe sentencepiece already joins the "
+            f"pieces into words, and {given[-1]} would join them once more, glueing the words together; drop "
+            f"{given[-1]}")
 
 
 @dataclass
@@ -114,6 +131,13 @@ class VarAttnTranslationTask(StartupChecks, TranslationTask):
         self._interactive_lines_read = first_line - 1 + len(lines)
         warn_unreadable_inputs(logger, tokens, self.source_dictionary, first_line, INTERACTIVE_FIX, lines)
         return tokens, lengths
+
+    def build_bpe(self, args):
+        # fairseq-interactive and -generate build --bpe here (the hub builds its own): with
+        # --bpe sentencepiece the output is already joined, and --remove-bpe (--post-process)
+        # would join it first, glueing every line's words together
+        refuse_remove_bpe_with_sentencepiece(args, sys.argv[1:])
+        return super().build_bpe(args)
 
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kwargs):
         for model in models:

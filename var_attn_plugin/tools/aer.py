@@ -26,7 +26,17 @@ with ``--source`` and ``--target`` (the text the positions index: words for ``va
 a 0-based file whose largest position on a line equals the sentence length is reported as
 1-based. With ``--one-based``, a position 0 (a NULL link) is an error unless
 ``--drop-null-links`` leaves such links out (their count is printed on stderr). Errors name
-the file and line and end with exit code 1.
+the file and line and end with exit code 1 (command-line mistakes too).
+
+Without ``--source`` and ``--target`` the sentence lengths are unknown: neither gold format
+carries them. What is known is a lower bound, the largest source and target position of the
+gold links of each sentence. A predicted link beyond it (``55-1`` where the gold links reach
+position 3) is named on stderr with its file and line, in a warning that asks for
+``--source``/``--target``, and still scored: it is not an error, because a gold alignment
+may leave the last words of a sentence unlinked (a reference made by an aligner such as
+eflomal, or a partial gold set), and then a correct prediction lies beyond it too; with
+``--source``/``--target`` the same link is checked against the real lengths and an error.
+A gold sentence without links bounds nothing.
 """
 
 import argparse
@@ -37,6 +47,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
+from ..console import ArgumentParser, closed_pipe_ends_quietly
 from ..errors import UsageError
 from ..textio import Link, read_lines
 
@@ -292,6 +303,46 @@ def check_positions(links: Sequence[Set[Link]], src_lengths: Sequence[int], tgt_
         raise UsageError(message)
 
 
+MAX_NAMED = 5  # beyond-the-gold warnings name this many lines, then count the rest
+
+
+def links_beyond_gold(gold: Sequence[GoldAlignment], predicted: Sequence[Set[Link]]
+                      ) -> List[Tuple[int, Link, Tuple[int, int], int]]:
+    """Without the sentence lengths: per sentence k whose prediction has links beyond every gold
+    link of it (a source position above the gold's largest source position, or a target
+    position above its largest target position), ``(k, first such link, (largest gold source
+    position, largest gold target position), how many such links)``. Sentences without gold
+    links bound nothing and are left out."""
+    found = []
+    for k, (sentence, links) in enumerate(zip(gold, predicted)):
+        if not sentence.possible:
+            continue
+        last_i = max(i for i, _ in sentence.possible)
+        last_j = max(j for _, j in sentence.possible)
+        beyond = sorted((i, j) for i, j in links if i > last_i or j > last_j)
+        if beyond:
+            found.append((k, beyond[0], (last_i, last_j), len(beyond)))
+    return found
+
+
+def warn_links_beyond_gold(gold: Sequence[GoldAlignment], predicted: Sequence[Set[Link]], pred_path: Path,
+                           prog: str) -> int:
+    """Warn on stderr (file:line) about :func:`links_beyond_gold`; returns how many sentences."""
+    found = links_beyond_gold(gold, predicted)
+    for k, (i, j), (last_i, last_j), count in found[:MAX_NAMED]:
+        others = f" (and {count - 1} more on the line)" if count > 1 else ""
+        print(f"{prog}: warning: {pred_path}:{k + 1}: link {i}-{j} (source-target){others} lies beyond every gold "
+              f"link of its sentence (they reach source position {last_i} and target position {last_j})",
+              file=sys.stderr)
+    if found:
+        more = f" ({len(found) - MAX_NAMED} more lines not named)" if len(found) > MAX_NAMED else ""
+        lines = "1 line" if len(found) == 1 else f"{len(found)} lines"
+        print(f"{prog}: warning: {lines} of {pred_path} link positions beyond the gold's{more}; the "
+              "sentence lengths are unknown, so they are scored as predicted: pass --source and --target (the text "
+              "the positions index) to check every link against its sentence", file=sys.stderr)
+    return len(found)
+
+
 def check_not_empty(gold: Sequence[GoldAlignment], predicted: Sequence[Set[Link]], gold_path: Path,
                     pred_path: Path) -> None:
     """The ratios are defined: some predicted links, some sure gold links."""
@@ -312,7 +363,7 @@ def check_not_empty(gold: Sequence[GoldAlignment], predicted: Sequence[Set[Link]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="varattn-aer",
         description=__doc__.replace("``", "").split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -368,18 +419,22 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                             (lambda k: f"{args.gold}: sentence {args.first_sentence_id + k}") if naacl
                             else (lambda k: f"{args.gold}:{k + 1}"), args.one_based, True)
             check_positions(predicted, src_lengths, tgt_lengths, lambda k: f"{args.pred}:{k + 1}", False, False)
+        else:
+            warn_links_beyond_gold(gold, predicted, args.pred, parser.prog)
     except UsageError as e:
         parser.exit(1, f"{parser.prog}: error: {e}\n")
     if null_links.dropped:
         print(f"{parser.prog}: left out {null_links.dropped} NULL links (position 0) of {args.gold} "
               "(--drop-null-links)", file=sys.stderr)
     scores = score(gold, predicted)
-    if args.json:
-        values = {k: (None if v != v else v) for k, v in asdict(scores).items()}  # nan -> null
-        print(json.dumps(values))
-    else:
-        for name in ("precision", "recall", "aer"):
-            print(f"{name}: {getattr(scores, name):.4f}")
+    with closed_pipe_ends_quietly():
+        if args.json:
+            values = {k: (None if v != v else v) for k, v in asdict(scores).items()}  # nan -> null
+            print(json.dumps(values))
+        else:
+            for name in ("precision", "recall", "aer"):
+                print(f"{name}: {getattr(scores, name):.4f}")
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":

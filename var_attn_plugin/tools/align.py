@@ -17,6 +17,10 @@ pads excluded; positions count real tokens, whatever the padding layout):
   is not a candidate, as in fairseq's ``--print-alignment``);
 - ``--threshold P``: every pair with probability >= P.
 
+Raw source lines that the model cannot read (every piece ``<unk>``), or mostly not (more
+than half of the pieces other than a bare ▁: a script it has never seen), are named in a
+warning on stderr; they are still aligned. User errors exit with status 1 and one line.
+
 Dimensions: B batch, T target length, S source length.
 """
 
@@ -38,7 +42,13 @@ from ..alignment import (
     split_dataset,
     to_words,
 )
-from ..console import configure_logging, description_from_docstring
+from ..console import (
+    ArgumentParser,
+    closed_pipe_ends_quietly,
+    configure_logging,
+    description_from_docstring,
+    quiet_library_warnings,
+)
 from ..textio import read_lines
 from .words import SCHEMES, WORD_RULES, detect_scheme
 
@@ -79,7 +89,7 @@ def subword_schemes(args, task) -> Tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="varattn-align",
         description=description_from_docstring(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -113,7 +123,7 @@ def align(args) -> List[str]:
     if args.source_file is not None:
         dataset = raw_dataset(task, read_lines(args.source_file, "--source-file", UsageError),
                               read_lines(args.target_file, "--target-file", UsageError),
-                              args.spm, args.target_spm)
+                              args.spm, args.target_spm, label="--source-file line")
     else:
         if args.spm is not None:
             raise UsageError("--spm encodes raw text: pass --source-file and --target-file with it")
@@ -134,16 +144,19 @@ def align(args) -> List[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
+    quiet_library_warnings()
     configure_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         lines = align(args)
     except UsageError as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
     text = "".join(line + "\n" for line in lines)
     if args.output is None:
-        sys.stdout.write(text)
+        with closed_pipe_ends_quietly():
+            sys.stdout.write(text)
+            sys.stdout.flush()
     else:
         args.output.write_text(text, encoding="utf-8")
 

@@ -40,7 +40,13 @@ import torch
 from torch import Tensor
 
 from ..alignment import UsageError, iterate_batches, load_checkpoint, split_dataset
-from ..console import configure_logging, description_from_docstring
+from ..console import (
+    ArgumentParser,
+    closed_pipe_ends_quietly,
+    configure_logging,
+    description_from_docstring,
+    quiet_library_warnings,
+)
 
 logger = logging.getLogger("varattn-diagnose")
 
@@ -139,7 +145,7 @@ def format_table(rows: Sequence[Diagnosis], names: Sequence[str]) -> List[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="varattn-diagnose", description=description_from_docstring(__doc__),
+    parser = ArgumentParser(prog="varattn-diagnose", description=description_from_docstring(__doc__),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", nargs="?", type=Path, metavar="DATA",
                         help="binarised data directory (default: the directory the checkpoint was trained on)")
@@ -154,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
+    quiet_library_warnings()
     configure_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -165,12 +172,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             rows.append(diagnose(model, task, split_dataset(task, args.gen_subset), args.max_tokens, batch_size))
             logger.info("%s: %s", path, rows[-1])
     except UsageError as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
-    if args.json:
-        for path, row in zip(args.path, rows):
-            sys.stdout.write(json.dumps({"checkpoint": str(path), **asdict(row)}) + "\n")
-    else:
-        sys.stdout.write("\n".join(format_table(rows, [str(p) for p in args.path])) + "\n")
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
+    with closed_pipe_ends_quietly():
+        if args.json:
+            for path, row in zip(args.path, rows):
+                sys.stdout.write(json.dumps({"checkpoint": str(path), **asdict(row)}) + "\n")
+        else:
+            sys.stdout.write("\n".join(format_table(rows, [str(p) for p in args.path])) + "\n")
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from ..alignment import (
     resolve_distribution,
     split_dataset,
 )
-from ..console import configure_logging, description_from_docstring
+from ..console import ArgumentParser, configure_logging, description_from_docstring, quiet_library_warnings
 from .align import add_data_arguments, subword_schemes
 
 logger = logging.getLogger("varattn-plot")
@@ -94,7 +94,7 @@ def draw(prior: np.ndarray, posterior: np.ndarray, src_labels: Sequence[str], tg
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="varattn-plot",
         description=description_from_docstring(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -130,7 +130,8 @@ def plot(args):
             f"this checkpoint was trained with --attention-mode {model.attention_mode}, which has no "
             "posterior to compare with the prior; plot a latent or variational model")
     if args.id is None:
-        dataset = raw_dataset(task, [args.source_text], [args.target_text], args.spm, args.target_spm)
+        dataset = raw_dataset(task, [args.source_text], [args.target_text], args.spm, args.target_spm,
+                              label="--source-text")
         index = 0
     else:
         dataset = split_dataset(task, args.gen_subset)
@@ -170,13 +171,14 @@ def plot(args):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
+    quiet_library_warnings()
     configure_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         fig, *_ = plot(args)
     except UsageError as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.output, dpi=args.dpi, bbox_inches="tight")
     logger.info("wrote %s", args.output)

@@ -11,8 +11,17 @@ with ``--bpe sentencepiece --sentencepiece-model SOURCE.model``); the command ne
 
 A sentencepiece model of the wrong language (``--spm`` or ``--target-spm``) is refused at
 start-up: nearly every piece of the data-bin's dictionary is a piece of its own model. A
-line whose pieces are all ``<unk>``, or that is empty, is still translated, with a warning
-on stderr naming the line. User errors exit with status 1 and a message naming the flag.
+line whose pieces are all ``<unk>``, mostly ``<unk>`` (more than half of its pieces other
+than a bare ▁: a script the model has never seen), of whitespace only, or empty is still
+translated, with a warning on stderr naming the line.
+
+A bad line costs only itself: a line that is not UTF-8 text, or that has more pieces than
+the model's source positions (``--max-source-positions`` of the checkpoint, EOS included),
+is reported on stderr with its line number and answered with an empty output line, so
+output line N is still the translation of input line N; the other lines are translated.
+``--strict`` makes any bad line a user error instead, before anything is translated.
+User errors exit with status 1 and one line naming the flag (or the line). Output ends
+quietly when its reader stops reading (``varattn-translate … | head -1``).
 
 Models trained on whitespace-separated tokens (no sentencepiece) read the lines as they
 are; leave out ``--spm`` for them.
@@ -21,22 +30,27 @@ are; leave out ``--spm`` for them.
 import argparse
 import logging
 import sys
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Sequence, TextIO
+from typing import BinaryIO, Iterable, Iterator, List, Optional, Sequence, TextIO, Tuple
 
-from ..console import configure_logging, description_from_docstring
+from ..console import (
+    ArgumentParser,
+    closed_pipe_ends_quietly,
+    configure_logging,
+    description_from_docstring,
+    quiet_library_warnings,
+)
 from ..errors import UsageError
-from ..input_check import TRANSLATE_FIX, unreadable_inputs
+from ..input_check import TRANSLATE_FIX, quote, unreadable_inputs
 from ..latent.modes import LATENT_DECODINGS
 from .words import detect_scheme
 
 logger = logging.getLogger("varattn-translate")
 
 
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="varattn-translate",
         description=description_from_docstring(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -74,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--buffer-size", type=int, default=None, metavar="N",
                         help="translate every N lines read (default: every line when typing at a terminal, "
                              "else --batch-size)")
+    parser.add_argument("--strict", action="store_true",
+                        help="a bad input line (not UTF-8, longer than the model's source positions) is an "
+                             "error before anything is translated (default: it gets an empty output line and "
+                             "a warning naming it)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is available")
     return parser
 
@@ -130,11 +148,69 @@ def load(args):
     return hub
 
 
-def buffers(lines: Iterable[str], size: int) -> Iterator[List[str]]:
-    """Consecutive groups of ``size`` lines (the last may be shorter), newlines removed."""
-    buffer: List[str] = []
+@dataclass
+class InputLine:
+    """One line of input: its number (from 1), its text (None when it is not UTF-8), why it
+    cannot be translated (None when it can) and, once encoded, its ``(L,)`` token ids."""
+
+    number: int
+    text: Optional[str]
+    problem: Optional[str] = None
+    tokens: Optional[object] = None
+
+
+def decoded_lines(source: BinaryIO) -> Iterator[InputLine]:
+    """The lines of ``source`` (bytes), decoded one by one: a line that is not UTF-8 is
+    reported as such and does not stop the lines after it."""
+    for number, raw in enumerate(source, 1):
+        raw = raw.rstrip(b"\r\n")
+        try:
+            yield InputLine(number, raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            yield InputLine(number, None, f"is not UTF-8 text (byte 0x{raw[e.start]:02x} at byte {e.start + 1} "
+                                          f"of the line cannot be decoded: {e.reason})")
+
+
+def max_source_tokens(hub) -> Optional[int]:
+    """The most tokens (EOS included) a source may have: the task's and the model's
+    ``--max-source-positions``, whichever is smaller (None: no limit)."""
+    limit = hub.max_positions
+    return limit[0] if isinstance(limit, (tuple, list)) else limit
+
+
+def encode(hub, lines: Sequence[InputLine]) -> None:
+    """Encode the decodable lines that are not encoded yet; mark those longer than the model's
+    source positions."""
+    limit = max_source_tokens(hub)
     for line in lines:
-        buffer.append(line.rstrip("\r\n"))
+        if line.problem is not None or line.tokens is not None:
+            continue
+        line.tokens = hub.encode(line.text)
+        if limit is not None and line.tokens.numel() > limit:
+            line.problem = (f"{quote(line.text)} is too long: {line.tokens.numel()} pieces with EOS, more than the "
+                            f"model's {limit} source positions (--max-source-positions of the checkpoint); split "
+                            "it into shorter sentences")
+
+
+def refuse_bad_lines(hub, lines: List[InputLine]) -> List[InputLine]:
+    """``--strict``: every line encoded, and a user error naming the first bad line (and how
+    many there are) before anything is translated."""
+    encode(hub, lines)
+    bad = [line for line in lines if line.problem is not None]
+    if bad:
+        more = "" if len(bad) == 1 else (
+            f" ({len(bad)} bad lines in all: {', '.join(str(line.number) for line in bad[:10])}"
+            f"{', …' if len(bad) > 10 else ''})")
+        raise UsageError(f"input line {bad[0].number} {bad[0].problem}{more}; nothing was translated (--strict); "
+                         "without --strict each bad line gets an empty output line")
+    return lines
+
+
+def buffers(lines: Iterable, size: int) -> Iterator[List]:
+    """Consecutive groups of ``size`` lines (the last may be shorter)."""
+    buffer: List = []
+    for line in lines:
+        buffer.append(line)
         if len(buffer) == size:
             yield buffer
             buffer = []
@@ -142,38 +218,53 @@ def buffers(lines: Iterable[str], size: int) -> Iterator[List[str]]:
         yield buffer
 
 
-def translate(hub, args, lines: Iterable[str], out: TextIO) -> int:
-    """Translate ``lines`` to ``out`` buffer by buffer; returns the number of lines."""
+def translate(hub, args, lines: Iterable[InputLine], out: TextIO) -> Tuple[int, int]:
+    """Translate ``lines`` to ``out`` buffer by buffer, one output line per input line (an
+    empty one for a bad line); returns the number of lines and of bad lines."""
     generation = dict(beam=args.beam, lenpen=args.lenpen, max_len_a=args.max_len_a, max_len_b=args.max_len_b)
-    count = 0
+    count = bad = 0
     for buffer in buffers(lines, args.buffer_size):
-        tokens = [hub.encode(line) for line in buffer]
-        for message in unreadable_inputs(tokens, hub.src_dict, count + 1, TRANSLATE_FIX, buffer):
-            logger.warning("WARNING: %s", message)
-        for hypos in hub.generate(tokens, **generation):
-            out.write(hub.decode(hypos[0]["tokens"]) + "\n")
+        encode(hub, buffer)
+        good = []
+        for line in buffer:
+            if line.problem is not None:
+                logger.warning("WARNING: input line %d %s: it gets an empty output line", line.number, line.problem)
+                bad += 1
+                continue
+            good.append(line)
+            for message in unreadable_inputs([line.tokens], hub.src_dict, line.number, TRANSLATE_FIX, [line.text]):
+                logger.warning("WARNING: %s", message)
+        translations = iter(hub.generate([line.tokens for line in good], **generation) if good else [])
+        for line in buffer:
+            out.write(("" if line.problem is not None else hub.decode(next(translations)[0]["tokens"])) + "\n")
         out.flush()
         count += len(buffer)
-    return count
+    return count, bad
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
+    quiet_library_warnings()
     configure_logging()
     logging.getLogger("fairseq").setLevel(logging.WARNING)  # not its per-batch INFO lines
-    warnings.filterwarnings("ignore", message=".*pin_memory.*")  # torch, on machines without a GPU
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         check_args(args)
         hub = load(args)
+        source = sys.stdin.buffer if args.input is None else open(args.input, "rb")
+        if args.buffer_size is None:
+            args.buffer_size = 1 if source.isatty() else args.batch_size
+        with source, closed_pipe_ends_quietly():
+            lines: Iterable[InputLine] = decoded_lines(source)
+            if args.strict:
+                lines = refuse_bad_lines(hub, list(lines))
+            count, bad = translate(hub, args, lines, sys.stdout)
     except UsageError as e:
         parser.exit(1, f"{parser.prog}: error: {e}\n")
-    source = sys.stdin if args.input is None else open(args.input, encoding="utf-8")
-    if args.buffer_size is None:
-        args.buffer_size = 1 if source.isatty() else args.batch_size
-    with source:
-        count = translate(hub, args, source, sys.stdout)
-    logger.info("translated %d lines", count)
+    if bad:
+        logger.info("translated %d lines; %d bad lines (named above) got an empty output line", count - bad, bad)
+    else:
+        logger.info("translated %d lines", count)
 
 
 if __name__ == "__main__":
