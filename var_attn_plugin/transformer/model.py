@@ -45,6 +45,19 @@ from ..model import (
     excludes_source_eos,
 )
 
+# --soft-cross-attention: how much of the source the decoder reads besides the latent alignment
+SOFT_CROSS_ATTENTION = {
+    "all": "every layer (fairseq's decoder intact; the model can predict y_t without z_t)",
+    "below-top": "every layer but the top one, so that the top layer sees the source at step t only through z_t",
+    "none": "no layer: the latent alignment is the decoder's only view of the source, as the LSTM's prior is",
+}
+
+
+def soft_cross_attention_layers(cfg, layers: int) -> int:
+    """How many of the decoder's ``layers`` (the lowest) keep fairseq's soft cross-attention."""
+    choice = str(getattr(cfg, "soft_cross_attention", "all"))  # checkpoints from before the option: all
+    return {"all": layers, "below-top": layers - 1, "none": 0}[choice]
+
 
 @dataclass
 class VarAttnTransformerConfig(LatentModelConfig):
@@ -68,6 +81,12 @@ class VarAttnTransformerConfig(LatentModelConfig):
     inference_hidden_size: int = field(
         default=256, metadata={"help": "inference network LSTM size per direction (variational modes)"})
     inference_layers: int = field(default=1, metadata={"help": "inference network LSTM layers"})
+    soft_cross_attention: ChoiceEnum(list(SOFT_CROSS_ATTENTION)) = field(
+        default="all",
+        metadata={"help": "which decoder layers read the source through fairseq's soft cross-attention "
+                  "besides the latent alignment: " + "; ".join(f"{k}: {v}" for k, v in SOFT_CROSS_ATTENTION.items())
+                  + " (docs/METHOD.md §10). Saved with the model"},
+    )
 
 
 _SIZES = ("encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_layers", "encoder_attention_heads",
@@ -101,16 +120,24 @@ def fairseq_config(cfg: VarAttnTransformerConfig) -> TransformerConfig:
 
 
 class VarAttnTransformerEncoder(TransformerEncoderBase):
-    """fairseq's Transformer encoder; its output also carries the source embeddings after
-    dropout, ``src_embeddings`` ``(B, S, E)``, which the inference network reads, and the
-    latent alignment's candidates, ``alignment_padding_mask`` ``(B, S)`` (the decoder's own
-    cross-attention keeps fairseq's ``encoder_padding_mask``)."""
+    """fairseq's Transformer encoder; its output also carries ``src_embeddings`` ``(B, S, C)``,
+    the input its first layer read (scaled token embeddings plus positions, after dropout: the
+    same tensor, the same dropout mask), which the inference network reads as the LSTM's reads
+    the embeddings its encoder read, and the latent alignment's candidates,
+    ``alignment_padding_mask`` ``(B, S)`` (the decoder's own cross-attention keeps fairseq's
+    ``encoder_padding_mask``)."""
 
     exclude_eos = False  # set by the model: --exclude-source-eos
 
+    def forward_embedding(self, src_tokens: Tensor, token_embedding: Optional[Tensor] = None):
+        x, embed = super().forward_embedding(src_tokens, token_embedding)
+        self._read = x  # B x S x C: handed to the inference network by forward (below)
+        return x, embed
+
     def forward(self, src_tokens: Tensor, src_lengths: Optional[Tensor] = None, **kwargs):
         out = super().forward(src_tokens, src_lengths)
-        out["src_embeddings"] = [self.dropout_module(self.embed_tokens(src_tokens))]
+        read, self._read = self._read, None
+        out["src_embeddings"] = [read]
         out["alignment_padding_mask"] = [alignment_padding_mask(
             src_tokens, self.dictionary.pad(), self.dictionary.eos(), self.exclude_eos)]
         return out
@@ -127,7 +154,11 @@ class VarAttnTransformerDecoder(LatentDecoderMixin, TransformerDecoderBase):
     """fairseq's Transformer decoder without its output projection, and the alignment prior."""
 
     def __init__(self, cfg: TransformerConfig, dictionary, embed_tokens: nn.Embedding, output_dim: int,
-                 dropout: float, chunk_bytes: int):
+                 dropout: float, chunk_bytes: int, soft_layers: Optional[int] = None):
+        # fairseq builds the layers inside its __init__ (build_decoder_layer, below): the lowest
+        # soft_layers of them keep their soft cross-attention (all of them by default)
+        object.__setattr__(self, "_soft_layers", cfg.decoder.layers if soft_layers is None else soft_layers)
+        object.__setattr__(self, "_layers_built", 0)
         super().__init__(cfg, dictionary, embed_tokens, no_encoder_attn=False)
         source_dim = cfg.encoder.embed_dim
         self.prior_scorer = BilinearAlignmentScorer(cfg.decoder.embed_dim, source_dim)  # U
@@ -137,6 +168,11 @@ class VarAttnTransformerDecoder(LatentDecoderMixin, TransformerDecoderBase):
         self.alignment_output = AlignmentOutputLayer(
             cfg.decoder.embed_dim, source_dim, output_dim, len(dictionary), dropout, chunk_bytes)
         # self.decoding and self.estimator: set by the model (var_attn_plugin.model)
+
+    def build_decoder_layer(self, cfg, no_encoder_attn=False):
+        index = self._layers_built
+        object.__setattr__(self, "_layers_built", index + 1)
+        return super().build_decoder_layer(cfg, no_encoder_attn or index >= self._soft_layers)
 
     def build_output_projection(self, cfg, dictionary, embed_tokens):
         self.output_projection = None  # the latent output layer (alignment_output) replaces it
@@ -193,7 +229,8 @@ class VarAttnTransformerModel(VarAttnModel):
         encoder.exclude_eos = excludes_source_eos(cfg)
         decoder = VarAttnTransformerDecoder(
             tcfg, tgt_dict, Embedding(len(tgt_dict), cfg.decoder_embed_dim, tgt_dict.pad()),
-            cfg.decoder_output_dim, cfg.dropout, cfg.enum_chunk_mb * 2**20)
+            cfg.decoder_output_dim, cfg.dropout, cfg.enum_chunk_mb * 2**20,
+            soft_layers=soft_cross_attention_layers(cfg, cfg.decoder_layers))
         inference_network = None
         if VarAttnModel.spec_of(cfg).variational:
             inference_network = InferenceNetwork(
