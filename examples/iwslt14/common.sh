@@ -24,13 +24,14 @@ LR=3e-4; CLIP_NORM=5; MAX_EPOCH=30; SEED=3435
 # train_transformer MODE [fairseq-train arguments...]: the Transformer rows with fairseq's own
 # IWSLT14 Transformer recipe (varattn_transformer_iwslt_de_en, Adam (0.9, 0.98), lr 5e-4, 4,000
 # warm-up updates, inverse square root, weight decay 1e-4, 4,096 tokens a batch, 50,000 updates).
-train_transformer() {
-    local mode=$1; shift
+train_transformer() {  # SOFT_CROSS_ATTENTION=all|below-top|none (docs/METHOD.md §10)
+    local mode=$1 design=${SOFT_CROSS_ATTENTION:-all}; shift
     local save=$SAVE_ROOT/transformer-$mode
+    if [[ $design != all ]]; then save=$SAVE_ROOT/transformer-$design-$mode; fi
     mkdir -p "$save"
     fairseq-train "$DATA" --user-dir "$PLUGIN" --task varattn_translation \
         --arch varattn_transformer_iwslt_de_en --criterion varattn_elbo --attention-mode "$mode" \
-        --optimizer adam --adam-betas '(0.9, 0.98)' --lr 5e-4 --lr-scheduler inverse_sqrt \
+        --soft-cross-attention "$design" --optimizer adam --adam-betas '(0.9, 0.98)' --lr 5e-4 --lr-scheduler inverse_sqrt \
         --warmup-updates 4000 --warmup-init-lr 1e-7 --clip-norm 0 --weight-decay 0.0001 --dropout 0.3 \
         --max-tokens "${TOKENS:-4096}" --max-update 50000 --best-checkpoint-metric bound --seed $SEED \
         --save-dir "$save" --no-epoch-checkpoints \

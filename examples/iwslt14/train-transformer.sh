@@ -7,6 +7,8 @@
 #   bash examples/iwslt14/train-transformer.sh soft [fairseq-train arguments]    (after prepare.sh)
 #   bash examples/iwslt14/train-transformer.sh var-enum
 #   bash examples/iwslt14/evaluate.sh transformer-var-enum
+#   SOFT_CROSS_ATTENTION=none bash examples/iwslt14/train-transformer.sh var-enum   # z_t the only
+#       view of the source (also below-top; default all): checkpoints in transformer-none-var-enum
 #   LATENT_DECODING=kmax bash examples/iwslt14/evaluate.sh transformer-var-enum
 set -euo pipefail
 MODE=${1:?usage: train-transformer.sh MODE [fairseq-train arguments]  (MODE: soft, marginal, var-enum, ...)}
