@@ -244,3 +244,16 @@ def split_batches(task, split: str, max_tokens: int = 1000):
     """The batches of a binarised split, in fairseq's (length-sorted) order."""
     task.load_dataset(split)
     return task.get_batch_iterator(task.dataset(split), max_tokens=max_tokens).next_epoch_itr(shuffle=False)
+
+
+def run_aer(capsys, *argv):
+    """``varattn-aer`` in this process: ``(exit code, stdout, stderr)``."""
+    from var_attn_plugin.tools import aer
+
+    try:
+        aer.main([str(a) for a in argv])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -13,7 +13,7 @@ import json
 from fractions import Fraction
 
 import pytest
-from helpers import fairseq_cli
+from helpers import fairseq_cli, run_aer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -180,25 +180,12 @@ def test_command_line_error_is_a_message_not_a_traceback(tmp_path):
     assert f"{gold}:2: bad link '1=1'" in proc.stderr
 
 
-def run_main(capsys, *argv):
-    """``varattn-aer`` in this process: ``(exit code, stdout, stderr)``."""
-    from var_attn_plugin.tools import aer
-
-    try:
-        aer.main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_a_link_beyond_the_gold_is_named_and_an_error_with_the_lengths(tmp_path, capsys):
     """Without --source/--target a predicted link beyond every gold link of its sentence is
     named (file:line) in a warning that asks for them; with them it is an error."""
     gold = write(tmp_path, "gold", "0-0 1-1 2-2 3-3\n\n0-0 1-1\n")
     pred = write(tmp_path, "pred", "0-0 1-1 2-2 55-1\n7-7\n0-0 1-1\n")  # line 2: no gold link, nothing known
-    code, out, err = run_main(capsys, gold, pred)
+    code, out, err = run_aer(capsys, gold, pred)
     assert code == 0 and out.startswith("precision: ")
     assert (f"varattn-aer: warning: {pred}:1: link 55-1 (source-target) lies beyond every gold link of its sentence "
             "(they reach source position 3 and target position 3)") in err
@@ -207,7 +194,7 @@ def test_a_link_beyond_the_gold_is_named_and_an_error_with_the_lengths(tmp_path,
 
     source = write(tmp_path, "source", "a b c d\ne f g h i j k l\nm n\n")
     target = write(tmp_path, "target", "A B C D\nE F G H I J K L\nM N\n")
-    code, out, err = run_main(capsys, gold, pred, "--source", source, "--target", target)
+    code, out, err = run_aer(capsys, gold, pred, "--source", source, "--target", target)
     assert code == 1 and out == ""
     assert err == (f"varattn-aer: error: {pred}:1: link 55-1 (source-target) lies outside the sentence pair (4 source "
                    "and 4 target tokens in --source/--target, so positions run from 0 to 3 and 3); check that --source "
@@ -215,7 +202,7 @@ def test_a_link_beyond_the_gold_is_named_and_an_error_with_the_lengths(tmp_path,
                    "the data-bin) and that --reverse is right\n")
 
     # links inside the gold's reach: no warning
-    code, _, err = run_main(capsys, gold, write(tmp_path, "inside", "0-0 3-3\n\n1-1\n"))
+    code, _, err = run_aer(capsys, gold, write(tmp_path, "inside", "0-0 3-3\n\n1-1\n"))
     assert code == 0 and err == ""
 
 
@@ -224,7 +211,7 @@ def test_command_line_mistakes_exit_1_with_one_line(tmp_path, capsys):
     for argv, message in (([gold], "the following arguments are required: PRED"),
                           ([gold, gold, "--source", gold], "--source and --target go together"),
                           ([gold, gold, "--gold-format", "x"], "argument --gold-format: invalid choice: 'x'")):
-        code, out, err = run_main(capsys, *argv)
+        code, out, err = run_aer(capsys, *argv)
         assert code == 1 and out == "" and len(err.splitlines()) == 1
         assert err.startswith(f"varattn-aer: error: {message}") and err.endswith("(see varattn-aer --help)\n")
 
@@ -239,5 +226,5 @@ def test_a_closed_pipe_ends_quietly(tmp_path, capsys, monkeypatch):
 
     gold = write(tmp_path, "gold", "0-0\n")
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
-    code, _, err = run_main(capsys, gold, gold)
+    code, _, err = run_aer(capsys, gold, gold)
     assert code == 0 and err == ""

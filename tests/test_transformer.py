@@ -4,8 +4,6 @@ sequence, incremental decoding against teacher forcing) for each design, and wha
 promises: which layers read the source, and that without soft cross-attention the decoder state
 does not depend on the source at all. Also: the inference network reads what the encoder read."""
 
-import itertools
-import math
 
 import pytest
 import torch
@@ -14,17 +12,14 @@ from test_model import (
     DECODINGS,
     SRC_LENGTHS,
     TGT_LENGTHS,
+    assert_enumeration_oracle,
     decode_full,
     decode_incremental,
     encode,
     eval_model,
-    logsumexp,
     real_steps,
-    reference_step_terms,
-    sentence,
 )
 
-from var_attn_plugin.latent.distributions import log_marginal
 from var_attn_plugin.latent.modes import ATTENTION_MODES
 from var_attn_plugin.transformer.model import SOFT_CROSS_ATTENTION
 
@@ -65,21 +60,7 @@ def test_likelihood_and_elbo_equal_enumeration_of_all_alignment_sequences(design
     batch = random_batch(model, [4, 3, 2], [3, 5, 4], seed=1)
     out = model(**batch["net_input"], target=batch["target"])
     per_token_elbo = -ATTENTION_MODES["var-enum"].objective(out).objective  # B x T
-    for b in range(batch["nsentences"]):
-        one = sentence(model, batch, b)
-        log_prior, ell = reference_step_terms(model, one)
-        T, S = len(ell), len(ell[0])
-        n_src = int(batch["net_input"]["src_lengths"][b])
-        log_q = out.posterior_log_probs[b, :T, out.prior_log_probs.size(-1) - n_src:].tolist()
-        joint, elbo = [], 0.0
-        for z in itertools.product(range(S), repeat=T):
-            log_joint = sum(log_prior[t][z[t]] + ell[t][z[t]] for t in range(T))
-            log_qz = sum(log_q[t][z[t]] for t in range(T))
-            joint.append(log_joint)
-            elbo += math.exp(log_qz) * (log_joint - log_qz)
-        likelihood = log_marginal(out.prior_log_probs[b, :T], out.token_log_probs[b, :T]).sum().item()
-        assert likelihood == pytest.approx(logsumexp(joint), rel=1e-10)
-        assert per_token_elbo[b, :T].sum().item() == pytest.approx(elbo, rel=1e-10)
+    assert_enumeration_oracle(model, batch, out, per_token_elbo)
 
 
 @pytest.mark.parametrize("options", DECODINGS[:4], ids=lambda o: f"{o.latent_decoding}{o.kmax}")

@@ -21,6 +21,7 @@ from helpers import (
     fairseq_cli,
     generation_records,
     preprocess,
+    run_aer,
     train_args,
     write_synthetic_corpus,
 )
@@ -247,17 +248,6 @@ def write(tmp_path, name, text):
     path = tmp_path / name
     path.write_text(text)
     return path
-
-
-def run_aer(capsys, *argv):
-    """``varattn-aer`` in this process: ``(exit code, stdout, stderr)``."""
-    try:
-        aer.main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

@@ -176,7 +176,16 @@ def split_pairs(pairs: Sequence[Pair], valid_size: int, test_size: int, seed: in
         raise ValueError(f"--valid-size {valid_size} + --test-size {test_size} leave no training data "
                          f"from {len(unique)} distinct pairs; choose smaller held-out sets")
 
-    split_of = [""] * len(unique)
+    split_of = assign_groups(groups, len(unique), valid_size, test_size, seed)
+    return {split: [pair for pair, s in zip(unique, split_of) if s == split] for split in SPLITS}
+
+
+def assign_groups(groups: Dict[str, List[int]], count: int, valid_size: int, test_size: int,
+                  seed: int) -> List[str]:
+    """The split of each of ``count`` items grouped by key: whole groups, in the order of their
+    seeded hash (:func:`split_rank`), go to test while it fits ``test_size`` items, else to valid
+    while it fits ``valid_size``, else to train."""
+    split_of = ["train"] * count
     sizes = {"test": 0, "valid": 0}
     limits = {"test": test_size, "valid": valid_size}
     for key in sorted(groups, key=lambda k: split_rank(k, seed)):
@@ -184,9 +193,9 @@ def split_pairs(pairs: Sequence[Pair], valid_size: int, test_size: int, seed: in
         split = next((s for s in ("test", "valid") if sizes[s] + len(members) <= limits[s]), "train")
         if split != "train":
             sizes[split] += len(members)
-        for index in members:
-            split_of[index] = split
-    return {split: [pair for pair, s in zip(unique, split_of) if s == split] for split in SPLITS}
+            for index in members:
+                split_of[index] = split
+    return split_of
 
 
 def write_splits(splits: Dict[str, List[Pair]], output_dir: Path, source: str = "de", target: str = "en") -> None:

@@ -68,7 +68,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from ..errors import UsageError
 from . import libreoffice
-from .ding import SPLITS, group_key, run_preparer, split_rank, write_splits
+from .ding import SPLITS, assign_groups, group_key, run_preparer, write_splits
 
 logger = logging.getLogger("varattn-prepare-libreoffice-help")
 
@@ -433,16 +433,7 @@ def split_pairs(pairs: Sequence[Pair], valid_size: int, test_size: int, seed: in
     stats = SplitStats(distinct_pairs=len(unique))
     stats.near_duplicate_groups = sum(len({unique[i][0] for i in members}) > 1 for members in groups.values())
 
-    split_of = ["train"] * len(unique)
-    sizes = {"test": 0, "valid": 0}
-    limits = {"test": test_size, "valid": valid_size}
-    for key in sorted(groups, key=lambda k: split_rank(k, seed)):
-        members = groups[key]
-        split = next((s for s in ("test", "valid") if sizes[s] + len(members) <= limits[s]), "train")
-        if split != "train":
-            sizes[split] += len(members)
-            for index in members:
-                split_of[index] = split
+    split_of = assign_groups(groups, len(unique), valid_size, test_size, seed)
     splits = {split: [pair for pair, s in zip(unique, split_of) if s == split] for split in SPLITS}
 
     held_out = [german for split in ("valid", "test") for german, _ in splits[split]]
