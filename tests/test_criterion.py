@@ -275,3 +275,40 @@ def test_logs_the_priors_mass_on_the_source_eos_and_its_largest_probability(arch
         VarAttnCriterion.reduce_metrics([log])
         assert meters["prior_eos"].avg == pytest.approx(eos_mass / n, abs=1e-4)  # a probability, not bits
         assert meters["prior_max"].avg == pytest.approx(largest / n, abs=1e-4)
+
+
+# ---------------------------------------------------------------------------- --soft-loss-weight
+
+
+@pytest.mark.parametrize("mode", ["hard-sample", "var-sample"])
+def test_soft_loss_weight_adds_the_soft_baselines_likelihood_to_the_training_loss_only(arch, mode):
+    """With --soft-loss-weight w the training loss is the mode's loss plus w · Σ -b_t over real
+    tokens (the same noise, the same sample), the logged objective is unchanged, and the soft
+    output, a detached baseline otherwise, now gets that gradient."""
+    from var_attn_plugin.latent.distributions import noise_from
+
+    weight = 0.7
+    batch = random_batch(build_model(mode, arch=arch), SRC_LENGTHS, TGT_LENGTHS, seed=4)
+    results = {}
+    for w in (0.0, weight):
+        model = build_model(mode, arch=arch, soft_loss_weight=w).double().train()
+        with noise_from(torch.Generator().manual_seed(11)):
+            loss, _, log = make_criterion(model)(model, batch)
+        out = model(**batch["net_input"], target=batch["target"])
+        results[w] = (loss, log, out.soft_token_log_probs)
+    (loss0, log0, soft0), (loss1, log1, soft1) = results[0.0], results[weight]
+    real = batch["target"].ne(1)
+    torch.testing.assert_close(soft0, soft1)  # the same parameters (same seed): the same b_t
+    assert not soft0.requires_grad and soft1.requires_grad
+    expected = loss0 - weight * soft1[real].sum()
+    torch.testing.assert_close(loss1, expected)
+    assert as_float(log0["loss"]) == pytest.approx(as_float(log1["loss"]), rel=1e-12)
+
+
+def test_soft_loss_weight_is_refused_for_modes_without_a_soft_baseline():
+    from var_attn_plugin.errors import UsageError
+
+    with pytest.raises(UsageError, match="--soft-loss-weight trains the soft baseline .* drop --soft-loss-weight"):
+        build_model("var-enum", soft_loss_weight=0.5)
+    with pytest.raises(UsageError, match="--soft-loss-weight must be >= 0"):
+        build_model("var-sample", soft_loss_weight=-1.0)

@@ -32,6 +32,7 @@ from omegaconf import II
 from .errors import UsageError
 from .latent.distributions import categorical_entropy, log_marginal, mass_on
 from .latent.modes import mode_spec
+from .latent.objectives import with_soft_likelihood
 from .model import is_foreign_task, task_name
 
 
@@ -71,6 +72,9 @@ class VarAttnCriterion(FairseqCriterion):
         target = sample["target"]
         out = model(**sample["net_input"], target=target)
         terms = mode_spec(model.objective_name()).objective(out)
+        joint = model.decoder.estimator.soft_loss_weight
+        if model.training and joint > 0 and out.soft_token_log_probs is not None:  # --soft-loss-weight
+            terms = with_soft_likelihood(terms, out.soft_token_log_probs, joint)
         target_mask = target.ne(self.padding_idx)  # B x T
 
         def total(per_token):

@@ -87,6 +87,12 @@ class LatentModelConfig(FairseqDataclass):
         metadata={"help": "var-relaxed: train the generative model with the hard-enum objective for "
                   "this many updates before adding q (the paper pretrains this way)"},
     )
+    soft_loss_weight: float = field(
+        default=0.0,
+        metadata={"help": "hard-sample, var-sample: also train the soft baseline's likelihood, weighted by "
+                  "this (the soft-attention model trained jointly with the latent one, as the paper's "
+                  "original code could); 0: the baseline is only a baseline"},
+    )
     exclude_source_eos: bool = field(
         default=False,
         metadata={"help": "the source EOS is not an alignment candidate (as in the paper, whose sources have "
@@ -122,6 +128,13 @@ def check_latent_config(cfg: LatentModelConfig) -> None:
         raise UsageError(
             "--dirichlet-min-alpha and --dirichlet-max-alpha must satisfy 0 < min <= max, got "
             f"{cfg.dirichlet_min_alpha} and {cfg.dirichlet_max_alpha}")
+    if cfg.soft_loss_weight < 0:
+        raise UsageError(f"--soft-loss-weight must be >= 0, got {cfg.soft_loss_weight}")
+    spec = mode_spec(str(cfg.attention_mode))
+    if cfg.soft_loss_weight > 0 and not (spec.soft_output and spec.sample_from):
+        raise UsageError(
+            f"--soft-loss-weight trains the soft baseline of the sampled modes (hard-sample, var-sample); "
+            f"--attention-mode {cfg.attention_mode} has none: drop --soft-loss-weight")
     if cfg.dirichlet_warmup_updates < 0:
         raise UsageError(f"--dirichlet-warmup-updates must be >= 0, got {cfg.dirichlet_warmup_updates}")
 

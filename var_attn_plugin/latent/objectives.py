@@ -182,3 +182,11 @@ def var_relaxed_objective(out: LatentOutputs) -> TokenTerms:
     kl = dirichlet_kl(out.posterior_alpha, out.prior_alpha, out.src_padding_mask)
     return _exact(-out.relaxed_token_log_probs, kl)
 
+
+def with_soft_likelihood(terms: TokenTerms, soft_token_log_probs: Tensor, weight: float) -> TokenTerms:
+    """``terms`` whose ``loss`` also trains the soft output's likelihood, ``weight · -b_t``: the
+    sampled modes' baseline becomes a soft-attention model trained jointly with the latent one,
+    as in the original code. The logged objective is unchanged (a training aid, not the
+    objective)."""
+    return TokenTerms(loss=terms.loss - weight * soft_token_log_probs, objective=terms.objective,
+                      reconstruction=terms.reconstruction, kl=terms.kl)

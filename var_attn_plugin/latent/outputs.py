@@ -81,11 +81,13 @@ class EstimatorSettings:
     dirichlet_transform: str = "softplus"
     dirichlet_min_alpha: float = 0.01
     dirichlet_max_alpha: float = 100.0
+    soft_loss_weight: float = 0.0  # the sampled modes: train the soft baseline's likelihood too
 
     @classmethod
     def from_config(cls, cfg) -> "EstimatorSettings":
         return cls(int(cfg.wsram_samples), float(cfg.gumbel_temperature), str(cfg.dirichlet_transform),
-                   float(cfg.dirichlet_min_alpha), float(cfg.dirichlet_max_alpha))
+                   float(cfg.dirichlet_min_alpha), float(cfg.dirichlet_max_alpha),
+                   float(getattr(cfg, "soft_loss_weight", 0.0)))
 
     def num_samples(self, spec: ModeSpec) -> int:
         return int(getattr(self, spec.samples_option)) if spec.samples_option else 1
@@ -178,8 +180,10 @@ def latent_outputs(layer: AlignmentOutputLayer, states: AlignmentStates, target:
     if spec.enumerates:  # ℓ_t(j) for every source position
         rows = layer.candidate_token_log_probs(queries, states.output_sources, row_batch, row_target)
         out.token_log_probs = to_grid(rows).masked_fill(src_padding_mask.unsqueeze(1), 0.0)
-    if spec.soft_output:  # b_t: the objective (soft), or a detached baseline (sampling modes)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and spec.sample_from is None):
+    if spec.soft_output:  # b_t: the objective (soft), or a baseline (sampling modes), detached unless
+        # --soft-loss-weight trains it too
+        trained = spec.sample_from is None or estimator.soft_loss_weight > 0
+        with torch.set_grad_enabled(torch.is_grad_enabled() and trained):
             out.soft_token_log_probs = target_log_probs(layer.source_proj(states.context))
 
     scores = None
