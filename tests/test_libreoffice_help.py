@@ -280,7 +280,7 @@ def test_folder_without_help_pages_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "empty" / "de").mkdir(parents=True)
     with pytest.raises(SystemExit) as exit_info:
         run_cli(["-o", tmp_path / "out", "--help-dir", tmp_path / "empty", "--no-ui-strings"])
-    assert exit_info.value.code == 2
+    assert exit_info.value.code == 1  # a user error, as in every tool
     message = capsys.readouterr().err
     assert "--help-dir" in message and "no *.html help page" in message and "de/ and en-US/" in message
     with pytest.raises(UsageError, match="--help-dir"):

@@ -468,3 +468,18 @@ def test_start_up_prints_no_library_warnings_unless_asked(spm_corpus, spm_var_en
     assert "| valid | valid on 'valid' subset" in output(quiet)  # fairseq's own log lines stay
     verbose = subprocess.run(args, capture_output=True, text=True, env=plain_env(VARATTN_VERBOSE="1"), timeout=600)
     assert verbose.returncode == 0 and "UserWarning" in verbose.stderr and "hydra" in verbose.stderr
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["direct", "wrapped-by-fairseq"])
+def test_an_uncaught_user_error_is_one_line_and_exit_code_1_also_when_fairseq_wraps_it(wrapped):
+    """fairseq wraps errors raised while loading a checkpoint in its own exception: the plugin's
+    hook still reports the user error inside as one line (VARATTN_TRACEBACK=1 shows the rest)."""
+    raise_it = ('try:\n    raise UsageError("--lr 1e6 diverged: lower --lr")\n'
+                'except UsageError as e:\n    raise Exception("Cannot load model parameters") from e\n'
+                if wrapped else 'raise UsageError("--lr 1e6 diverged: lower --lr")\n')
+    code = "import var_attn_plugin\nfrom var_attn_plugin.errors import UsageError\n" + raise_it
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr == "var-attn: error: --lr 1e6 diverged: lower --lr\n"
+    traced = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=dict(os.environ, VARATTN_TRACEBACK="1"))
+    assert traced.returncode == 1 and "Traceback" in traced.stderr

@@ -29,11 +29,24 @@ class _UsageErrorHook:
         self.previous = previous
 
     def __call__(self, exc_type, value, traceback):
-        if issubclass(exc_type, UsageError) and not os.environ.get("VARATTN_TRACEBACK"):
-            sys.stderr.write(format_usage_error(value))
+        usage = usage_error_in(value)
+        if usage is not None and not os.environ.get("VARATTN_TRACEBACK"):
+            sys.stderr.write(format_usage_error(usage))
             sys.stderr.flush()
             return
         self.previous(exc_type, value, traceback)
+
+
+def usage_error_in(error: BaseException):
+    """``error`` if it is a :class:`UsageError`, else the first one it was raised from or while
+    handling (fairseq wraps errors of loading a checkpoint in its own), else None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, UsageError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def install_excepthook() -> None:

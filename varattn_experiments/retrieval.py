@@ -122,7 +122,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         hypotheses = retrieve(sources, targets, tests, args.features)
         score = bleu(hypotheses, references) if references is not None else None
     except UsageError as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")

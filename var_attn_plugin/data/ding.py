@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ..console import configure_logging
+from ..console import ArgumentParser, configure_logging
 from ..errors import UsageError
 from ..textio import read_lines
 
@@ -277,7 +277,7 @@ def read_dictionary(path: Path) -> List[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="varattn-prepare-ding",
         description="Extract German-English sentence pairs from the Ding dictionary and write "
                     "train/valid/test .de/.en files (no German sentence in two splits).")
@@ -321,13 +321,13 @@ def prepare(args) -> Dict[str, object]:
 def run_preparer(parser: argparse.ArgumentParser, prepare_fn, errors, log: logging.Logger,
                  argv: Optional[Sequence[str]] = None) -> None:
     """A corpus preparer's command line: parse, ``prepare_fn(args)``, log its summary; the
-    ``errors`` it raises end the command with their message and exit code 2."""
+    ``errors`` it raises end the command with their message and exit code 1."""
     configure_logging()
     args = parser.parse_args(argv)
     try:
         summary = prepare_fn(args)
     except errors as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
     log.info("%s", ", ".join(f"{k} {v}" for k, v in summary.items()))
 
 

@@ -31,7 +31,7 @@ from multiprocessing import Pool
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from ..console import configure_logging
+from ..console import ArgumentParser, configure_logging
 from ..errors import UsageError
 from ..textio import read_lines
 from . import subwords
@@ -195,7 +195,7 @@ def prepare(orig: Path, output: Path, vocab_size: int = VOCAB_SIZE, max_pieces: 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="varattn-prepare-iwslt14", description=__doc__.split("\n\n")[1],
+    parser = ArgumentParser(prog="varattn-prepare-iwslt14", description=__doc__.split("\n\n")[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orig", type=Path, required=True, help="the unpacked de-en.tgz (a folder)")
     parser.add_argument("--output-dir", "-o", type=Path, required=True, help="where the prepared text goes")
@@ -215,12 +215,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         import sacremoses  # noqa: F401
     except ImportError:
-        parser.exit(2, f"{parser.prog}: error: Moses tokenisation needs sacremoses: pip install sacremoses\n")
+        parser.exit(1, f"{parser.prog}: error: Moses tokenisation needs sacremoses: pip install sacremoses\n")
     try:
         counts = prepare(args.orig, args.output_dir, args.vocab_size, args.max_pieces, args.workers,
                          args.soft_vocab_limit)
     except UsageError as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
     logger.info("%s", ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 

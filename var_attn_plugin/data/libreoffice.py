@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from ..console import ArgumentParser
 from ..errors import UsageError
 from .ding import run_preparer, split_and_write
 
@@ -197,7 +198,7 @@ def fetch_catalogues(download_dir: Path) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="varattn-prepare-libreoffice",
         description="Extract German-English pairs from LibreOffice's German UI catalogues and write "
                     "train/valid/test .de/.en files (no German sentence in two splits).")

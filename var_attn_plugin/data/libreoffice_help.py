@@ -66,6 +66,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+from ..console import ArgumentParser
 from ..errors import UsageError
 from . import libreoffice
 from .ding import SPLITS, assign_groups, group_key, run_preparer, write_splits
@@ -485,7 +486,7 @@ def fetch_help(download_dir: Path) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="varattn-prepare-libreoffice-help",
         description="Extract German-English pairs from LibreOffice's help pages and UI strings and write "
                     "train/valid/test .de/.en files (no valid/test German sentence, nor a near-duplicate "

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..console import ArgumentParser
+
 MODEL_TYPES = ("unigram", "bpe")
 
 
@@ -49,7 +51,7 @@ def encode(model: Path, source: Path, destination: Path) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m var_attn_plugin.data.subwords",
+    parser = ArgumentParser(prog="python -m var_attn_plugin.data.subwords",
                                      description="Train sentencepiece models and encode text for fairseq.")
     commands = parser.add_subparsers(dest="command", required=True)
     learn = commands.add_parser("train", help="learn a model from text files (several: a joint model)")
@@ -78,7 +80,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                     parser.error(f"expected INPUT:OUTPUT, got {pair!r}")
                 encode(args.model, Path(source), Path(destination))
     except (FileNotFoundError, RuntimeError) as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
 
 
 if __name__ == "__main__":

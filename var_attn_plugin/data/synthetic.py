@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Set, Tuple
 
+from ..console import ArgumentParser
 from ..textio import Link
 
 TASKS = ("monotone", "local", "fertility", "null")
@@ -128,7 +129,7 @@ def write_task(output_dir: Path, task: str, sizes: Sequence[Tuple[str, int]], se
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m var_attn_plugin.data.synthetic",
         description="Write a synthetic translation task with its true word alignment "
                     "(train/valid/test .de, .en and .align).")

@@ -18,7 +18,7 @@ import textwrap
 from dataclasses import fields
 from typing import Iterable, List, Optional, Sequence
 
-from ..console import description_from_docstring
+from ..console import ArgumentParser, description_from_docstring
 
 INDENT = 8  # help text under its flag
 WIDTH = 100
@@ -29,7 +29,7 @@ def option_actions(config, names: Optional[Iterable[str]] = None) -> List[argpar
     in ``names`` when given), in field order."""
     from fairseq.dataclass.utils import gen_parser_from_dataclass
 
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = ArgumentParser(add_help=False)
     gen_parser_from_dataclass(parser, config)
     wanted = None if names is None else set(names)
     return [action for action in parser._actions if wanted is None or action.dest in wanted]
@@ -97,7 +97,7 @@ def format_options() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
+    return ArgumentParser(
         prog="varattn-options",
         description=description_from_docstring(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
