@@ -17,6 +17,7 @@ from fairseq.data import Dictionary
 
 import var_attn_plugin  # noqa: F401  (registers the plugin)
 from var_attn_plugin import presets
+from var_attn_plugin.loading import load_for_inference
 from var_attn_plugin.lstm.model import VarAttnLSTMConfig, VarAttnLSTMModel
 from var_attn_plugin.model import VarAttnModel
 from var_attn_plugin.transformer.model import VarAttnTransformerConfig, VarAttnTransformerModel
@@ -232,12 +233,10 @@ def generation_records(text: str) -> Dict[int, Dict[str, object]]:
 
 
 def load_checkpoint(path: Path, data: Path):
-    """``(model in eval mode, task)`` from a checkpoint, reading dictionaries from ``data``."""
-    from fairseq import checkpoint_utils
-
-    models, _, task = checkpoint_utils.load_model_ensemble_and_task(
-        [str(path)], arg_overrides={"data": str(data)})
-    return models[0].eval(), task
+    """``(model in eval mode, task)`` from a checkpoint, reading dictionaries from ``data``
+    (the package's one loader, var_attn_plugin.loading)."""
+    models, _, task = load_for_inference(path, data)
+    return models[0], task
 
 
 def split_batches(task, split: str, max_tokens: int = 1000):

@@ -103,3 +103,54 @@ def test_the_model_package_holds_no_experiment_tooling():
     assert not (PACKAGE / "benchmark.py").exists()
     for path in PACKAGE.rglob("*.py"):
         assert not any(name.startswith("varattn_experiments") for name in imported_modules(path)), path
+
+
+def package_sources():
+    """``{path relative to the package: source text}`` of every module of the package."""
+    return {str(path.relative_to(PACKAGE)): path.read_text(encoding="utf-8") for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def called_names(source: str):
+    """The names of the functions and classes a module's source calls (``f(...)``, ``m.f(...)``)."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name):
+                yield func.id
+            elif isinstance(func, ast.Attribute):
+                yield func.attr
+
+
+# one piece of each message (error or warning) about the decoding options
+DECODING_MESSAGES = (
+    "--kmax must be",
+    "--eos-penalty must be",
+    "--gnmt-lenpen and --lenpen are two length penalties",
+    "--latent-decoding dirichlet-mean needs",
+    "usually much worse",  # soft attention for a latent model
+    "its output layer was trained on",  # enumeration for a soft-attention model
+)
+
+
+@pytest.mark.parametrize("message", DECODING_MESSAGES)
+def test_the_decoding_options_are_checked_in_one_module(message):
+    """var_attn_plugin/decoding.py resolves and checks the decoding options for every caller
+    (start-up, the task's generators, the hub, varattn-translate, the model): no other module
+    words a message about them."""
+    holders = [path for path, source in package_sources().items() if message in source]
+    assert holders == ["decoding.py"], f"{message!r} is in {holders}"
+
+
+def test_decoding_options_are_made_only_where_they_are_checked():
+    """Every DecodingOptions the package decodes with comes out of resolve_decoding_options
+    (or is the model's default before a task configures it), both in decoding.py."""
+    makers = [path for path, source in package_sources().items() if "DecodingOptions" in called_names(source)]
+    assert makers == ["decoding.py"], makers
+
+
+def test_only_the_loader_loads_checkpoints_for_inference():
+    """var_attn_plugin/loading.py is the one caller of fairseq's loaders (the hub,
+    varattn-translate, -align, -plot and -diagnose load through it)."""
+    loaders = {"load_model_ensemble_and_task", "load_model_ensemble"}
+    callers = [path for path, source in package_sources().items() if loaders & set(called_names(source))]
+    assert callers == ["loading.py"], callers

@@ -8,8 +8,10 @@ Dimensions: B batch, S source length, T target length, V vocabulary, D source st
 """
 
 import itertools
+import logging
 import math
 import re
+from types import SimpleNamespace
 from typing import Dict, List
 
 import pytest
@@ -18,10 +20,13 @@ from fairseq.sequence_generator import SequenceGenerator
 from helpers import build_model, random_batch
 
 import var_attn_plugin.latent.output_layer as output_layer
+from var_attn_plugin.decoding import DecodingRequest, resolve_decoding_options
+from var_attn_plugin.errors import UsageError
 from var_attn_plugin.latent.distributions import log_marginal
 from var_attn_plugin.latent.modes import ATTENTION_MODES
 from var_attn_plugin.latent.outputs import DecodingOptions
 from var_attn_plugin.lstm.model import VarAttnLSTMConfig, check_config
+from var_attn_plugin.startup_checks import check_model_decoding
 from varattn_experiments.benchmark import peak_cpu_bytes
 
 SRC_LENGTHS, TGT_LENGTHS = [5, 2, 4], [3, 6, 4]  # a mixed-length batch, B = 3
@@ -600,3 +605,62 @@ def test_auto_decoding_is_the_task_choice_then_the_model_default_then_the_mode(
     assert options.latent_decoding == expected
     if task_choice == "auto":  # a model used without the task decodes with the same resolution
         assert model.decoder.decoding.latent_decoding == expected
+
+
+# ---------------------------------------------------------------------------- the one check of decoding options
+
+
+@pytest.mark.parametrize("requested, message", [
+    (DecodingRequest(latent_decoding="kmax", kmax=0), "--kmax must be at least 1 (the source positions"),
+    (DecodingRequest(eos_penalty=-1.0), "--eos-penalty must be >= 0, got -1.0"),
+    (DecodingRequest(gnmt_lenpen=1.0, lenpen=2.0),
+     "--gnmt-lenpen and --lenpen are two length penalties: pass only one (got --lenpen 2.0, --gnmt-lenpen 1.0)"),
+    (DecodingRequest(latent_decoding="beam"), "--latent-decoding 'beam' is not one of auto, exact, kmax, soft"),
+], ids=["kmax", "eos-penalty", "two-lenpens", "unknown"])
+def test_decoding_options_no_model_can_use_are_refused_with_or_without_a_model(requested, message):
+    for model in (None, build_model("var-enum")):
+        with pytest.raises(UsageError, match=re.escape(message)):
+            resolve_decoding_options(requested, model)
+
+
+def test_decoding_options_without_a_model_are_checked_and_not_resolved():
+    assert resolve_decoding_options(DecodingRequest(gnmt_lenpen=1.0, lenpen=1.0)) is None
+    assert resolve_decoding_options(DecodingRequest(gnmt_lenpen=1.0)) is None  # --lenpen not known yet
+
+
+def test_decoding_options_resolve_for_the_model_from_any_holder_of_them():
+    model = build_model("var-enum")
+    expected = DecodingOptions("kmax", 3, 2.0)
+    task_cfg = SimpleNamespace(latent_decoding="kmax", kmax=3, eos_penalty=2.0, gnmt_lenpen=None)
+    assert resolve_decoding_options(task_cfg, model) == expected
+    assert resolve_decoding_options(DecodingRequest("kmax", 3, 2.0), model) == expected
+    assert resolve_decoding_options(expected, model) == expected
+    model.configure_decoding(DecodingRequest("auto", 3, 2.0))
+    assert model.decoder.decoding == DecodingOptions("exact", 3, 2.0)
+
+
+def test_the_saved_default_decoding_is_checked_when_decoding_is_configured():
+    """A var-enum model saved with --default-latent-decoding dirichlet-mean builds (its
+    checkpoint still loads for scoring and alignment, and start-up checks only a decoding the
+    task names); configuring the task's auto decoding refuses it."""
+    model = build_model("var-enum", default_latent_decoding="dirichlet-mean")
+    check_model_decoding(model, DecodingRequest())
+    with pytest.raises(UsageError, match="--latent-decoding dirichlet-mean needs a model trained with "
+                                         "--attention-mode var-relaxed; this one is --attention-mode var-enum"):
+        model.configure_decoding(DecodingRequest())
+    with pytest.raises(UsageError, match="--latent-decoding dirichlet-mean needs"):
+        check_model_decoding(build_model("var-enum"), DecodingRequest("dirichlet-mean"))
+
+
+@pytest.mark.parametrize("mode, decoding, warning", [
+    ("var-enum", "soft", "decoding a var-enum-trained model with soft attention (usually much worse"),
+    ("soft", "kmax", "decoding a soft-trained model with kmax enumeration: its output layer was trained on"),
+])
+def test_a_decoding_that_is_usually_a_mistake_warns_when_configured_not_at_start_up(caplog, mode, decoding, warning):
+    model = build_model(mode)
+    with caplog.at_level(logging.WARNING, logger="var_attn_plugin.decoding"):
+        check_model_decoding(model, DecodingRequest(decoding))
+        assert not caplog.records
+        model.configure_decoding(DecodingRequest(decoding))
+    assert warning in caplog.text
+    assert model.decoder.decoding.latent_decoding == decoding

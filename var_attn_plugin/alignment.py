@@ -43,41 +43,7 @@ DISTRIBUTIONS = ("auto", "posterior", "prior", "exact-posterior")
 logger = logging.getLogger(__name__)
 
 
-
-# ------------------------------------------------------------------ model and data
-
-
-def load_checkpoint(path: Path, data: Optional[Path] = None, source_lang: Optional[str] = None,
-                    target_lang: Optional[str] = None, cpu: bool = False):
-    """``(model, task)`` from a checkpoint, the way ``fairseq-generate`` loads them.
-
-    ``data`` is the binarised data directory (its ``dict.*.txt`` at least); without it the
-    directory the checkpoint was trained on.
-    """
-    from fairseq import checkpoint_utils
-
-    from .model import VarAttnModel  # importing the package registers the plugin
-
-    if not Path(path).is_file():
-        raise UsageError(f"--path {path}: no such checkpoint file")
-    overrides = {key: value for key, value in
-                 (("data", data and str(data)), ("source_lang", source_lang), ("target_lang", target_lang))
-                 if value is not None}
-    try:
-        models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(path)], arg_overrides=overrides)
-    except FileNotFoundError as e:
-        raise UsageError(
-            f"cannot load the checkpoint's dictionaries ({e}): pass DATA, the binarised data "
-            "directory with dict.SRC.txt and dict.TGT.txt") from None
-    model = models[0]
-    if not isinstance(model, VarAttnModel):
-        raise UsageError(
-            f"--path {path} holds a {type(model).__name__}; alignments need a checkpoint of this plugin "
-            "(--arch varattn_lstm or varattn_transformer)")
-    model.eval()
-    if not cpu and torch.cuda.is_available():
-        model.cuda()
-    return model, task
+# ------------------------------------------------------------------ data (the checkpoint: var_attn_plugin.loading)
 
 
 def load_sentencepiece(path, flag: str):

@@ -50,23 +50,22 @@ import torch
 from fairseq.hub_utils import GeneratorHubInterface
 from torch import Tensor
 
-import var_attn_plugin
-
 from .alignment import alignment_log_probs, merged_matrix, real_positions
+from .decoding import DECODING_OPTIONS
 from .errors import UsageError
 from .input_check import HUB_FIX, sentencepiece_mismatch, warn_unreadable_inputs
+from .loading import (
+    PLUGIN_DIR,
+    PYTHON,
+    ArgumentNames,
+    DictionaryNotFoundError,  # noqa: F401  (hub.DictionaryNotFoundError, as before)
+    load_for_inference,
+)
 from .model import VarAttnModel
 from .task import VarAttnTranslationConfig
 from .tools.words import detect_scheme
 
 logger = logging.getLogger(__name__)
-
-# the plugin's own directory: the --user-dir every checkpoint is loaded with, whatever path
-# the training machine saved (fairseq imports a --user-dir by path)
-PLUGIN_DIR = os.path.dirname(os.path.abspath(var_attn_plugin.__file__))
-
-# task options that choose how the model decodes (VarAttnTranslationConfig)
-DECODING_OPTIONS = ("latent_decoding", "kmax", "gnmt_lenpen", "eos_penalty")
 
 
 def decoding_defaults() -> dict:
@@ -94,21 +93,12 @@ class Alignment:
 
 
 
-class DictionaryNotFoundError(UsageError):
-    """The data directory lacks the checkpoint's dictionaries; ``reason`` is fairseq's error."""
-
-    def __init__(self, reason: str):
-        super().__init__(
-            f"cannot load the checkpoint's dictionaries ({reason}): pass data_name_or_path=, the binarised "
-            "data directory the model was trained with (its dict.SRC.txt and dict.TGT.txt)")
-        self.reason = reason
-
-
 class SentencepieceMismatchError(UsageError):
-    """A sentencepiece model that did not make the ``side`` dictionary's pieces."""
+    """A sentencepiece model that did not make the ``side`` dictionary's pieces; ``named`` is
+    how its user gave it (``sentencepiece_model='x.model'``, ``--spm x.model``)."""
 
-    def __init__(self, argument: str, path: str, side: str, reason: str):
-        super().__init__(f"{argument}={path!r}: {reason}; pass the {side} language's sentencepiece model")
+    def __init__(self, named: str, path: str, side: str, reason: str):
+        super().__init__(f"{named}: {reason}; pass the {side} language's sentencepiece model")
         self.path, self.side, self.reason = path, side, reason
 
 
@@ -264,18 +254,13 @@ def checkpoint_paths(model_name_or_path: Union[str, Path], checkpoint_file: str)
     return [str(p) for p in paths]
 
 
-def load_overrides(model_dir: Path, data_name_or_path: Optional[str], **kwargs) -> dict:
-    """``arg_overrides`` for fairseq's loader: the task's decoding defaults, the caller's
-    options, the data directory (relative to the checkpoint's directory when it starts
-    with ``.``, as fairseq's hub has it) and this plugin's directory as ``--user-dir``."""
-    overrides = {**decoding_defaults(), **kwargs}
-    if data_name_or_path is not None:
-        data = str(data_name_or_path)
-        overrides["data"] = os.path.abspath(os.path.join(model_dir, data) if data.startswith(".") else data)
-    overrides["user_dir"] = PLUGIN_DIR
-    if overrides.get("sentencepiece_model") is not None and "bpe" not in overrides:
-        overrides["bpe"] = "sentencepiece"
-    return overrides
+def data_directory(model_dir: Path, data_name_or_path: Optional[str]) -> Optional[str]:
+    """The data directory: relative to the checkpoint's directory when it starts with ``.``,
+    as fairseq's hub has it."""
+    if data_name_or_path is None:
+        return None
+    data = str(data_name_or_path)
+    return os.path.join(model_dir, data) if data.startswith(".") else data
 
 
 def from_pretrained(model_name_or_path: Union[str, Path], checkpoint_file: str = "checkpoint_best.pt",
@@ -294,29 +279,34 @@ def from_pretrained(model_name_or_path: Union[str, Path], checkpoint_file: str =
             ``sentencepiece_model=SOURCE.model`` (implies ``bpe``), ``source_lang``,
             ``latent_decoding``, ``beam`` is given to ``translate``.
     """
-    from fairseq import checkpoint_utils
-
     paths = checkpoint_paths(model_name_or_path, checkpoint_file)
-    if kwargs.get("user_dir") not in (None, PLUGIN_DIR):
-        logger.info("user_dir=%s ignored: the plugin is already imported from %s", kwargs["user_dir"], PLUGIN_DIR)
-    if kwargs.get("bpe") == "sentencepiece" and kwargs.get("sentencepiece_model") is None:
+    return load_hub(paths, data_directory(Path(paths[0]).parent, data_name_or_path), target_sentencepiece_model,
+                    kwargs, PYTHON)
+
+
+def load_hub(paths: List[str], data: Optional[str] = None, target_sentencepiece_model: Optional[str] = None,
+             options: Optional[dict] = None, names: ArgumentNames = PYTHON) -> VarAttnHubInterface:
+    """The hub interface of the checkpoint files ``paths`` (several: an ensemble), loaded by
+    :func:`~var_attn_plugin.loading.load_for_inference` with the task's default decoding
+    options (not what training used for ``--eval-bleu``) and fairseq ``options`` overriding the
+    checkpoint's; the sentencepiece models must be those of the dictionaries. User errors
+    name the arguments as ``names`` has them (``from_pretrained``'s keywords, or
+    ``varattn-translate``'s flags)."""
+    options = dict(options or {})
+    if options.get("user_dir") not in (None, PLUGIN_DIR):
+        logger.info("user_dir=%s ignored: the plugin is already imported from %s", options["user_dir"], PLUGIN_DIR)
+    if options.get("bpe") == "sentencepiece" and options.get("sentencepiece_model") is None:
         raise UsageError("bpe='sentencepiece' needs sentencepiece_model='SOURCE.model', the source language's "
-                       "sentencepiece model")
-    for name, value in (("sentencepiece_model", kwargs.get("sentencepiece_model")),
-                        ("target_sentencepiece_model", target_sentencepiece_model)):
+                         "sentencepiece model")
+    spm_paths = {"sentencepiece_model": options.get("sentencepiece_model"),
+                 "target_sentencepiece_model": target_sentencepiece_model}
+    for name, value in spm_paths.items():
         if value is not None and not Path(value).is_file():
-            raise UsageError(f"{name}={value!r}: no such sentencepiece model file")
-    overrides = load_overrides(Path(paths[0]).parent, data_name_or_path, **kwargs)
-    if "data" in overrides and not list(Path(overrides["data"]).glob("dict.*.txt")):
-        raise DictionaryNotFoundError(f"no dict.*.txt in {overrides['data']}")
-    try:
-        models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(paths, arg_overrides=overrides)
-    except FileNotFoundError as e:
-        raise DictionaryNotFoundError(str(e)) from None
-    for model in models:
-        if not isinstance(model, VarAttnModel):
-            raise UsageError(f"{paths[0]} holds a {type(model).__name__}, not a model of this plugin "
-                           "(varattn_lstm or varattn_transformer)")
+            raise UsageError(f"{names.naming(name, value)}: no such sentencepiece model file")
+    overrides = {**decoding_defaults(), **options}
+    if overrides.get("sentencepiece_model") is not None and "bpe" not in overrides:
+        overrides["bpe"] = "sentencepiece"
+    models, cfg, task = load_for_inference(paths, data, overrides, cpu=True, names=names)
     hub = VarAttnHubInterface(cfg, task, models, target_sentencepiece_model)
     for argument, processor, dictionary, side in (
         ("sentencepiece_model", getattr(hub.bpe, "sp", None), hub.src_dict, "source"),
@@ -324,8 +314,8 @@ def from_pretrained(model_name_or_path: Union[str, Path], checkpoint_file: str =
     ):
         problem = processor is not None and sentencepiece_mismatch(dictionary, processor, side)
         if problem:
-            path = kwargs["sentencepiece_model"] if side == "source" else target_sentencepiece_model
-            raise SentencepieceMismatchError(argument, str(path), side, problem)
+            path = str(spm_paths[argument])
+            raise SentencepieceMismatchError(names.naming(argument, path), path, side, problem)
     return hub
 
 

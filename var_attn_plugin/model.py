@@ -37,8 +37,9 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import FairseqEncoderDecoderModel
 from torch import Tensor, nn
 
+from .decoding import default_decoding_options, resolve_decoding_options
 from .errors import UsageError
-from .latent.modes import ATTENTION_MODES, LATENT_DECODINGS, mode_spec, resolve_decoding
+from .latent.modes import ATTENTION_MODES, LATENT_DECODINGS, mode_spec
 from .latent.objectives import LatentOutputs
 from .latent.outputs import (
     AlignmentStates,
@@ -225,7 +226,7 @@ class VarAttnModel(FairseqEncoderDecoderModel):
         self.register_buffer("dictionary_fingerprint", torch.tensor(
             [dictionary_fingerprint(encoder.dictionary), dictionary_fingerprint(decoder.dictionary)]))
         decoder.estimator = EstimatorSettings.from_config(cfg)
-        decoder.decoding = DecodingOptions(latent_decoding=self.latent_decoding_for("auto"))
+        decoder.decoding = default_decoding_options(self)  # until a task configures decoding
 
     # the hub's loader: var_attn_plugin.hub (imported with the package) sets it, so that this
     # module, which the hub imports, does not import the hub
@@ -259,24 +260,12 @@ class VarAttnModel(FairseqEncoderDecoderModel):
             return self.spec.warmup
         return self.attention_mode
 
-    def latent_decoding_for(self, requested: str) -> str:
-        """The decoding the task's ``--latent-decoding`` value means for this model (resolves auto)."""
-        return resolve_decoding(requested, str(self.cfg.default_latent_decoding), self.spec)
-
-    def configure_decoding(self, options: DecodingOptions):
-        """Choose how generation turns states into word distributions (task options)."""
-        if options.latent_decoding == "dirichlet-mean" and self.spec.relaxation != "dirichlet":
-            raise UsageError(
-                "--latent-decoding dirichlet-mean needs a model trained with --attention-mode "
-                f"var-relaxed; this one is {self.attention_mode}: use exact, kmax or soft")
-        if options.latent_decoding != "soft" and not self.spec.latent:
-            logger.warning(
-                "decoding a %s-trained model with %s enumeration: its output layer was trained on "
-                "the soft context only", self.attention_mode, options.latent_decoding)
-        if options.latent_decoding == "soft" and self.spec.latent:
-            logger.warning("decoding a %s-trained model with soft attention (usually much worse, "
-                           "docs/METHOD.md §6)", self.attention_mode)
-        self.decoder.decoding = options
+    def configure_decoding(self, options):
+        """Choose how generation turns states into word distributions: ``options`` are the
+        task's (a :class:`~var_attn_plugin.decoding.DecodingRequest`, ``auto`` allowed) or a
+        :class:`DecodingOptions`, resolved and checked against this model by
+        :func:`~var_attn_plugin.decoding.resolve_decoding_options` (a UsageError naming the flag)."""
+        self.decoder.decoding = resolve_decoding_options(options, self)
 
     _DICTIONARY_FIX = (
         "pass the data-bin the model was trained on (its dict.*.txt files), binarising new text "

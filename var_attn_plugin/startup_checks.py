@@ -7,10 +7,12 @@ that a combination of options that cannot work, or data that would be silently l
 learnt from, stops the run there with a :class:`~var_attn_plugin.errors.UsageError` naming
 the flag (or the split and sentence) and the fix:
 
-- ``setup_task``: decoding options out of range (``--kmax``);
+- ``setup_task``: decoding options that no model can use (``--kmax 0``, a negative
+  ``--eos-penalty``), by :func:`~var_attn_plugin.decoding.resolve_decoding_options` with the
+  task's options alone;
 - ``build_model``: a decoding that the model cannot give (``--latent-decoding dirichlet-mean``
-  for a model that is not ``var-relaxed``); the model itself refuses any other task
-  (``var_attn_plugin.model.check_task``);
+  for a model that is not ``var-relaxed``), by the same function with the model; the model
+  itself refuses any other task (``var_attn_plugin.model.check_task``);
 - ``build_criterion``: ``--criterion varattn_elbo`` with a model of another architecture, and
   a latent ``--attention-mode`` trained with one of fairseq's criteria (which read the soft
   attention's output only);
@@ -41,6 +43,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
+from .decoding import DecodingRequest, resolve_decoding_options
 from .errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -59,23 +62,14 @@ def _ids(ids: np.ndarray, limit: int = 5) -> str:
     return shown + (", ..." if len(ids) > limit else "")
 
 
-def check_decoding_config(cfg) -> None:
-    """The decoding options of the task that no model can use."""
-    kmax = getattr(cfg, "kmax", 1)
-    if kmax is not None and kmax < 1:
-        raise UsageError(
-            f"--kmax must be at least 1 (the source positions --latent-decoding kmax keeps), got {kmax}")
-
-
 def check_model_decoding(model, cfg) -> None:
-    """The task's ``--latent-decoding`` against the model's attention mode."""
-    spec = getattr(model, "spec", None)
-    if spec is None:
-        return
-    if str(getattr(cfg, "latent_decoding", "auto")) == "dirichlet-mean" and spec.relaxation != "dirichlet":
-        raise UsageError(
-            "--latent-decoding dirichlet-mean needs a model trained with --attention-mode var-relaxed; "
-            f"this one is --attention-mode {model.attention_mode}: use --latent-decoding exact, kmax or soft")
+    """The task's ``--latent-decoding``, when it names one, against the model's attention mode
+    (no warning: generation warns when it configures the decoding). ``auto`` is resolved and
+    checked when generation configures the decoding, so that a checkpoint whose saved
+    ``--default-latent-decoding`` it cannot give still loads for scoring and alignment."""
+    request = DecodingRequest.of(cfg)
+    if request.latent_decoding != "auto":
+        resolve_decoding_options(request, model, warn=False)
 
 
 def check_criterion(criterion, name: Optional[str], model, arch: Optional[str], training: bool) -> None:
@@ -194,7 +188,7 @@ class StartupChecks:
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):
-        check_decoding_config(cfg)
+        resolve_decoding_options(DecodingRequest.of(cfg))  # what no model can use
         return super().setup_task(cfg, **kwargs)
 
     def build_model(self, cfg, from_checkpoint=False):

@@ -15,11 +15,11 @@ from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
 
+from .decoding import DECODING_CHOICES, DecodingRequest, resolve_decoding_options
 from .errors import UsageError
 from .generator import GnmtSequenceGenerator, GnmtSequenceGeneratorWithAlignment
 from .input_check import INTERACTIVE_FIX, warn_unreadable_inputs
 from .latent.distributions import noise_from
-from .latent.modes import LATENT_DECODINGS
 from .latent.outputs import DecodingOptions
 from .reproducibility import UpdateNoise, batch_iterator_of_first_epoch, early_stopping_state, restore_early_stopping
 from .startup_checks import SKIP_EMPTY_LINES_HELP, StartupChecks
@@ -47,7 +47,7 @@ def refuse_remove_bpe_with_sentencepiece(bpe_cfg, argv: Sequence[str]) -> None:
 @dataclass
 class VarAttnTranslationConfig(TranslationConfig):
     skip_empty_lines: bool = field(default=False, metadata={"help": SKIP_EMPTY_LINES_HELP})
-    latent_decoding: ChoiceEnum(["auto"] + list(LATENT_DECODINGS)) = field(
+    latent_decoding: ChoiceEnum(list(DECODING_CHOICES)) = field(
         default="auto",
         metadata={"help": "exact: marginalise the latent alignment under the prior (docs/METHOD.md §6); "
                   "kmax: the same over the --kmax most probable source positions, renormalised; "
@@ -75,8 +75,8 @@ class VarAttnTranslationTask(StartupChecks, TranslationTask):
     cfg: VarAttnTranslationConfig
 
     def decoding_options(self, model) -> DecodingOptions:
-        return DecodingOptions(model.latent_decoding_for(str(self.cfg.latent_decoding)), self.cfg.kmax,
-                               self.cfg.eos_penalty)
+        """The task's decoding options resolved and checked for ``model`` (var_attn_plugin.decoding)."""
+        return resolve_decoding_options(DecodingRequest.of(self.cfg), model)
 
     def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, max_positions=None,
                            ignore_invalid_inputs=False, required_batch_size_multiple=1, **kwargs):
@@ -140,14 +140,15 @@ class VarAttnTranslationTask(StartupChecks, TranslationTask):
         return super().build_bpe(args)
 
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kwargs):
+        # fairseq-generate, -interactive, --eval-bleu and the hub: the task's decoding options
+        # with the generation's --lenpen, checked (also for fairseq's own models) and resolved
+        # for each model of this plugin in var_attn_plugin.decoding
+        request = DecodingRequest.of(self.cfg, lenpen=getattr(args, "lenpen", None))
+        resolve_decoding_options(request)
         for model in models:
             if hasattr(model, "configure_decoding"):
-                model.configure_decoding(self.decoding_options(model))
+                model.configure_decoding(request)
         if self.cfg.gnmt_lenpen is not None:
-            if getattr(args, "lenpen", 1) != 1:
-                raise UsageError(
-                    "--gnmt-lenpen and --lenpen are two length penalties: pass only one "
-                    f"(got --lenpen {args.lenpen}, --gnmt-lenpen {self.cfg.gnmt_lenpen})")
             if seq_gen_cls is not None:
                 raise UsageError(f"--gnmt-lenpen cannot be combined with {seq_gen_cls.__name__}")
             extra_gen_cls_kwargs = dict(extra_gen_cls_kwargs or {}, gnmt_lenpen=self.cfg.gnmt_lenpen)

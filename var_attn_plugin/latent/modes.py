@@ -73,12 +73,3 @@ def mode_spec(mode: str) -> ModeSpec:
             f"unknown --attention-mode {mode!r}; choose one of: {', '.join(ATTENTION_MODES)}"
         ) from None
 
-
-def resolve_decoding(requested: str, model_default: str, spec: ModeSpec) -> str:
-    """The one resolution of ``auto`` decoding (docs/METHOD.md §6): the task's ``--latent-decoding``
-    unless it is ``auto``, then the model's ``--default-latent-decoding`` unless it is ``auto``,
-    then exact enumeration for latent modes and soft attention for ``soft``."""
-    for choice in (requested, model_default):
-        if choice != "auto":
-            return choice
-    return "exact" if spec.latent else "soft"

@@ -35,7 +35,7 @@ from .distributions import (
     masked_log_softmax,
     sample_categorical,
 )
-from .modes import LATENT_DECODINGS, ModeSpec
+from .modes import ModeSpec
 from .objectives import LatentOutputs
 from .output_layer import AlignmentOutputLayer
 
@@ -60,16 +60,8 @@ class DecodingOptions:
     latent_decoding: str = "exact"  # one of LATENT_DECODINGS
     kmax: int = 5  # candidates kept by "kmax"
     eos_penalty: float = 0.0  # β: subtract β·|src|/(n+1) from EOS during incremental decoding
-
-    def __post_init__(self):
-        if self.latent_decoding not in LATENT_DECODINGS:
-            raise ValueError(
-                f"--latent-decoding {self.latent_decoding!r} is not one of {', '.join(LATENT_DECODINGS)}"
-            )
-        if self.kmax < 1:
-            raise ValueError(f"--kmax must be a positive number of source positions, got {self.kmax}")
-        if self.eos_penalty < 0:
-            raise ValueError(f"--eos-penalty must be >= 0, got {self.eos_penalty}")
+    # checked (and auto resolved) by var_attn_plugin.decoding.resolve_decoding_options, the one
+    # place the options are validated; VarAttnModel.configure_decoding goes through it
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,6 @@ from ..alignment import (
     batch_alignments,
     format_links,
     iterate_batches,
-    load_checkpoint,
     raw_dataset,
     resolve_distribution,
     split_dataset,
@@ -49,6 +48,7 @@ from ..console import (
     description_from_docstring,
     quiet_library_warnings,
 )
+from ..loading import COMMAND, load_for_inference
 from ..textio import read_lines
 from .words import SCHEMES, WORD_RULES, detect_scheme
 
@@ -78,6 +78,15 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how pieces form words: auto = sentencepiece with --spm, else read from the "
                              "dictionaries (▁ word starts or @@ continuations; neither: tokens are words)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is available")
+
+
+def load_model(args):
+    """``(model, task)`` of ``--path`` with ``DATA``'s dictionaries (the one loader,
+    :func:`~var_attn_plugin.loading.load_for_inference`), shared with ``varattn-plot``."""
+    languages = {name: value for name, value in (("source_lang", args.source_lang), ("target_lang", args.target_lang))
+                 if value is not None}
+    models, _cfg, task = load_for_inference(args.path, args.data, languages, cpu=args.cpu, names=COMMAND)
+    return models[0], task
 
 
 def subword_schemes(args, task) -> Tuple[str, str]:
@@ -118,7 +127,7 @@ def align(args) -> List[str]:
         raise UsageError("raw text needs both --source-file and --target-file")
     if args.threshold is not None and not 0.0 < args.threshold <= 1.0:
         raise UsageError(f"--threshold is a probability in (0, 1], got {args.threshold}")
-    model, task = load_checkpoint(args.path, args.data, args.source_lang, args.target_lang, args.cpu)
+    model, task = load_model(args)
     distribution = resolve_distribution(model, args.distribution)
     if args.source_file is not None:
         dataset = raw_dataset(task, read_lines(args.source_file, "--source-file", UsageError),

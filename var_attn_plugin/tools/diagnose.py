@@ -39,7 +39,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ..alignment import UsageError, iterate_batches, load_checkpoint, split_dataset
+from ..alignment import UsageError, iterate_batches, split_dataset
 from ..console import (
     ArgumentParser,
     closed_pipe_ends_quietly,
@@ -47,6 +47,7 @@ from ..console import (
     description_from_docstring,
     quiet_library_warnings,
 )
+from ..loading import COMMAND, load_for_inference
 
 logger = logging.getLogger("varattn-diagnose")
 
@@ -168,7 +169,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     rows = []
     try:
         for path in args.path:
-            model, task = load_checkpoint(path, args.data, cpu=args.cpu)
+            (model,), _cfg, task = load_for_inference(path, args.data, cpu=args.cpu, names=COMMAND)
             rows.append(diagnose(model, task, split_dataset(task, args.gen_subset), args.max_tokens, batch_size))
             logger.info("%s: %s", path, rows[-1])
     except UsageError as e:

@@ -22,7 +22,6 @@ import numpy as np
 from ..alignment import (
     UsageError,
     alignment_log_probs,
-    load_checkpoint,
     merged_matrix,
     raw_dataset,
     real_positions,
@@ -30,7 +29,7 @@ from ..alignment import (
     split_dataset,
 )
 from ..console import ArgumentParser, configure_logging, description_from_docstring, quiet_library_warnings
-from .align import add_data_arguments, subword_schemes
+from .align import add_data_arguments, load_model, subword_schemes
 
 logger = logging.getLogger("varattn-plot")
 
@@ -120,7 +119,7 @@ def plot(args):
         raise UsageError("choose the sentence pair: --id N, or --source-text and --target-text")
     if (args.source_text is None) != (args.target_text is None):
         raise UsageError("raw text needs both --source-text and --target-text")
-    model, task = load_checkpoint(args.path, args.data, args.source_lang, args.target_lang, args.cpu)
+    model, task = load_model(args)
     if args.distribution == "prior":
         raise UsageError("the prior is always drawn: --distribution picks the posterior to "
                                  "draw next to it (posterior or exact-posterior)")

@@ -41,9 +41,9 @@ from ..console import (
     description_from_docstring,
     quiet_library_warnings,
 )
+from ..decoding import DECODING_CHOICES, DecodingRequest, resolve_decoding_options
 from ..errors import UsageError
 from ..input_check import TRANSLATE_FIX, quote, unreadable_inputs
-from ..latent.modes import LATENT_DECODINGS
 from .words import detect_scheme
 
 logger = logging.getLogger("varattn-translate")
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="fairseq's length penalty: rank by score / |Y|^LENPEN (default 1)")
     decoding.add_argument("--max-len-a", type=float, default=0.0, help="longest output: a·|src| + b (default a=0)")
     decoding.add_argument("--max-len-b", type=int, default=200, help="longest output: a·|src| + b (default b=200)")
-    decoding.add_argument("--latent-decoding", choices=("auto",) + tuple(LATENT_DECODINGS), default="auto",
+    decoding.add_argument("--latent-decoding", choices=DECODING_CHOICES, default="auto",
                           help="exact: marginalise the alignment under the prior; kmax: over the --kmax most "
                                "probable source positions; soft: soft attention; auto (default): exact for "
                                "latent modes, soft for --attention-mode soft")
@@ -97,14 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_args(args) -> None:
-    for flag, value, smallest in (("--beam", args.beam, 1), ("--kmax", args.kmax, 1),
-                                  ("--batch-size", args.batch_size, 1), ("--buffer-size", args.buffer_size, 1)):
+    for flag, value, smallest in (("--beam", args.beam, 1), ("--batch-size", args.batch_size, 1),
+                                  ("--buffer-size", args.buffer_size, 1)):
         if value is not None and value < smallest:
             raise UsageError(f"{flag} must be at least {smallest}, got {value}")
-    if args.gnmt_lenpen is not None and args.lenpen != 1.0:
-        raise UsageError(
-            f"--gnmt-lenpen and --lenpen are two length penalties: pass only one (got --lenpen {args.lenpen}, "
-            f"--gnmt-lenpen {args.gnmt_lenpen})")
+    # the decoding options, before the checkpoint is loaded (checked against it when it decodes)
+    resolve_decoding_options(DecodingRequest.of(args, lenpen=args.lenpen))
     for flag, path in (("--path", args.path), ("--spm", args.spm), ("--target-spm", args.target_spm),
                        ("--input", args.input)):
         if path is not None and not path.is_file():
@@ -112,10 +110,12 @@ def check_args(args) -> None:
 
 
 def load(args):
-    """The hub interface for ``args``'s checkpoint, data, sentencepiece models and decoding."""
+    """The hub interface for ``args``'s checkpoint, data, sentencepiece models and decoding
+    (:func:`~var_attn_plugin.hub.load_hub`, user errors naming this command's flags)."""
     import torch
 
-    from ..hub import DictionaryNotFoundError, SentencepieceMismatchError, from_pretrained
+    from ..hub import load_hub
+    from ..loading import COMMAND
 
     overrides = {"latent_decoding": args.latent_decoding, "kmax": args.kmax, "gnmt_lenpen": args.gnmt_lenpen,
                  "eos_penalty": args.eos_penalty}
@@ -125,16 +125,10 @@ def load(args):
     if args.spm is not None:
         overrides.update(bpe="sentencepiece", sentencepiece_model=str(args.spm))
     try:
-        hub = from_pretrained(args.path, data_name_or_path=args.data and str(args.data),
-                              target_sentencepiece_model=args.target_spm and str(args.target_spm), **overrides)
-    except DictionaryNotFoundError as e:
-        raise UsageError(
-            f"cannot load the checkpoint's dictionaries ({e.reason}): pass DATA, the binarised data directory "
-            "the model was trained with (its dict.SRC.txt and dict.TGT.txt)") from None
-    except SentencepieceMismatchError as e:
-        flag = "--spm" if e.side == "source" else "--target-spm"
-        raise UsageError(f"{flag} {e.path}: {e.reason}; pass the {e.side} language's model") from None
-    except ValueError as e:  # UsageError, and the model's own checks (another data-bin's dictionaries)
+        hub = load_hub([str(args.path)], args.data, args.target_spm and str(args.target_spm), overrides, COMMAND)
+    except UsageError:
+        raise
+    except ValueError as e:  # fairseq's own checks of the options: one line too
         raise UsageError(str(e)) from None
     if args.spm is None and detect_scheme(hub.src_dict.symbols) == "sentencepiece":
         raise UsageError(
