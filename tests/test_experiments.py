@@ -188,3 +188,14 @@ def test_the_dynamics_report_reads_the_manifests_and_logs_of_an_archive(tmp_path
     assert cells[7] == "1.00" and cells[10] == "0.50"  # prior entropy over the uniform's 2.0 nats
     assert cells[11] == "0.50" and cells[12] == "0.250"  # q entropy / uniform, KL in nats
     assert cells[15] == "0.50"
+
+
+def test_a_warm_started_run_needs_its_warm_start_and_starts_from_its_last_checkpoint(tmp_path):
+    corpus = Corpus("libreoffice")
+    warm = TrainRun("dynamics", corpus, "marginal", recipe=Recipe(lr=3e-4, batch_size=8))
+    run = TrainRun("dynamics", corpus, "var-sample", recipe=Recipe(lr=3e-4, batch_size=8), warm_start=warm)
+    assert run.needs() == (corpus, warm) and run.name == "var-sample-lr0.0003-8sent-cpu96-from-marginal-seed1"
+    command = run.train_command(tmp_path)
+    flag = command.index("--finetune-from-model")
+    assert command[flag + 1] == str(warm.folder(tmp_path) / "checkpoints" / "checkpoint_last.pt")
+    assert "--finetune-from-model" not in warm.train_command(tmp_path)

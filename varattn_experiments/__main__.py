@@ -58,6 +58,8 @@ def add_dynamics(sub) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[1])
     p.add_argument("--max-update", type=int, default=2000)
     p.add_argument("--exclude-source-eos", action="store_true")
+    p.add_argument("--warm-start", default=None, metavar="MODE",
+                   help="start each cell from the last checkpoint of MODE's cell of the same recipe")
     p.add_argument("--parallel", type=int, default=1, help="runs at a time (one torch thread each)")
     p.add_argument("--output", type=Path, default=Path("docs/dynamics.md"))
     p.add_argument("--figures", type=Path, default=Path("docs"), help="folder of the curves, one PNG per corpus")
@@ -122,7 +124,7 @@ def run_dynamics(args) -> int:
     if args.action == "run":
         runs = [run for corpus in args.corpora for run in dynamics.grid(
             Corpus(corpus), args.modes, args.lrs, args.batches, args.sizes, args.max_update, args.seeds,
-            args.exclude_source_eos)]
+            args.exclude_source_eos, args.warm_start)]
         failures = runner.execute(args.root, runs, parallel=args.parallel)
         dynamics.archive(args.root, args.archive)
         for failure in failures:

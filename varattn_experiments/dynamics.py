@@ -32,8 +32,10 @@ LN2 = math.log(2)
 
 def grid(corpus: Corpus, modes: Sequence[str] = MODES, lrs: Sequence[float] = LRS,
          batches: Sequence[str] = tuple(BATCHES), sizes: str = "cpu96", max_update: int = 2000,
-         seeds: Sequence[int] = (1,), exclude_source_eos: bool = False) -> List[TrainRun]:
-    """The cells in the order they run: batch, then learning rate, then mode."""
+         seeds: Sequence[int] = (1,), exclude_source_eos: bool = False,
+         warm_start: Optional[str] = None) -> List[TrainRun]:
+    """The cells in the order they run: batch, then learning rate, then mode; with ``warm_start``
+    (a mode), each cell starts from the last checkpoint of that mode's cell of the same recipe."""
     runs = []
     for batch in batches:
         for lr in lrs:
@@ -41,7 +43,8 @@ def grid(corpus: Corpus, modes: Sequence[str] = MODES, lrs: Sequence[float] = LR
                 for seed in seeds:
                     recipe = Recipe(lr=lr, max_update=max_update, validate_every=50, valid_subset="valid1",
                                     exclude_source_eos=exclude_source_eos, **BATCHES[batch])
-                    runs.append(TrainRun(EXPERIMENT, corpus, mode, seed, sizes, recipe))
+                    warm = TrainRun(EXPERIMENT, corpus, warm_start, seed, sizes, recipe) if warm_start else None
+                    runs.append(TrainRun(EXPERIMENT, corpus, mode, seed, sizes, recipe, warm))
     return runs
 
 

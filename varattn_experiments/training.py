@@ -43,12 +43,17 @@ class TrainRun(Job):
     seed: int = 1
     sizes: str = "cpu96"  # a key of var_attn_plugin.presets.LSTM_PRESETS
     recipe: Recipe = Recipe()
+    # a warm start: the run (of the same experiment and corpus) whose last checkpoint initialises
+    # this one (--finetune-from-model; q starts fresh when that run has none), e.g. var-sample
+    # from a trained marginal or var-enum model
+    warm_start: Optional["TrainRun"] = None
 
     @property
     def name(self) -> str:
         r = self.recipe
         eos = "-noeos" if r.exclude_source_eos else ""
-        return f"{self.mode}-lr{r.lr:g}-{r.batch_label()}-{self.sizes}{eos}-seed{self.seed}"
+        warm = f"-from-{self.warm_start.mode}" if self.warm_start else ""
+        return f"{self.mode}-lr{r.lr:g}-{r.batch_label()}-{self.sizes}{eos}{warm}-seed{self.seed}"
 
     def folder(self, root: Path) -> Path:
         return Path(root) / self.experiment / self.corpus.name / self.name
@@ -57,7 +62,7 @@ class TrainRun(Job):
         return {"kind": "train", **asdict(self)}
 
     def needs(self) -> Sequence[Job]:
-        return (self.corpus,)
+        return (self.corpus,) + ((self.warm_start,) if self.warm_start else ())
 
     def train_command(self, root: Path) -> List[str]:
         r = self.recipe
@@ -80,6 +85,9 @@ class TrainRun(Job):
             command += ["--validate-interval-updates", str(r.validate_every)]
         if r.exclude_source_eos:
             command += ["--exclude-source-eos"]
+        if self.warm_start:
+            command += ["--finetune-from-model",
+                        str(self.warm_start.folder(root) / "checkpoints" / "checkpoint_last.pt")]
         return command
 
     def steps(self, root: Path) -> List[Step]:
