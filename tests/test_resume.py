@@ -345,3 +345,21 @@ def test_watchdog_is_armed_only_for_distributed_runs_with_a_timeout():
     from var_attn_plugin.watchdog import watchdog_for
 
     assert watchdog_for(-1) is None and watchdog_for(30) is None  # not distributed here
+
+
+def test_watchdog_ends_the_process_even_when_a_log_handler_writes_to_a_closed_stream():
+    """A handler left on a closed stream (another library's, a finished capture) must not keep
+    the watchdog from ending the process: flushing it raises."""
+    import io
+    import logging
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logging.getLogger().addHandler(handler)
+    stream.close()
+    exited = threading.Event()
+    try:
+        Watchdog(0.3, rank=1, exit=lambda status: exited.set()).pulse()
+        assert exited.wait(5)
+    finally:
+        logging.getLogger().removeHandler(handler)

@@ -87,10 +87,11 @@ class Watchdog:
                     "rank has stopped, hung or died, and this one is blocked waiting for it. Ending "
                     "this process (exit status %d); resume with the same command from the last "
                     "checkpoint.", self.rank, self.timeout, EXIT_STATUS)
-            for handler in logging.getLogger().handlers + logger.handlers:
-                handler.flush()
-            sys.stdout.flush()
-            sys.stderr.flush()
+            for stream in logging.getLogger().handlers + logger.handlers + [sys.stdout, sys.stderr]:
+                try:  # a handler or stream someone closed must not keep the process from ending
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
             self._exit(EXIT_STATUS)
             return
 
