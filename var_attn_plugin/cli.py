@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from .console import quiet_library_warnings
-from .errors import UsageError, format_usage_error
+from .errors import format_usage_error, usage_error_in
 
 logger = logging.getLogger("var_attn_plugin.cli")
 
@@ -99,18 +99,6 @@ def _one_line_argument_errors() -> Iterator[None]:
         argparse.ArgumentParser.error = original
 
 
-def _usage_error_in(error: BaseException) -> Optional[UsageError]:
-    """``error`` or the UsageError it was raised from or while handling (fairseq's trainer
-    re-raises loading errors as a bare Exception), or None."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, UsageError):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
-
-
 def run_fairseq(prog: str, cli_main: Callable[[], None], argv: Optional[Sequence[str]], training: bool) -> None:
     """Run fairseq's ``cli_main`` on ``argv`` (default: the command line) with the defaults."""
     quiet_library_warnings()
@@ -120,7 +108,7 @@ def run_fairseq(prog: str, cli_main: Callable[[], None], argv: Optional[Sequence
         with _one_line_argument_errors():
             cli_main()
     except Exception as e:
-        usage_error = _usage_error_in(e)
+        usage_error = usage_error_in(e)
         if usage_error is None or os.environ.get("VARATTN_TRACEBACK"):
             raise
         sys.stderr.write(format_usage_error(usage_error))
