@@ -199,3 +199,20 @@ def test_a_warm_started_run_needs_its_warm_start_and_starts_from_its_last_checkp
     flag = command.index("--finetune-from-model")
     assert command[flag + 1] == str(warm.folder(tmp_path) / "checkpoints" / "checkpoint_last.pt")
     assert "--finetune-from-model" not in warm.train_command(tmp_path)
+
+
+def test_a_cell_the_archive_holds_as_finished_is_not_trained_again_in_a_new_root(tmp_path):
+    from varattn_experiments.runner import portable
+
+    root, kept = tmp_path / "root", tmp_path / "archive"
+    run = dynamics.grid(Corpus("libreoffice"), modes=["soft"], lrs=[1e-2], batches=["8sent"])[0]
+    archived = kept / "libreoffice" / run.name
+    manifest = Manifest(archived, run.config())
+    manifest.start("train", portable(run.steps(root)[0].command, root))
+    manifest.finish("train", 0, done=True)
+    assert dynamics.kept_in_archive(run, root, kept)
+    longer = dynamics.grid(Corpus("libreoffice"), modes=["soft"], lrs=[1e-2], batches=["8sent"], max_update=4000)[0]
+    assert not dynamics.kept_in_archive(longer, root, kept)  # raised maximum: trained (from its checkpoint)
+    Manifest(run.folder(root), run.config())  # started in ROOT: it goes on there
+    (run.folder(root) / "manifest.json").write_text((archived / "manifest.json").read_text())
+    assert not dynamics.kept_in_archive(run, root, kept)

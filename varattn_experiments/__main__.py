@@ -125,6 +125,10 @@ def run_dynamics(args) -> int:
         runs = [run for corpus in args.corpora for run in dynamics.grid(
             Corpus(corpus), args.modes, args.lrs, args.batches, args.sizes, args.max_update, args.seeds,
             args.exclude_source_eos, args.warm_start)]
+        kept = [run for run in runs if dynamics.kept_in_archive(run, args.root, args.archive)]
+        for run in kept:
+            print(f"finished: {run.name} (kept in {args.archive})")
+        runs = [run for run in runs if run not in kept]
         failures = runner.execute(args.root, runs, parallel=args.parallel)
         dynamics.archive(args.root, args.archive)
         for failure in failures:

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence
 from .corpora import Corpus
 from .fairseq_log import read_records
 from .manifest import Manifest
+from .runner import portable
 from .training import Recipe, TrainRun
 
 EXPERIMENT = "dynamics"
@@ -49,6 +50,15 @@ def grid(corpus: Corpus, modes: Sequence[str] = MODES, lrs: Sequence[float] = LR
 
 
 # ---------------------------------------------------------------------- archive
+
+
+def kept_in_archive(run: TrainRun, root: Path, archive_dir: Path) -> bool:
+    """Does the archive hold this cell's training as finished with the same command, while ROOT
+    has not started it (a new clone)? Then it is not trained again."""
+    if (run.folder(root) / "manifest.json").is_file():
+        return False
+    manifest = Manifest.read(Path(archive_dir) / run.corpus.name / run.name)
+    return manifest is not None and manifest.done("train", portable(run.steps(root)[0].command, root))
 
 
 ARCHIVED = ("manifest.json", "train.log")
