@@ -216,3 +216,11 @@ def test_a_cell_the_archive_holds_as_finished_is_not_trained_again_in_a_new_root
     Manifest(run.folder(root), run.config())  # started in ROOT: it goes on there
     (run.folder(root) / "manifest.json").write_text((archived / "manifest.json").read_text())
     assert not dynamics.kept_in_archive(run, root, kept)
+
+
+def test_the_committed_dynamics_page_is_the_report_of_the_committed_runs(tmp_path, monkeypatch):
+    repo = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(repo)  # the page names its archive as the command was given it: relative
+    again = dynamics.report(Path("docs/runs/dynamics"), tmp_path / "dynamics.txt", figures=tmp_path)
+    assert (repo / "docs/dynamics.md").read_text(encoding="utf-8") == again, \
+        "regenerate it: python -m varattn_experiments dynamics report"
