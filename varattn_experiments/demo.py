@@ -43,8 +43,8 @@ class DemoSettings:
     corpus: str = "lohelp"
     vocab_size: int = 2000  # pieces per language: enumeration costs S x V per target token
     sizes: str = "cpu256"
-    soft_updates: int = 1600
-    latent_updates: int = 600
+    soft_updates: int = 1400
+    latent_updates: int = 400
     mode: str = "var-enum"
     lr: float = 2e-3
     dropout: float = 0.2
@@ -203,13 +203,19 @@ def summary(root: Path, corpus: Corpus, settings: DemoSettings) -> str:
     stats = json.loads((data / "stats.json").read_text())
     figures = validate_figures(evaluation / "validate.log")
     picks = json.loads((evaluation / "choice.json").read_text())
-    manifest = Manifest(root)
+    manifest, corpus_manifest = Manifest(root), Manifest(corpus.folder(root))
     minutes = {name: manifest.seconds(f"train-{name}") / 60 for name in ("soft", settings.mode)}
+    attempts = {name: manifest.data["steps"][f"train-{name}"]["attempts"][-1] for name in ("soft", settings.mode)}
+    every = [(m, name) for m in (corpus_manifest, manifest) for name in m.data["steps"]]
+    started = min(m.data["steps"][name]["attempts"][-1]["started"] for m, name in every)
     lines = [
         f"data: {corpus.name}, {stats['train_pairs']} train / {stats['valid_pairs']} valid / "
         f"{stats['test_pairs']} test pairs",
         f"training: soft warm start {settings.soft_updates} updates in {minutes['soft']:.1f} min, then "
-        f"--attention-mode {settings.mode} {settings.latent_updates} updates in {minutes[settings.mode]:.1f} min",
+        f"--attention-mode {settings.mode} {settings.latent_updates} updates in {minutes[settings.mode]:.1f} min "
+        f"(torch threads {attempts['soft'].get('threads', '?')} and {attempts[settings.mode].get('threads', '?')})",
+        f"all steps: {sum(m.seconds(name) for m, name in every) / 60:.1f} min on {attempts['soft'].get('machine', '?')}, "
+        f"started {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, code {attempts['soft']['code_version']}",
         f"test perplexity (exact, per piece): {figures.get('ppl', float('nan')):.2f}",
         f"test sacreBLEU (detokenised): {settings.mode} {score['latent']:.2f} | soft warm start "
         f"{score['soft']:.2f} | retrieval baseline {score['retrieval']:.2f}",

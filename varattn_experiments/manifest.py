@@ -1,7 +1,7 @@
 """The manifest of a run: ``RUN/manifest.json``, the only record of what happened to it.
 
-It holds the run's config, and per step the attempts (start, end, exit code, code version,
-pauses) and whether the step finished. The runner writes it atomically (temporary file and
+It holds the run's config, and per step the attempts (start, end, exit code, code version, machine,
+torch threads, pauses) and whether the step finished. The runner writes it atomically (temporary file and
 rename), so an interrupted write never leaves half a manifest; reports read it and fairseq's own
 logs, never markers written into them.
 """
@@ -34,6 +34,19 @@ def code_version(repo: Optional[Path] = None) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("-dirty" if dirty else "")
+
+
+def machine() -> str:
+    """The processor and core count, e.g. ``AMD EPYC 7B13 x 2`` (``/proc/cpuinfo``; the platform elsewhere)."""
+    import platform
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model} x {os.cpu_count() or 1}"
 
 
 class Manifest:
@@ -76,13 +89,15 @@ class Manifest:
         step = self.data["steps"].get(name)
         return bool(step and step["done"] and (command is None or step.get("command") == command))
 
-    def start(self, name: str, command: List[str]) -> None:
+    def start(self, name: str, command: List[str], threads: Optional[int] = None) -> None:
         with self._edit() as data:
             step = data["steps"].setdefault(name, {"done": False, "attempts": []})
             step.update(done=False, command=command)
-            step["attempts"].append({"started": now(), "ended": None, "exit_code": None,
-                                     "code_version": code_version(), "host": socket.gethostname(),
-                                     "pid": None, "pauses": []})
+            attempt = {"started": now(), "ended": None, "exit_code": None, "code_version": code_version(),
+                       "host": socket.gethostname(), "machine": machine(), "pid": None, "pauses": []}
+            if threads is not None:
+                attempt["threads"] = threads
+            step["attempts"].append(attempt)
 
     def set_pid(self, name: str, pid: int) -> None:
         with self._edit() as data:
