@@ -3,6 +3,7 @@
 Sizes are tiny and pairwise distinct (so a swapped axis fails loudly).
 """
 
+import itertools
 import json
 import os
 import random
@@ -123,6 +124,30 @@ def write_synthetic_corpus(directory: Path, sizes=(("train", 600), ("valid", 40)
                 fs.write(" ".join(words) + "\n")
                 ft.write(" ".join(permutation_pair(words)) + "\n")
     return directory
+
+
+# a Ding-format dictionary of a tiny German grammar (the demo's and the comparison's tiny runs)
+NOUNS = [("Hund", "m", "dog"), ("Katze", "f", "cat"), ("Kind", "n", "child"), ("Vogel", "m", "bird"),
+         ("Frau", "f", "woman"), ("Mann", "m", "man"), ("Pferd", "n", "horse"), ("Maus", "f", "mouse")]
+VERBS = [("sieht", "sees"), ("hört", "hears"), ("findet", "finds"), ("ruft", "calls"), ("malt", "paints"),
+         ("kennt", "knows")]
+ARTICLES = {"m": ("der", "den"), "f": ("die", "die"), "n": ("das", "das")}  # nominative, accusative
+
+
+def write_synthetic_dictionary(path: Path, seed: int = 0) -> int:
+    """A Ding-format file whose sub-entries hold sentences of a tiny German grammar
+    ("Der Hund sieht die Katze." :: "The dog sees the cat.")."""
+    lines = ["# Version :: synthetic test dictionary"]
+    for (s, sg, se), (v, ve), (o, og, oe) in itertools.product(NOUNS, VERBS, NOUNS):
+        if s != o:
+            german = f"{ARTICLES[sg][0].capitalize()} {s} {v} {ARTICLES[og][1]} {o}."
+            lines.append(f"{s} {{{sg}}} | {german} :: {se} | The {se} {ve} the {oe}.")
+            # with "heute" first, the verb comes second: a reordering for the alignment
+            german = f"Heute {v} {ARTICLES[sg][0]} {s} {ARTICLES[og][1]} {o}."
+            lines.append(f"heute {{adv}} | {german} :: today | Today the {se} {ve} the {oe}.")
+    random.Random(seed).shuffle(lines[1:])
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(lines) - 1
 
 
 def fairseq_cli(tool: str, *args, cwd: Optional[Path] = None, check: bool = True,

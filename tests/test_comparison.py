@@ -13,8 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from helpers import BIN_DIR
-from test_recipes import write_synthetic_dictionary
+from helpers import BIN_DIR, write_synthetic_dictionary
 
 from varattn_experiments import comparison, steps
 from varattn_experiments import converge_report as report

@@ -13,7 +13,7 @@ from typing import List, Sequence
 
 import pytest
 
-from varattn_experiments import dynamics, runner
+from varattn_experiments import demo, dynamics, runner
 from varattn_experiments.corpora import Corpus, uniform_entropy
 from varattn_experiments.fairseq_log import read_records
 from varattn_experiments.manifest import Manifest
@@ -224,3 +224,10 @@ def test_the_committed_dynamics_page_is_the_report_of_the_committed_runs(tmp_pat
     again = dynamics.report(Path("docs/runs/dynamics"), tmp_path / "dynamics.txt", figures=tmp_path)
     assert (repo / "docs/dynamics.md").read_text(encoding="utf-8") == again, \
         "regenerate it: python -m varattn_experiments dynamics report"
+
+
+def test_the_committed_demo_page_is_the_report_of_the_committed_demo_runs(monkeypatch):
+    repo = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(repo)
+    assert (repo / "docs/demo-results.md").read_text(encoding="utf-8") == demo.report(Path("docs/runs/demo")), \
+        "regenerate it: python -m varattn_experiments.demo report docs/runs/demo docs/demo-results.md"

@@ -57,7 +57,7 @@ def lines_in(lines):
 
 
 @pytest.mark.slow
-def test_translate_is_varattn_translate(spm_corpus, spm_var_enum, hub, capsys):
+def test_translate_is_varattn_translate(spm_corpus, spm_var_enum, hub, capsys, tmp_path):
     assert isinstance(hub, VarAttnHubInterface)
     lines, _ = raw_test_pairs(spm_corpus, SENTENCES)
     command = fairseq_cli("varattn-translate", spm_corpus.data, "--path", spm_var_enum, "--spm", spm_corpus.src_spm,
@@ -67,9 +67,9 @@ def test_translate_is_varattn_translate(spm_corpus, spm_var_enum, hub, capsys):
 
     # decoding options are per call, as the command's flags
     options = dict(beam=3, latent_decoding="kmax", kmax=2, gnmt_lenpen=1.0, eos_penalty=1.0)
-    (spm_corpus.root / "input.txt").write_text(lines_in(lines))
+    (tmp_path / "input.txt").write_text(lines_in(lines))
     translate.main([str(spm_corpus.data), "--path", str(spm_var_enum), "--spm", str(spm_corpus.src_spm), "--cpu",
-                    "--input", str(spm_corpus.root / "input.txt"), "--beam", "3", "--latent-decoding", "kmax",
+                    "--input", str(tmp_path / "input.txt"), "--beam", "3", "--latent-decoding", "kmax",
                     "--kmax", "2", "--gnmt-lenpen", "1", "--eos-penalty", "1"])
     assert hub.translate(lines, **options) == capsys.readouterr().out.splitlines()
     assert (hub.task.cfg.latent_decoding, hub.task.cfg.kmax, hub.task.cfg.gnmt_lenpen) == ("auto", 5, None)

@@ -2,11 +2,11 @@
 scripts end to end, sentencepiece round trips, and the demo's tiny run on a synthetic
 dictionary (no apt, no download)."""
 
-import itertools
 import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -24,6 +24,8 @@ from var_attn_plugin.data.iwslt14 import (
     tokenize,
     xml_segments,
 )
+from varattn_experiments import demo as demo_runs
+from varattn_experiments.manifest import code_version
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -245,37 +247,11 @@ def test_iwslt14_scripts_end_to_end(tmp_path):
 # ----------------------------------------------------------------------------- the demo, tiny
 
 
-NOUNS = [("Hund", "m", "dog"), ("Katze", "f", "cat"), ("Kind", "n", "child"), ("Vogel", "m", "bird"),
-         ("Frau", "f", "woman"), ("Mann", "m", "man"), ("Pferd", "n", "horse"), ("Maus", "f", "mouse")]
-VERBS = [("sieht", "sees"), ("hört", "hears"), ("findet", "finds"), ("ruft", "calls"), ("malt", "paints"),
-         ("kennt", "knows")]
-ARTICLES = {"m": ("der", "den"), "f": ("die", "die"), "n": ("das", "das")}  # nominative, accusative
-
-
-def write_synthetic_dictionary(path: Path, seed: int = 0) -> int:
-    """A Ding-format file whose sub-entries hold sentences of a tiny German grammar
-    ("Der Hund sieht die Katze." :: "The dog sees the cat.")."""
-    lines = ["# Version :: synthetic test dictionary"]
-    for (s, sg, se), (v, ve), (o, og, oe) in itertools.product(NOUNS, VERBS, NOUNS):
-        if s != o:
-            german = f"{ARTICLES[sg][0].capitalize()} {s} {v} {ARTICLES[og][1]} {o}."
-            lines.append(f"{s} {{{sg}}} | {german} :: {se} | The {se} {ve} the {oe}.")
-            # with "heute" first, the verb comes second: a reordering for the alignment
-            german = f"Heute {v} {ARTICLES[sg][0]} {s} {ARTICLES[og][1]} {o}."
-            lines.append(f"heute {{adv}} | {german} :: today | Today the {se} {ve} the {oe}.")
-    random.Random(seed).shuffle(lines[1:])
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return len(lines) - 1
-
-
 @pytest.mark.slow
-def test_demo_tiny_end_to_end_and_rerun(tmp_path):
-    n_pairs = write_synthetic_dictionary(tmp_path / "de-en")
-    env = {"DEMO_TINY": "1", "DING_FILE": str(tmp_path / "de-en"), "DEMO_DIR": str(tmp_path / "demo")}
-    first = run_script(EXAMPLES / "demo.sh", env=env).stdout
-    demo, corpus = tmp_path / "demo", tmp_path / "demo" / "corpus"
+def test_demo_tiny_end_to_end_and_rerun(tiny_demo, tmp_path):
+    demo, corpus, first = tiny_demo.dir, tiny_demo.dir / "corpus", tiny_demo.stdout
     stats = json.loads((corpus / "data" / "stats.json").read_text())
-    assert stats["pairs"] == n_pairs and stats["malformed"] == 0
+    assert stats["pairs"] == tiny_demo.pairs and stats["malformed"] == 0
     assert [stats[f"{s}_pairs"] for s in ("valid", "test")] == [30, 30] and stats["train_pairs"] == 300
     test_de = read(corpus / "data" / "test.de")
     assert not set(test_de) & set(read(corpus / "data" / "train.de"))
@@ -293,11 +269,18 @@ def test_demo_tiny_end_to_end_and_rerun(tmp_path):
     retrieval = json.loads((demo / "eval" / "bleu-retrieval.json").read_text())["bleu"]
     assert f"test sacreBLEU (detokenised): var-enum {bleu:.2f} | soft warm start " in summary
     assert f"retrieval baseline {retrieval:.2f}" in summary and "attention.png" in summary
+    assert re.search(r"torch threads \d and \d", summary) and f"code {code_version()}" in summary
     # the examples: by a stated rule, the same in the summary as in choice.json
     choice = json.loads((demo / "eval" / "choice.json").read_text())
     assert [f"DE : {test_de[i]}" in summary for i in choice["examples"]] == [True] * 5
-    # a second run reuses every step
-    manifest = (demo / "manifest.json").read_text()
-    second = run_script(EXAMPLES / "demo.sh", env=env).stdout
-    assert (demo / "manifest.json").read_text() == manifest and "train" not in second.split("data:")[0]
+    # its record: what the report reads, no checkpoint; the report's row has the run's scores
+    demo_runs.archive(demo, tmp_path / "record" / "tiny")
+    assert not list((tmp_path / "record").rglob("*.pt")) and (tmp_path / "record" / "tiny" / "summary.txt").is_file()
+    page = demo_runs.report(tmp_path / "record")
+    assert f"| {float(ppl_text):.2f} | {bleu:.2f} | " in page and f"| {retrieval:.2f} |" in page
+    # the same command on a copy in another folder reuses every step
+    again = shutil.copytree(demo, tmp_path / "demo")
+    manifest = (again / "manifest.json").read_text()
+    second = run_script(EXAMPLES / "demo.sh", env={**tiny_demo.env, "DEMO_DIR": str(again)}).stdout
+    assert (again / "manifest.json").read_text() == manifest and "train" not in second.split("data:")[0]
     assert second.count("OUT: ") == 5

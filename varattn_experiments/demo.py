@@ -19,6 +19,8 @@ Steps, each skipped when it finished before (the runner's manifest in ``DEMO_DIR
    median one.
 
     python -m varattn_experiments.demo [--tiny] [--corpus ding] [--dir work/demo]
+    python -m varattn_experiments.demo archive work/demo docs/runs/demo/NAME [NOTE]   # keep a finished run's record
+    python -m varattn_experiments.demo report docs/runs/demo docs/demo-results.md
 """
 
 import argparse
@@ -198,27 +200,19 @@ def validate_figures(path: Path) -> dict:
 
 def summary(root: Path, corpus: Corpus, settings: DemoSettings) -> str:
     evaluation, data = Path(root) / "eval", corpus.folder(root) / "data"
-    score = {name: json.loads((evaluation / f"bleu-{name}.json").read_text())["score"] for name in ("latent", "soft")}
-    score["retrieval"] = json.loads((evaluation / "bleu-retrieval.json").read_text())["bleu"]
-    stats = json.loads((data / "stats.json").read_text())
-    figures = validate_figures(evaluation / "validate.log")
-    picks = json.loads((evaluation / "choice.json").read_text())
-    manifest, corpus_manifest = Manifest(root), Manifest(corpus.folder(root))
-    minutes = {name: manifest.seconds(f"train-{name}") / 60 for name in ("soft", settings.mode)}
-    attempts = {name: manifest.data["steps"][f"train-{name}"]["attempts"][-1] for name in ("soft", settings.mode)}
-    every = [(m, name) for m in (corpus_manifest, manifest) for name in m.data["steps"]]
-    started = min(m.data["steps"][name]["attempts"][-1]["started"] for m, name in every)
+    f = run_figures(Path(root))
+    stats, picks = f["stats"], json.loads((evaluation / "choice.json").read_text())
     lines = [
         f"data: {corpus.name}, {stats['train_pairs']} train / {stats['valid_pairs']} valid / "
         f"{stats['test_pairs']} test pairs",
-        f"training: soft warm start {settings.soft_updates} updates in {minutes['soft']:.1f} min, then "
-        f"--attention-mode {settings.mode} {settings.latent_updates} updates in {minutes[settings.mode]:.1f} min "
-        f"(torch threads {attempts['soft'].get('threads', '?')} and {attempts[settings.mode].get('threads', '?')})",
-        f"all steps: {sum(m.seconds(name) for m, name in every) / 60:.1f} min on {attempts['soft'].get('machine', '?')}, "
-        f"started {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, code {attempts['soft']['code_version']}",
-        f"test perplexity (exact, per piece): {figures.get('ppl', float('nan')):.2f}",
-        f"test sacreBLEU (detokenised): {settings.mode} {score['latent']:.2f} | soft warm start "
-        f"{score['soft']:.2f} | retrieval baseline {score['retrieval']:.2f}",
+        f"training: soft warm start {settings.soft_updates} updates in {f['training_minutes'][0]:.1f} min, then "
+        f"--attention-mode {settings.mode} {settings.latent_updates} updates in {f['training_minutes'][1]:.1f} min "
+        f"(torch threads {f['threads'][0]} and {f['threads'][1]})",
+        f"all steps: {f['all_minutes']:.1f} min on {f['machine']}, started "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(f['started']))}, code {f['code']}",
+        f"test perplexity (exact, per piece): {f['ppl']:.2f}",
+        f"test sacreBLEU (detokenised): {settings.mode} {f['bleu']['latent']:.2f} | soft warm start "
+        f"{f['bleu']['soft']:.2f} | retrieval baseline {f['retrieval']:.2f}",
         f"attention picture: {evaluation / 'attention.png'} (test sentence {picks['picture']})",
         f"checkpoint: {Path(root) / 'checkpoints' / 'checkpoint_best.pt'}",
         "",
@@ -231,6 +225,85 @@ def summary(root: Path, corpus: Corpus, settings: DemoSettings) -> str:
     text = "\n".join(lines) + "\n"
     (Path(root) / "summary.txt").write_text(text, encoding="utf-8")
     return text
+
+
+# ---------------------------------------------------------------------- the record of demo runs
+
+# what a demo run keeps in the committed record (docs/runs/demo/NAME): no checkpoint, no data
+KEPT = ("manifest.json", "summary.txt", "train-*.log", "corpus/manifest.json", "corpus/data/stats.json",
+        "eval/bleu-*.json", "eval/choice.json", "eval/validate.log", "eval/attention.png")
+
+
+def archive(root: Path, destination: Path, note: str = "") -> None:
+    """Copy what :func:`report` reads of the demo run in ``root`` to ``destination``, with a
+    ``note`` on the conditions it ran in (what else the machine ran, for example)."""
+    import shutil
+
+    if not (Path(root) / "summary.txt").is_file():
+        raise SystemExit(f"{root} holds no finished demo (no summary.txt): run it first")
+    for pattern in KEPT:
+        for path in sorted(Path(root).glob(pattern)):
+            target = destination / path.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+    if note:
+        (destination / "note.txt").write_text(note.strip() + "\n", encoding="utf-8")
+
+
+def run_figures(run: Path) -> dict:
+    """One archived demo run's settings, provenance, times and scores."""
+    manifest, corpus = Manifest(run), Manifest(run / "corpus")
+    config = manifest.data["config"]
+    trainings = [f"train-{name}" for name in ("soft", config["mode"])]
+    attempts = [manifest.data["steps"][name]["attempts"][-1] for name in trainings]
+    every = [(m, name) for m in (corpus, manifest) for name in m.data["steps"]]
+    bleu = {name: json.loads((run / "eval" / f"bleu-{name}.json").read_text())["score"] for name in ("latent", "soft")}
+    return {
+        "config": config,
+        "machine": attempts[0].get("machine", "?"),
+        "threads": [a.get("threads", "?") for a in attempts],
+        "started": min(m.data["steps"][name]["attempts"][-1]["started"] for m, name in every),
+        "code": attempts[0]["code_version"],
+        "training_minutes": [manifest.seconds(name) / 60 for name in trainings],
+        "all_minutes": sum(m.seconds(name) for m, name in every) / 60,
+        "ppl": validate_figures(run / "eval" / "validate.log").get("ppl", float("nan")),
+        "bleu": bleu,
+        "retrieval": json.loads((run / "eval" / "bleu-retrieval.json").read_text())["bleu"],
+        "stats": json.loads((run / "corpus" / "data" / "stats.json").read_text()),
+        "note": (run / "note.txt").read_text(encoding="utf-8").strip() if (run / "note.txt").is_file() else "",
+    }
+
+
+def report(record: Path) -> str:
+    """docs/demo-results.md: the archived demo runs in ``record`` (one folder each), side by side."""
+    runs = sorted(p for p in Path(record).iterdir() if (p / "manifest.json").is_file())
+    lines = [
+        "# The demo's measured runs",
+        "",
+        f"Generated by `python -m varattn_experiments.demo report {record}` from the runs archived there "
+        "(their manifests, logs and scores); docs/demo.md describes the demo.",
+        "",
+        "| run | machine | started (UTC) | code | torch threads | updates | training (min) | all steps (min) "
+        "| test PPL | sacreBLEU latent | soft warm start | retrieval |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        f = run_figures(run)
+        c = f["config"]
+        lines.append(
+            f"| {run.name} | {f['machine']} | {time.strftime('%Y-%m-%d %H:%M', time.gmtime(f['started']))} "
+            f"| {f['code']} | {f['threads'][0]}, {f['threads'][1]} "
+            f"| {c['soft_updates']} soft + {c['latent_updates']} {c['mode']} "
+            f"| {f['training_minutes'][0]:.1f} + {f['training_minutes'][1]:.1f} | {f['all_minutes']:.1f} "
+            f"| {f['ppl']:.2f} | {f['bleu']['latent']:.2f} | {f['bleu']['soft']:.2f} | {f['retrieval']:.2f} |")
+    lines += ["", "Conditions, settings and data of each run:", ""]
+    for run in runs:
+        f = run_figures(run)
+        settings = ", ".join(f"{k} {v}" for k, v in sorted(f["config"].items()) if k != "kind")
+        st = f["stats"]
+        lines.append(f"- {run.name}: {f['note'] + ' ' if f['note'] else ''}Settings: {settings}; "
+                     f"{st['train_pairs']} train / {st['valid_pairs']} valid / {st['test_pairs']} test pairs.")
+    return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,8 +319,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "plot":
-        plot(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4], sys.argv[5])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["plot"]:
+        plot(Path(argv[1]), Path(argv[2]), argv[3], argv[4])
+        return 0
+    if argv[:1] == ["archive"]:  # archive ROOT DESTINATION [NOTE]
+        archive(Path(argv[1]), Path(argv[2]), " ".join(argv[3:]))
+        return 0
+    if argv[:1] == ["report"]:  # report RECORD [OUTPUT]
+        text = report(Path(argv[1]))
+        if len(argv) > 2:
+            Path(argv[2]).write_text(text, encoding="utf-8")
+        else:
+            print(text, end="")
         return 0
     args = build_parser().parse_args(argv)
     settings = replace(TINY if args.tiny else DemoSettings(), corpus=args.corpus, mode=args.mode)

@@ -121,7 +121,8 @@ def run_step(root: Path, job_dir: Path, manifest: Manifest, step: Step, threads:
         threads = step.threads()
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
     manifest.start(step.name, key, threads)
-    logger.info("%s: %s%s", job_dir.name, step.name, f" ({threads} threads)" if step.threads else "")
+    chosen = f" ({threads} thread{'s' * (threads != 1)})" if step.threads else ""
+    logger.info("%s: %s%s", job_dir.name, step.name, chosen)
     with open(job_dir / step.log, "a", encoding="utf-8") as log:
         process = subprocess.Popen(step.command, stdout=subprocess.PIPE if step.show else log,
                                    stderr=subprocess.STDOUT, env=env, text=True,
