@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Dict, List, Optional
 
+import forked
 import torch
 from fairseq.data import Dictionary
 
@@ -151,11 +152,12 @@ def write_synthetic_dictionary(path: Path, seed: int = 0) -> int:
 
 
 def fairseq_cli(tool: str, *args, cwd: Optional[Path] = None, check: bool = True,
-                input: Optional[str] = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run a real fairseq console script (``fairseq-train`` …) from this environment."""
+                input: Optional[str] = None, timeout: int = 600, fresh: bool = False) -> subprocess.CompletedProcess:
+    """Run a real console script (``fairseq-train`` …) of this environment, in a fork of a
+    process that has imported torch and fairseq already (tests/forked.py), or with ``fresh``
+    in a new process of its own (for what happens while modules load)."""
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    proc = subprocess.run([str(BIN_DIR / tool), *map(str, args)], cwd=cwd, env=env, input=input,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = forked.run(str(BIN_DIR / tool), list(args), env, cwd=cwd, input=input, timeout=timeout, fresh=fresh)
     if check and proc.returncode != 0:
         raise AssertionError(f"{tool} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc

@@ -302,7 +302,7 @@ def test_the_reference_keeps_the_archived_eflomal_links_of_the_same_test_set(tmp
 
 def converge(tmp_path: Path, *extra: str, check: bool = True, popen: bool = False):
     command = [sys.executable, "-m", "varattn_experiments", "converge", "run", "--tiny", "--root",
-               str(tmp_path / "root"), "--archive", str(tmp_path / "archive"), "--corpora", "ding", "syn-null",
+               str(tmp_path / "root"), "--archive", str(tmp_path / "archive"), "--corpora", "ding",
                "--modes", "soft", "var-enum", "--seeds", "1", "--parallel", "1", "--aligner", "none",
                "--source", f"ding={tmp_path / 'de-en'}", "--output", str(tmp_path / "results.md"), *extra]
     env = dict(os.environ, PATH=f"{BIN_DIR}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1",
@@ -353,8 +353,6 @@ def test_the_comparison_on_tiny_data_killed_resumed_and_continued(tmp_path):
         ppl, bound = float(ding[mode][0]), float(ding[mode][1])
         assert 1 < ppl <= bound + 0.01
     assert ding["soft"][6].strip() == "—" and 0 <= float(ding["var-enum"][6]) <= 100  # K-max BLEU
-    synthetic = rows_of(text.split("synthetic task")[1].split("Where the links go")[0])
-    assert 0 <= float(synthetic["var-enum"][0]) <= 1 and "diagonal baseline" in synthetic
     assert not list((tmp_path / "archive").rglob("*.pt"))
     assert "finished: " not in out
 
@@ -363,7 +361,7 @@ def test_the_comparison_on_tiny_data_killed_resumed_and_continued(tmp_path):
     converge(tmp_path)
     assert {p: p.read_text() for p in root.rglob("manifest.json")} == before
     fresh = converge(tmp_path, "--root", str(tmp_path / "root2")).stdout
-    assert fresh.count("finished: ") == 4 and not list((tmp_path / "root2").rglob("train.log"))
+    assert fresh.count("finished: ") == 2 and not list((tmp_path / "root2").rglob("train.log"))
 
     # 4. a higher maximum: a run that reached the former one goes on from its last checkpoint and
     # is evaluated again

@@ -139,7 +139,7 @@ def test_every_document_reference_resolves():
 def test_the_checker_rejects_broken_references():
     """The checker itself: bare or misplaced citations fail, good ones pass."""
     method, sec, md = "METHOD" + ".md", "\u00a7", ".md"  # spelled apart: this file cites nothing
-    files = {"README.md", "docs/" + method, "docs/demo-attention.png"}
+    files = {"README.md", "docs/" + method, "docs/dynamics-libreoffice.png"}
     sections, equations = {"3", "4", "6", "9", "9.3"}, {"1", "2"}
 
     def problems(line, path="var_attn_plugin/x.py"):
@@ -147,7 +147,7 @@ def test_the_checker_rejects_broken_references():
 
     good = [f"docs/{method} {sec}6", f"(docs/{method} {sec}3-4)", f"docs/{method} {sec}3, eq. (2)",
             f"docs/{method} {sec}6, {sec}9.3", f"docs/{method} eqs. (1)-(2)", f"paper {sec}3.1", "see README.md",
-            "docs/demo-attention.png.", f"a table in $ROOT/results{md}", f"https://example.org/NOTES{md}"]
+            "docs/dynamics-libreoffice.png.", f"a table in $ROOT/results{md}", f"https://example.org/NOTES{md}"]
     for line in good:
         assert problems(line) == [], line
     bad = [f"{method} {sec}6", f"docs/{method} {sec}7", f"docs/{method} {sec}3-5", f"docs/{method} eq. (3)",
