@@ -218,6 +218,7 @@ def as_links(text):
     return [{tuple(map(int, link.split("-"))) for link in line.split()} for line in text.splitlines()]
 
 
+@pytest.mark.slow
 def test_posterior_recovers_the_known_alignment(trained, posterior_links, tmp_path):
     prior_file = tmp_path / "prior.txt"
     export(trained, trained.data, "--distribution", "prior", "--output", prior_file)
@@ -228,6 +229,7 @@ def test_posterior_recovers_the_known_alignment(trained, posterior_links, tmp_pa
     assert posterior.aer <= prior.aer
 
 
+@pytest.mark.slow
 def test_raw_text_one_by_one_equals_binarised_batches(trained, posterior_links):
     raw = export(trained, "--source-file", trained.raw / "test.src", "--target-file", trained.raw / "test.tgt",
                  "--batch-size", "1")
@@ -237,6 +239,7 @@ def test_raw_text_one_by_one_equals_binarised_batches(trained, posterior_links):
     assert words == posterior_links
 
 
+@pytest.mark.slow
 def test_threshold_links_above_one_half_are_argmax_links(trained, posterior_links):
     above_half = as_links(export(trained, trained.data, "--threshold", "0.5"))
     argmax = as_links(posterior_links)
@@ -245,6 +248,7 @@ def test_threshold_links_above_one_half_are_argmax_links(trained, posterior_link
     assert sum(map(len, above_half)) > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--source-file", "SRC", "--target-file", "TGT1"], "--source-file has 3 lines but --target-file has 1"),
     (["--spm", "x.model"], "--spm encodes raw text"),

@@ -127,6 +127,7 @@ def gnmt_score(positional):
     return sum(positional) / gnmt_length_penalty(len(positional), 1.0)
 
 
+@pytest.mark.slow
 def test_generate_gives_every_sentence_a_hypothesis_with_valid_alignments(trained):
     records = check_hypotheses(trained, generate(trained, "--beam", "5", "--print-alignment").stdout, mean_score)
     for record in records.values():
@@ -137,6 +138,7 @@ def test_generate_gives_every_sentence_a_hypothesis_with_valid_alignments(traine
         assert sorted(t for _, t in links) == list(range(num_target))  # one link per target word
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options, expected_score", [
     (["--latent-decoding", "kmax", "--kmax", "2"], mean_score),
     (["--latent-decoding", "soft"], mean_score),
@@ -147,6 +149,7 @@ def test_generate_with_decoding_options(trained, options, expected_score):
     check_hypotheses(trained, generate(trained, "--beam", "5", *options).stdout, expected_score)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("decoding", [[], ["--latent-decoding", "kmax", "--kmax", "2"]], ids=["exact", "kmax"])
 def test_translations_are_identical_for_every_enumeration_chunk_size(trained, decoding):
     """The default budget holds a whole batch; 0 enumerates one hypothesis step per chunk.
@@ -163,12 +166,14 @@ def test_translations_are_identical_for_every_enumeration_chunk_size(trained, de
         assert chunked["P"] == pytest.approx(record["P"], abs=SCORE_ROUNDING)
 
 
+@pytest.mark.slow
 def test_two_length_penalties_are_refused(trained):
     proc = generate(trained, "--beam", "5", "--gnmt-lenpen", "1", "--lenpen", "2", check=False)
     assert proc.returncode != 0
     assert "--gnmt-lenpen and --lenpen are two length penalties: pass only one" in proc.stderr
 
 
+@pytest.mark.slow
 def test_score_reference_equals_in_process_marginal_likelihood(trained):
     """--score-reference scores each reference with the decoder's exact decoding; the oracle is
     the criterion's path: Σ_t log Σ_j p_t(j) exp ℓ_t(j) from the enumerated ℓ_t(j)."""
@@ -189,6 +194,7 @@ def test_score_reference_equals_in_process_marginal_likelihood(trained):
         assert record["H"][0] == pytest.approx(expected[sentence_id] / len(positional), abs=1e-5)  # unrounded
 
 
+@pytest.mark.slow
 def test_interactive_translates_each_input_line(trained):
     lines = source_lines(trained.data)[:5]
     out = fairseq_cli(
@@ -201,6 +207,7 @@ def test_interactive_translates_each_input_line(trained):
     assert all("H" in record for record in records.values())
 
 
+@pytest.mark.slow
 def test_validate_reproduces_the_last_validation_of_training(trained):
     out = fairseq_cli(
         "fairseq-validate", trained.data, "--user-dir", PLUGIN_DIR, "--task", "varattn_translation",
@@ -298,6 +305,7 @@ def test_out_of_range_model_option_names_the_flag(synthetic_data, tmp_path):
     assert not list(tmp_path.glob("*.pt"))
 
 
+@pytest.mark.slow
 def test_generating_on_data_with_another_dictionary_names_the_fix(trained, tmp_path):
     other = preprocess(write_synthetic_corpus(tmp_path / "raw", vocab=30, seed=2), tmp_path / "data-bin")
     proc = generate(SimpleNamespace(data=other, ckpt=trained.ckpt), "--beam", "2", check=False)

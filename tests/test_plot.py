@@ -50,6 +50,7 @@ def checkpoint(synthetic_data, tmp_path_factory):
     return save_dir / "checkpoint_best.pt"
 
 
+@pytest.mark.slow
 def test_png_from_a_binarised_split(synthetic_data, checkpoint, tmp_path):
     import matplotlib.image
 
@@ -60,12 +61,14 @@ def test_png_from_a_binarised_split(synthetic_data, checkpoint, tmp_path):
     assert image[..., :3].min() < 0.5  # not a blank page: labels and coloured cells
 
 
+@pytest.mark.slow
 def test_panels_as_pdf(synthetic_data, checkpoint, tmp_path):
     out = tmp_path / "panels.pdf"
     fairseq_cli("varattn-plot", synthetic_data, "--path", checkpoint, "--id", "0", "--panels", "--cpu", "-o", out)
     assert out.read_bytes().startswith(b"%PDF")
 
 
+@pytest.mark.slow
 def test_raw_sentence_matrices(synthetic_data, checkpoint):
     args = build_parser().parse_args([
         str(synthetic_data), "--path", str(checkpoint), "--cpu", "-o", "unused.png",
@@ -82,6 +85,7 @@ def test_raw_sentence_matrices(synthetic_data, checkpoint):
     assert fig.axes
 
 
+@pytest.mark.slow
 def test_needs_a_sentence(synthetic_data, checkpoint, tmp_path):
     proc = fairseq_cli("varattn-plot", synthetic_data, "--path", checkpoint, "-o", tmp_path / "x.png", check=False)
     assert proc.returncode == 1 and "--id N, or --source-text and --target-text" in proc.stderr
