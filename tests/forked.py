@@ -9,9 +9,9 @@ script would. Nothing else is imported in advance: the plugin, ``fairseq_cli`` (
 configure logging when imported) and the tools load in the child, as in a fresh process, and
 the server never runs a command itself, so no command sees another's state.
 
-A command whose environment differs from the server's start-up environment (a test that sets
-``VARATTN_VERBOSE``, for example, which is read when modules load) runs as a real subprocess,
-as does any command given ``fresh=True``.
+A command whose environment differs from the server's in what was read while the server
+started (``PYTHONWARNINGS``, the thread counts) runs as a real subprocess, as does any command
+given ``fresh=True``; the rest of its environment is the child's.
 """
 
 import atexit
@@ -95,13 +95,16 @@ for line in requests:
 """
 
 _server: Optional[subprocess.Popen] = None
-# variables that differ between test processes without changing what a command does, and those
-# that torch, fairseq and their libraries set when they load (in the server too)
-IGNORED = {"PYTEST_CURRENT_TEST", "PWD", "OLDPWD", "_", "KMP_INIT_AT_FORK", "KMP_DUPLICATE_LIB_OK", "CRC32C_SW_MODE"}
+# The child gets the command's whole environment; what it cannot get is what was read while the
+# server started: Python's own variables (PYTHONWARNINGS sets the warning filters) and those of
+# torch and its libraries. A command whose environment differs from the server's in one of these
+# runs as a real subprocess. (Libraries set KMP_* flags for themselves when they load.)
+READ_AT_START = ("PYTHON", "OMP_", "MKL_", "KMP_", "TORCH", "PYTORCH", "CUDA", "LD_", "LOGLEVEL")
+SET_BY_LIBRARIES = {"KMP_INIT_AT_FORK", "KMP_DUPLICATE_LIB_OK"}
 
 
 def _comparable(env: Dict[str, str]) -> Dict[str, str]:
-    return {k: v for k, v in env.items() if k not in IGNORED}
+    return {k: v for k, v in env.items() if k.startswith(READ_AT_START) and k not in SET_BY_LIBRARIES}
 
 
 # the environment the server starts with: the one a command gets when no test changed it

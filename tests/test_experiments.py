@@ -165,19 +165,21 @@ def test_uniform_entropy_averages_log_candidates_over_target_tokens(tmp_path):
 
 
 def test_the_dynamics_report_reads_the_manifests_and_logs_of_an_archive(tmp_path):
-    run = TrainRun("dynamics", Corpus("libreoffice"), "var-enum",
-                   recipe=Recipe(lr=3e-4, batch_size=8, max_update=100, validate_every=50, valid_subset="valid1"))
-    folder = tmp_path / "libreoffice" / run.name
-    manifest = Manifest(folder, run.config())
-    manifest.start("train", ["fairseq-train"])
-    manifest.finish("train", 0, done=True)
+    recipe = Recipe(lr=3e-4, batch_size=8, max_update=100, validate_every=50, valid_subset="valid1")
+    run = TrainRun("dynamics", Corpus("libreoffice"), "var-enum", recipe=recipe)
+    warm = TrainRun("dynamics", Corpus("libreoffice"), "var-sample", recipe=recipe, warm_start=run)
     ln2 = math.log(2)
-    (folder / "train.log").write_text("\n".join(
-        log_line("valid1", {"valid1_ppl": ppl, "valid1_prior_ent": ent / ln2, "valid1_post_ent": 1.0 / ln2,
-                            "valid1_kl": kl / ln2, "valid1_prior_eos": eos, "valid1_prior_max": 0.5,
-                            "valid1_num_updates": u})
-        for u, ppl, ent, kl, eos in [(50, 300.0, 2.0, 0.01, 0.2), (75, 1.0, 9.0, 9.0, 9.0),  # 75: epoch end
-                                     (100, 200.0, 1.0, 0.25, 0.1)]) + "\n")
+    for cell in (run, warm):
+        folder = tmp_path / "libreoffice" / cell.name
+        manifest = Manifest(folder, cell.config())
+        manifest.start("train", ["fairseq-train"])
+        manifest.finish("train", 0, done=True)
+        (folder / "train.log").write_text("\n".join(
+            log_line("valid1", {"valid1_ppl": ppl, "valid1_prior_ent": ent / ln2, "valid1_post_ent": 1.0 / ln2,
+                                "valid1_kl": kl / ln2, "valid1_prior_eos": eos, "valid1_prior_max": 0.5,
+                                "valid1_num_updates": u})
+            for u, ppl, ent, kl, eos in [(50, 300.0, 2.0, 0.01, 0.2), (75, 1.0, 9.0, 9.0, 9.0),  # 75: epoch end
+                                         (100, 200.0, 1.0, 0.25, 0.1)]) + "\n")
     (tmp_path / "libreoffice" / "valid_small.uniform.json").write_text(
         json.dumps({"with_eos": 2.0, "without_eos": 1.5}))
     text = dynamics.report(tmp_path, tmp_path / "report.txt", figures=None)
@@ -188,6 +190,8 @@ def test_the_dynamics_report_reads_the_manifests_and_logs_of_an_archive(tmp_path
     assert cells[7] == "1.00" and cells[10] == "0.50"  # prior entropy over the uniform's 2.0 nats
     assert cells[11] == "0.50" and cells[12] == "0.250"  # q entropy / uniform, KL in nats
     assert cells[15] == "0.50"
+    (warmed,) = [line for line in text.splitlines() if line.startswith("| var-sample")]
+    assert warmed.startswith("| var-sample from var-enum | cpu96 | 0.0003 |")  # told apart from a fresh start
 
 
 def test_a_warm_started_run_needs_its_warm_start_and_starts_from_its_last_checkpoint(tmp_path):

@@ -164,10 +164,16 @@ def batch_label(recipe: dict) -> str:
     return f"{recipe['batch_size']} sent." if recipe.get("batch_size") else f"{recipe['max_tokens']} tok."
 
 
+def warm_start(curve: Curve) -> str:
+    """The mode whose checkpoint the cell started from, or ''."""
+    return (curve.config.get("warm_start") or {}).get("mode", "")
+
+
 def sort_key(curve: Curve):
     r = curve.recipe
     return (MODES.index(curve.mode) if curve.mode in MODES else 99, curve.config["sizes"],
-            bool(r.get("batch_size")), -r["lr"], r.get("exclude_source_eos", False), curve.config["seed"])
+            bool(r.get("batch_size")), -r["lr"], r.get("exclude_source_eos", False), warm_start(curve),
+            curve.config["seed"])
 
 
 def table(curves: List[Curve], archive_dir: Path, corpus: str) -> List[str]:
@@ -182,7 +188,8 @@ def table(curves: List[Curve], archive_dir: Path, corpus: str) -> List[str]:
             return None if value is None or not u else value / u
 
         rows.append("| " + " | ".join([
-            c.mode, c.config["sizes"], f"{r['lr']:g}", batch_label(r),
+            c.mode + (f" from {warm_start(c)}" if warm_start(c) else ""), c.config["sizes"], f"{r['lr']:g}",
+            batch_label(r),
             "excluded" if r.get("exclude_source_eos") else "candidate",
             f"{int(c.updates[-1]) if c.updates else 0}" + ("" if c.done else " (running)"),
             fmt(c.last("ppl"), 1), fmt(rel(c.at("prior_ent", 50))), fmt(rel(c.at("prior_ent", 150))),
@@ -211,7 +218,8 @@ def plot(curves: List[Curve], archive_dir: Path, corpus: str, output: Path) -> N
             u = uniform(archive_dir, corpus, r.get("exclude_source_eos", False)) or 1.0
             style = "-" if r.get("batch_size") else "--"
             label = f"lr {r['lr']:g}, {batch_label(r)}" + (", no EOS" if r.get("exclude_source_eos") else "") \
-                + ("" if c.config["sizes"] == "cpu96" else f", {c.config['sizes']}")
+                + ("" if c.config["sizes"] == "cpu96" else f", {c.config['sizes']}") \
+                + (f", from {warm_start(c)}" if warm_start(c) else "")
             for row, (metric, _) in enumerate(panels):
                 values = c.metrics.get(metric, [])
                 if metric == "prior_ent":
