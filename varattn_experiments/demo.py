@@ -276,7 +276,7 @@ def run_figures(run: Path) -> dict:
 
 def report(record: Path) -> str:
     """docs/demo-results.md: the archived demo runs in ``record`` (one folder each), side by side."""
-    runs = sorted(p for p in Path(record).iterdir() if (p / "manifest.json").is_file())
+    runs = [(p, run_figures(p)) for p in sorted(Path(record).iterdir()) if (p / "manifest.json").is_file()]
     lines = [
         "# The demo's measured runs",
         "",
@@ -287,8 +287,7 @@ def report(record: Path) -> str:
         "| test PPL | sacreBLEU latent | soft warm start | retrieval |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for run in runs:
-        f = run_figures(run)
+    for run, f in runs:
         c = f["config"]
         lines.append(
             f"| {run.name} | {f['machine']} | {time.strftime('%Y-%m-%d %H:%M', time.gmtime(f['started']))} "
@@ -297,8 +296,7 @@ def report(record: Path) -> str:
             f"| {f['training_minutes'][0]:.1f} + {f['training_minutes'][1]:.1f} | {f['all_minutes']:.1f} "
             f"| {f['ppl']:.2f} | {f['bleu']['latent']:.2f} | {f['bleu']['soft']:.2f} | {f['retrieval']:.2f} |")
     lines += ["", "Conditions, settings and data of each run:", ""]
-    for run in runs:
-        f = run_figures(run)
+    for run, f in runs:
         settings = ", ".join(f"{k} {v}" for k, v in sorted(f["config"].items()) if k != "kind")
         st = f["stats"]
         lines.append(f"- {run.name}: {f['note'] + ' ' if f['note'] else ''}Settings: {settings}; "
