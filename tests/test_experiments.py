@@ -205,6 +205,48 @@ def test_a_warm_started_run_needs_its_warm_start_and_starts_from_its_last_checkp
     assert "--finetune-from-model" not in warm.train_command(tmp_path)
 
 
+def test_grid_cells_of_the_transformer_and_of_the_joint_soft_loss_train_what_they_name(tmp_path):
+    corpus = Corpus("libreoffice")
+    (lstm,) = dynamics.grid(corpus, modes=["var-enum"], lrs=[1e-2], batches=["2000tok"])
+    assert lstm.name == "var-enum-lr0.01-2000tok-cpu96-seed1"  # the archive's names stay
+    assert "--warmup-updates" not in lstm.train_command(tmp_path)
+    cells = dynamics.grid(corpus, modes=["var-sample"], lrs=[2e-3], batches=["2000tok"], arch="transformer",
+                          designs=["below-top", "none"], soft_loss_weight=0.5, warm_start="var-enum")
+    assert [c.name for c in cells] == [
+        f"transformer-var-sample-lr0.002-2000tok-cpu96-xattn-{d}-softw0.5-from-var-enum-seed1" for d in ("below-top", "none")]
+    command = cells[1].train_command(tmp_path)
+
+    def value(flag):
+        return command[command.index(flag) + 1]
+
+    assert (value("--arch"), value("--soft-cross-attention"), value("--soft-loss-weight")) == \
+        ("varattn_transformer", "none", "0.5")
+    assert (value("--warmup-updates"), value("--adam-betas"), value("--lr-scheduler")) == ("500", "(0.9,0.98)", "fixed")
+    assert "--warmup-init-lr" not in command  # fairseq's fixed schedule has none
+    warm = cells[1].warm_start  # the same design and recipe, without the weight var-enum refuses
+    assert warm.name == "transformer-var-enum-lr0.002-2000tok-cpu96-xattn-none-seed1"
+    assert value("--finetune-from-model") == str(warm.folder(tmp_path) / "checkpoints" / "checkpoint_last.pt")
+
+
+def test_the_dynamics_report_puts_the_transformer_cells_in_their_own_table(tmp_path):
+    recipe = Recipe(lr=2e-3, max_update=50, validate_every=50, valid_subset="valid1")
+    cells = [TrainRun("dynamics", Corpus("libreoffice"), "var-enum", recipe=recipe),
+             TrainRun("dynamics", Corpus("libreoffice"), "var-enum", recipe=recipe, arch="transformer",
+                      soft_cross_attention="none")]
+    for cell, kl in zip(cells, (0.5, 0.25)):
+        folder = tmp_path / "libreoffice" / cell.name
+        Manifest(folder, cell.config())
+        (folder / "train.log").write_text(log_line("valid1", {
+            "valid1_ppl": 9.0, "valid1_kl": kl / math.log(2), "valid1_num_updates": 50}) + "\n")
+    lines = dynamics.report(tmp_path, tmp_path / "report.txt", figures=None).splitlines()
+    heading = lines.index("### The Transformer's decoder designs")
+    lstm = [line for line in lines[:heading] if line.startswith("| var-enum")]
+    transformer = [line for line in lines[heading:] if line.startswith("| var-enum")]
+    assert len(lstm) == 1 and "| 0.500 |" in lstm[0]
+    assert len(transformer) == 1 and transformer[0].startswith("| var-enum | none | cpu96 | 0.002 |")
+    assert "| 0.250 |" in transformer[0] and "50 (running)" in transformer[0]
+
+
 def test_a_cell_the_archive_holds_as_finished_is_not_trained_again_in_a_new_root(tmp_path):
     from varattn_experiments.runner import portable
 

@@ -60,6 +60,11 @@ def add_dynamics(sub) -> None:
     p.add_argument("--exclude-source-eos", action="store_true")
     p.add_argument("--warm-start", default=None, metavar="MODE",
                    help="start each cell from the last checkpoint of MODE's cell of the same recipe")
+    p.add_argument("--soft-loss-weight", type=float, default=0.0,
+                   help="train the sampled modes' soft likelihood jointly, with this weight")
+    p.add_argument("--arch", choices=["lstm", "transformer"], default="lstm")
+    p.add_argument("--designs", nargs="+", default=["all"], choices=list(dynamics.DESIGNS),
+                   help="the Transformer's --soft-cross-attention values, one cell each")
     p.add_argument("--parallel", type=int, default=1, help="runs at a time (one torch thread each)")
     p.add_argument("--output", type=Path, default=Path("docs/dynamics.md"))
     p.add_argument("--figures", type=Path, default=Path("docs"), help="folder of the curves, one PNG per corpus")
@@ -124,7 +129,7 @@ def run_dynamics(args) -> int:
     if args.action == "run":
         runs = [run for corpus in args.corpora for run in dynamics.grid(
             Corpus(corpus), args.modes, args.lrs, args.batches, args.sizes, args.max_update, args.seeds,
-            args.exclude_source_eos, args.warm_start)]
+            args.exclude_source_eos, args.warm_start, args.soft_loss_weight, args.arch, args.designs)]
         kept = [run for run in runs if dynamics.kept_in_archive(run, args.root, args.archive)]
         for run in kept:
             print(f"finished: {run.name} (kept in {args.archive})")

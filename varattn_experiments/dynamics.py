@@ -12,7 +12,7 @@ on the source EOS and its largest probability (the criterion's metrics, var_attn
 import json
 import math
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -28,24 +28,34 @@ LRS = (1e-2, 3e-4, 1e-3)  # the two ends first
 # about 2,000 target tokens per update (the converged comparison's), or 8 sentences (the paper: 6)
 BATCHES = {"8sent": dict(batch_size=8, max_tokens=4000), "2000tok": dict(max_tokens=2000)}
 CHECKPOINTS = (50, 150, 500, 1000, 2000)  # updates the table reports
+DESIGNS = ("all", "below-top", "none")  # the Transformer's --soft-cross-attention
 LN2 = math.log(2)
 
 
 def grid(corpus: Corpus, modes: Sequence[str] = MODES, lrs: Sequence[float] = LRS,
          batches: Sequence[str] = tuple(BATCHES), sizes: str = "cpu96", max_update: int = 2000,
          seeds: Sequence[int] = (1,), exclude_source_eos: bool = False,
-         warm_start: Optional[str] = None) -> List[TrainRun]:
-    """The cells in the order they run: batch, then learning rate, then mode; with ``warm_start``
-    (a mode), each cell starts from the last checkpoint of that mode's cell of the same recipe."""
+         warm_start: Optional[str] = None, soft_loss_weight: float = 0.0, arch: str = "lstm",
+         designs: Sequence[str] = ("all",)) -> List[TrainRun]:
+    """The cells in the order they run: batch, then learning rate, then mode (then the
+    Transformer's decoder design); with ``warm_start`` (a mode), each cell starts from the last
+    checkpoint of that mode's cell of the same recipe. The Transformer's cells warm the learning
+    rate up over 500 updates with Adam's betas (0.9, 0.98), as its converged comparison does."""
+    transformer = dict(warmup_updates=500, adam_betas="(0.9,0.98)") if arch == "transformer" else {}
     runs = []
     for batch in batches:
         for lr in lrs:
             for mode in modes:
-                for seed in seeds:
-                    recipe = Recipe(lr=lr, max_update=max_update, validate_every=50, valid_subset="valid1",
-                                    exclude_source_eos=exclude_source_eos, **BATCHES[batch])
-                    warm = TrainRun(EXPERIMENT, corpus, warm_start, seed, sizes, recipe) if warm_start else None
-                    runs.append(TrainRun(EXPERIMENT, corpus, mode, seed, sizes, recipe, warm))
+                for design in (designs if arch == "transformer" else ("all",)):
+                    for seed in seeds:
+                        recipe = Recipe(lr=lr, max_update=max_update, validate_every=50, valid_subset="valid1",
+                                        exclude_source_eos=exclude_source_eos, soft_loss_weight=soft_loss_weight,
+                                        **transformer, **BATCHES[batch])
+                        model = dict(sizes=sizes, arch=arch, soft_cross_attention=design)
+                        warm = TrainRun(EXPERIMENT, corpus, warm_start, seed, recipe=replace(recipe, soft_loss_weight=0.0),
+                                        **model) \
+                            if warm_start else None
+                        runs.append(TrainRun(EXPERIMENT, corpus, mode, seed, recipe=recipe, warm_start=warm, **model))
     return runs
 
 
@@ -103,6 +113,21 @@ class Curve:
     @property
     def recipe(self) -> dict:
         return self.config["recipe"]
+
+    @property
+    def arch(self) -> str:
+        return self.config.get("arch", "lstm")  # cells archived before the Transformer's: the LSTM
+
+    @property
+    def design(self) -> str:
+        return self.config.get("soft_cross_attention", "all")
+
+    @property
+    def label(self) -> str:
+        """The mode with what sets the cell apart: a joint soft likelihood, a warm start."""
+        joint = self.recipe.get("soft_loss_weight") or 0
+        return self.mode + (f" + soft loss x{joint:g}" if joint else "") \
+            + (f" from {warm_start(self)}" if warm_start(self) else "")
 
     def at(self, metric: str, updates: float) -> Optional[float]:
         for u, value in zip(self.updates, self.metrics.get(metric, [])):
@@ -172,8 +197,8 @@ def warm_start(curve: Curve) -> str:
 def sort_key(curve: Curve):
     r = curve.recipe
     return (MODES.index(curve.mode) if curve.mode in MODES else 99, curve.config["sizes"],
-            bool(r.get("batch_size")), -r["lr"], r.get("exclude_source_eos", False), warm_start(curve),
-            curve.config["seed"])
+            bool(r.get("batch_size")), -r["lr"], r.get("exclude_source_eos", False), r.get("soft_loss_weight") or 0,
+            warm_start(curve), DESIGNS.index(curve.design), curve.config["seed"])
 
 
 def table(curves: List[Curve], archive_dir: Path, corpus: str) -> List[str]:
@@ -188,7 +213,7 @@ def table(curves: List[Curve], archive_dir: Path, corpus: str) -> List[str]:
             return None if value is None or not u else value / u
 
         rows.append("| " + " | ".join([
-            c.mode + (f" from {warm_start(c)}" if warm_start(c) else ""), c.config["sizes"], f"{r['lr']:g}",
+            c.label, c.config["sizes"], f"{r['lr']:g}",
             batch_label(r),
             "excluded" if r.get("exclude_source_eos") else "candidate",
             f"{int(c.updates[-1]) if c.updates else 0}" + ("" if c.done else " (running)"),
@@ -196,6 +221,28 @@ def table(curves: List[Curve], archive_dir: Path, corpus: str) -> List[str]:
             fmt(rel(c.at("prior_ent", 500))), fmt(rel(c.last("prior_ent"))), fmt(rel(c.last("post_ent"))),
             fmt(c.last("kl"), 3), fmt(c.at("prior_eos", 150)), fmt(c.last("prior_eos")), fmt(c.last("prior_max")),
             f"{c.seconds / 60:.0f}",
+        ]) + " |")
+    return rows
+
+
+def design_table(curves: List[Curve], archive_dir: Path, corpus: str) -> List[str]:
+    """The Transformer's cells: one row per attention mode and decoder design."""
+    rows = ["| mode | soft cross-attention | sizes | lr | batch | updates | valid PPL | prior H/uniform at 150 | at 500 "
+            "| last | q H/uniform, last | KL nats, last | max prob, last | minutes |",
+            "|" + "---|" * 14]
+    for c in sorted(curves, key=sort_key):
+        r = c.recipe
+        u = uniform(archive_dir, corpus, r.get("exclude_source_eos", False))
+
+        def rel(value):
+            return None if value is None or not u else value / u
+
+        rows.append("| " + " | ".join([
+            c.label, c.design, c.config["sizes"], f"{r['lr']:g}", batch_label(r),
+            f"{int(c.updates[-1]) if c.updates else 0}" + ("" if c.done else " (running)"),
+            fmt(c.last("ppl"), 1), fmt(rel(c.at("prior_ent", 150))), fmt(rel(c.at("prior_ent", 500))),
+            fmt(rel(c.last("prior_ent"))), fmt(rel(c.last("post_ent"))), fmt(c.last("kl"), 3),
+            fmt(c.last("prior_max")), f"{c.seconds / 60:.0f}",
         ]) + " |")
     return rows
 
@@ -211,7 +258,8 @@ def plot(curves: List[Curve], archive_dir: Path, corpus: str, output: Path) -> N
     modes = [m for m in MODES if any(c.mode == m for c in curves)]
     fig, axes = plt.subplots(len(panels), len(modes), figsize=(3.3 * len(modes), 2.4 * len(panels)),
                              squeeze=False, sharex=True)
-    colours = {1e-2: "tab:red", 1e-3: "tab:blue", 3e-4: "tab:green"}
+    by_lr = {1e-2: "tab:red", 1e-3: "tab:blue", 3e-4: "tab:green"}
+    by_design = {"all": "black", "below-top": "tab:orange", "none": "tab:purple"}  # the Transformer's
     for col, mode in enumerate(modes):
         for c in sorted((c for c in curves if c.mode == mode), key=sort_key):
             r = c.recipe
@@ -219,14 +267,18 @@ def plot(curves: List[Curve], archive_dir: Path, corpus: str, output: Path) -> N
             style = "-" if r.get("batch_size") else "--"
             label = f"lr {r['lr']:g}, {batch_label(r)}" + (", no EOS" if r.get("exclude_source_eos") else "") \
                 + ("" if c.config["sizes"] == "cpu96" else f", {c.config['sizes']}") \
-                + (f", from {warm_start(c)}" if warm_start(c) else "")
+                + (f", from {warm_start(c)}" if warm_start(c) else "") \
+                + (f", soft loss x{r['soft_loss_weight']:g}" if r.get("soft_loss_weight") else "")
+            colour = by_lr.get(r["lr"], "black")
+            if c.arch == "transformer":
+                label, colour = f"{label}, cross-attention {c.design}", by_design[c.design]
             for row, (metric, _) in enumerate(panels):
                 values = c.metrics.get(metric, [])
                 if metric == "prior_ent":
                     values = [None if v is None else v / u for v in values]
                 points = [(x, v) for x, v in zip(c.updates, values) if v is not None]
                 if points:
-                    axes[row][col].plot(*zip(*points), style, color=colours.get(r["lr"], "black"),
+                    axes[row][col].plot(*zip(*points), style, color=colour,
                                         lw=1.6 if c.config["sizes"] == "cpu96" else 0.8, label=label)
         axes[0][col].set_title(mode)
         axes[0][col].set_yscale("log")
@@ -245,7 +297,7 @@ def plot(curves: List[Curve], archive_dir: Path, corpus: str, output: Path) -> N
 
 def report(archive_dir: Path, output: Path, figures: Optional[Path]) -> str:
     """The markdown page (tables per corpus) and, with ``figures`` (a folder), the curves of each
-    corpus in FIGURES/dynamics-CORPUS.png."""
+    corpus in FIGURES/dynamics-CORPUS.png (the Transformer's in dynamics-CORPUS-transformer.png)."""
     lines = ["# Early dynamics of the prior", "",
              "Generated by `python -m varattn_experiments dynamics report` from the run manifests and fairseq "
              f"logs in `{archive_dir}`; do not edit by hand.", "",
@@ -256,11 +308,24 @@ def report(archive_dir: Path, output: Path, figures: Optional[Path]) -> str:
              "`manifest.json`.", ""]
     for corpus, curves in sorted(read_curves(archive_dir).items()):
         lines += [f"## {corpus}", ""]
+        lstm = [c for c in curves if c.arch == "lstm"]
+        transformer = [c for c in curves if c.arch == "transformer"]
         if figures is not None:
             path = Path(figures) / f"dynamics-{corpus}.png"
-            plot(curves, archive_dir, corpus, path)
+            plot(lstm, archive_dir, corpus, path)
             lines += [f"![early dynamics on {corpus}]({path.name})", ""]
-        lines += table(curves, archive_dir, corpus) + [""]
+        lines += table(lstm, archive_dir, corpus) + [""]
+        if transformer:
+            lines += ["### The Transformer's decoder designs", "",
+                      "`--soft-cross-attention`: `all` keeps fairseq's soft cross-attention in every decoder layer, "
+                      "`below-top` removes it from the top layer, `none` from every layer (the latent alignment is "
+                      "then the decoder's only view of the source); docs/METHOD.md §10. Adam (0.9, 0.98), the "
+                      "learning rate warmed up over 500 updates, then fixed.", ""]
+            if figures is not None:
+                path = Path(figures) / f"dynamics-{corpus}-transformer.png"
+                plot(transformer, archive_dir, corpus, path)
+                lines += [f"![the Transformer's early dynamics on {corpus}]({path.name})", ""]
+            lines += design_table(transformer, archive_dir, corpus) + [""]
         versions = sorted({v for c in curves for v in c.code_versions})
         lines += [f"Code versions: {', '.join(versions)}.", ""]
     text = "\n".join(lines)

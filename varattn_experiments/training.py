@@ -1,4 +1,4 @@
-"""A training run as a job: corpus, architecture preset, attention mode, seed and recipe.
+"""A training run as a job: corpus, architecture and preset, attention mode, seed and recipe.
 
 Its one step is ``fairseq-train`` with the plugin (``RUN/train.log``, fairseq's JSON lines;
 checkpoints in ``RUN/checkpoints``). Running it again resumes from ``checkpoint_last.pt``.
@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from var_attn_plugin.presets import LSTM_PRESETS, flags
+from var_attn_plugin.presets import LSTM_PRESETS, TRANSFORMER_PRESETS, flags
 
 from .corpora import Corpus
 from .runner import PLUGIN_DIR, Job, Step, tool
@@ -28,6 +28,9 @@ class Recipe:
     validate_every: int = 0  # updates between validations (0: every epoch)
     valid_subset: str = "valid"
     exclude_source_eos: bool = False
+    soft_loss_weight: float = 0.0  # --soft-loss-weight: the soft likelihood trained jointly (sampled modes)
+    warmup_updates: int = 0  # linear warm-up of the learning rate (the Transformer's recipe: 500)
+    adam_betas: str = "(0.9,0.999)"  # the Transformer's recipe: (0.9,0.98)
     log_interval: int = 50
     save_interval_updates: int = 250  # a checkpoint to resume from
 
@@ -41,19 +44,26 @@ class TrainRun(Job):
     corpus: Corpus
     mode: str
     seed: int = 1
-    sizes: str = "cpu96"  # a key of var_attn_plugin.presets.LSTM_PRESETS
+    sizes: str = "cpu96"  # a key of var_attn_plugin.presets.LSTM_PRESETS (TRANSFORMER_PRESETS)
     recipe: Recipe = Recipe()
     # a warm start: the run (of the same experiment and corpus) whose last checkpoint initialises
     # this one (--finetune-from-model; q starts fresh when that run has none), e.g. var-sample
     # from a trained marginal or var-enum model
     warm_start: Optional["TrainRun"] = None
+    arch: str = "lstm"  # or transformer
+    # the Transformer's --soft-cross-attention: all (fairseq's cross-attention in every layer),
+    # below-top or none (the latent alignment is the decoder's only view of the source)
+    soft_cross_attention: str = "all"
 
     @property
     def name(self) -> str:
         r = self.recipe
+        arch = "" if self.arch == "lstm" else f"{self.arch}-"
+        xattn = f"-xattn-{self.soft_cross_attention}" if self.arch == "transformer" else ""
         eos = "-noeos" if r.exclude_source_eos else ""
+        joint = f"-softw{r.soft_loss_weight:g}" if r.soft_loss_weight else ""
         warm = f"-from-{self.warm_start.mode}" if self.warm_start else ""
-        return f"{self.mode}-lr{r.lr:g}-{r.batch_label()}-{self.sizes}{eos}{warm}-seed{self.seed}"
+        return f"{arch}{self.mode}-lr{r.lr:g}-{r.batch_label()}-{self.sizes}{xattn}{eos}{joint}{warm}-seed{self.seed}"
 
     def folder(self, root: Path) -> Path:
         return Path(root) / self.experiment / self.corpus.name / self.name
@@ -70,9 +80,9 @@ class TrainRun(Job):
         batch = ["--max-tokens", str(r.max_tokens)] + (["--batch-size", str(r.batch_size)] if r.batch_size else [])
         command = [
             tool("fairseq-train"), str(self.corpus.data_bin(root)), "--user-dir", str(PLUGIN_DIR),
-            "--task", "varattn_translation", "--arch", "varattn_lstm", "--criterion", "varattn_elbo",
-            "--attention-mode", self.mode, *flags(LSTM_PRESETS[self.sizes]), "--dropout", str(r.dropout),
-            "--optimizer", "adam", "--adam-betas", "(0.9,0.999)", "--lr", str(r.lr), "--clip-norm", str(r.clip_norm),
+            "--task", "varattn_translation", "--criterion", "varattn_elbo", "--attention-mode", self.mode,
+            *self.architecture(), "--dropout", str(r.dropout),
+            "--optimizer", "adam", "--adam-betas", r.adam_betas, "--lr", str(r.lr), "--clip-norm", str(r.clip_norm),
             "--lr-scheduler", r.lr_scheduler, *batch, "--max-update", str(r.max_update), "--max-epoch", "100000",
             "--seed", str(self.seed), "--valid-subset", r.valid_subset, "--ignore-unused-valid-subsets",
             "--save-dir", str(run / "checkpoints"), "--no-epoch-checkpoints",
@@ -85,10 +95,24 @@ class TrainRun(Job):
             command += ["--validate-interval-updates", str(r.validate_every)]
         if r.exclude_source_eos:
             command += ["--exclude-source-eos"]
+        if r.soft_loss_weight:
+            command += ["--soft-loss-weight", str(r.soft_loss_weight)]
+        if r.warmup_updates:
+            command += ["--warmup-updates", str(r.warmup_updates)]
+            if r.lr_scheduler == "reduce_lr_on_plateau":  # the fixed schedule warms up from lr / warmup
+                command += ["--warmup-init-lr", "1e-7"]
         if self.warm_start:
             command += ["--finetune-from-model",
                         str(self.warm_start.folder(root) / "checkpoints" / "checkpoint_last.pt")]
         return command
+
+    def architecture(self) -> List[str]:
+        if self.arch == "lstm":
+            return ["--arch", "varattn_lstm", *flags(LSTM_PRESETS[self.sizes])]
+        if self.arch == "transformer":
+            return ["--arch", "varattn_transformer", *flags(TRANSFORMER_PRESETS[self.sizes]),
+                    "--soft-cross-attention", self.soft_cross_attention]
+        raise ValueError(f"unknown architecture {self.arch!r}: lstm or transformer")
 
     def steps(self, root: Path) -> List[Step]:
         def incomplete(run: Path) -> Optional[str]:
