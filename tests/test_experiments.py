@@ -277,3 +277,30 @@ def test_the_committed_demo_page_is_the_report_of_the_committed_demo_runs(monkey
     monkeypatch.chdir(repo)
     assert (repo / "docs/demo-results.md").read_text(encoding="utf-8") == demo.report(Path("docs/runs/demo")), \
         "regenerate it: python -m varattn_experiments.demo report docs/runs/demo docs/demo-results.md"
+
+
+@pytest.mark.parametrize("entry, arch, design, mode", [
+    ("var-enum", "varattn_lstm", None, "var-enum"),
+    ("transformer-var-enum", "varattn_transformer", "all", "var-enum"),
+    ("transformer-below-top-var-sample", "varattn_transformer", "below-top", "var-sample"),
+    ("transformer-none-hard-enum", "varattn_transformer", "none", "hard-enum"),
+])
+def test_a_comparison_entry_names_the_architecture_design_and_mode_it_trains(tmp_path, entry, arch, design, mode):
+    from varattn_experiments import comparison, entries
+
+    assert (entries.design(entry), entries.attention_mode(entry)) == (design, mode)
+    (run,) = comparison.runs(["ding"], [entry], [1])
+    command = run.train_command(tmp_path)
+    assert command[command.index("--arch") + 1] == arch
+    assert command[command.index("--attention-mode") + 1] == mode
+    # today's design trains the command the archive holds; the others name theirs
+    given = command[command.index("--soft-cross-attention") + 1] if "--soft-cross-attention" in command else "all"
+    assert given == (design or "all")
+
+
+def test_an_unknown_comparison_mode_is_refused_before_anything_runs():
+    from var_attn_plugin.errors import UsageError
+    from varattn_experiments import comparison
+
+    with pytest.raises(UsageError, match="unknown mode 'transformer-nne-var-enum'.*transformer-none-MODE"):
+        comparison.runs(["ding"], ["soft", "transformer-nne-var-enum"], [1])

@@ -1,6 +1,7 @@
 """The converged comparison of the attention modes, as runner jobs.
 
-Every mode (``soft``, ``var-enum``, ... for the LSTM; ``transformer-MODE`` for the Transformer)
+Every mode (``soft``, ``var-enum``, ... for the LSTM; ``transformer-MODE`` for the Transformer,
+``transformer-none-MODE`` and ``transformer-below-top-MODE`` for its other decoder designs)
 and seed trains on every corpus with the same flags and the same maximum number of updates,
 validating every epoch: the learning rate is halved whenever the validation bound does not
 improve (the negative ELBO for the variational modes, the exact objective otherwise) and
@@ -25,9 +26,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from var_attn_plugin.errors import UsageError
+from var_attn_plugin.latent.modes import ATTENTION_MODES
 from var_attn_plugin.presets import LSTM_PRESETS, TRANSFORMER_PRESETS, flags
 
 from .corpora import PREPARERS, Corpus
+from .entries import attention_mode, design, is_transformer
 from .manifest import Manifest
 from .runner import PLUGIN_DIR, Job, Step, tool
 
@@ -73,11 +77,6 @@ TINY = Settings(max_update=30, syn_max_update=30, patience=5, sizes="tiny", syn_
 
 def synthetic(corpus: str) -> bool:
     return corpus.startswith("syn-")
-
-
-def attention_mode(entry: str) -> str:
-    """The attention mode of a modes entry: ``var-enum`` (the LSTM) or ``transformer-var-enum``."""
-    return entry[len("transformer-"):] if entry.startswith("transformer-") else entry
 
 
 def distributions(entry: str) -> List[str]:
@@ -151,7 +150,7 @@ class ComparisonRun(Job):
     def train_command(self, root: Path) -> List[str]:
         s, run = self.settings, self.folder(root)
         syn = synthetic(self.corpus.name)
-        transformer = self.entry.startswith("transformer-")
+        transformer = is_transformer(self.entry)
         command = [
             tool("fairseq-train"), str(self.corpus.data_bin(root)), "--user-dir", str(PLUGIN_DIR),
             "--task", "varattn_translation", "--criterion", "varattn_elbo",
@@ -172,6 +171,7 @@ class ComparisonRun(Job):
         if transformer:
             sizes = "smoke" if sizes == "tiny" else sizes  # the LSTM's tiny sizes are the Transformer's smoke sizes
             command += ["--arch", "varattn_transformer", *flags(TRANSFORMER_PRESETS[sizes]),
+                        *([] if design(self.entry) == "all" else ["--soft-cross-attention", design(self.entry)]),
                         "--adam-betas", "(0.9,0.98)", "--lr", str(s.transformer_lr),
                         "--warmup-updates", str(s.transformer_warmup), "--warmup-init-lr", "1e-7"]
         else:
@@ -234,7 +234,11 @@ def runs(corpora: Sequence[str], entries: Sequence[str], seeds: Sequence[int], s
     ordered = sorted(corpora, key=lambda c: not synthetic(c))
     for corpus in ordered:
         if not synthetic(corpus) and corpus not in PREPARERS:
-            raise ValueError(f"unknown corpus {corpus!r}: {', '.join(PREPARERS)} or syn-TASK")
+            raise UsageError(f"unknown corpus {corpus!r}: {', '.join(PREPARERS)} or syn-TASK")
+    for entry in entries:
+        if attention_mode(entry) not in ATTENTION_MODES:
+            raise UsageError(f"unknown mode {entry!r}: MODE, transformer-MODE, transformer-below-top-MODE or "
+                             f"transformer-none-MODE, MODE one of {', '.join(ATTENTION_MODES)}")
     out = []
     for corpus in ordered:
         c = ComparisonCorpus(corpus, settings=settings, archive=str(archive) if archive else None,

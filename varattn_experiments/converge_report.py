@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .entries import attention_mode
 from .manifest import Manifest
 
 FRESH_START = "No existing checkpoint found"  # fairseq: this attempt trains from the beginning
@@ -271,11 +272,6 @@ def seeds_note(runs: Sequence[Run], finished: Sequence[Run]) -> str:
         return mark
     states = sorted({r.status for r in runs if r not in finished})
     return f"{mark} ({len(finished)}/{len(runs)} seeds; {', '.join(states)})"
-
-
-def attention_mode(system: str) -> str:
-    """The attention mode of a MODES entry: ``var-enum`` (the LSTM) or ``transformer-var-enum``."""
-    return system[len("transformer-"):] if system.startswith("transformer-") else system
 
 
 def translation_table(runs_by_mode: Dict[str, List[Run]]) -> List[str]:
