@@ -81,11 +81,13 @@ def test_train_logs_every_term_and_writes_checkpoints(arch, mode, synthetic_data
     (valid,) = log_records(log, "valid")
     valid_keys = ["valid_" + k for k in ("loss", "nll_loss", "ppl", "bound", "bound_ppl", "rec", "kl", "prior_ent",
                                          "prior_eos", "prior_max")]
+    valid_keys += ["valid_align_info"] if spec.latent else []
     assert_finite(valid, valid_keys + (["valid_post_ent"] if spec.variational else []))
     assert valid["valid_bound"] >= valid["valid_nll_loss"] - ROUNDING  # the objective bounds -log p(y|x)
     assert valid["valid_bound"] == pytest.approx(valid["valid_rec"] + valid["valid_kl"], abs=ROUNDING)
     assert valid["valid_kl"] >= 0 and valid["valid_prior_ent"] >= 0
     assert 0 <= valid["valid_prior_eos"] <= valid["valid_prior_max"] <= 1
+    assert valid.get("valid_align_info", 0) >= 0
     if not spec.variational:
         assert valid["valid_kl"] == 0
     if mode in ("marginal", "soft"):  # the objective is the likelihood itself

@@ -25,7 +25,7 @@ from var_attn_plugin.latent.modes import ATTENTION_MODES
 from var_attn_plugin.latent.outputs import DecodingOptions
 
 SRC_LENGTHS, TGT_LENGTHS = [4, 6, 2], [5, 3, 7]  # B = 3, pairwise-distinct lengths
-SUMMED_KEYS = ("loss", "bound", "rec", "kl", "nll_loss", "prior_ent", "post_ent", "prior_eos", "prior_max",
+SUMMED_KEYS = ("loss", "bound", "rec", "kl", "nll_loss", "prior_ent", "post_ent", "prior_eos", "prior_max", "align_info",
                "ntokens", "nsentences", "sample_size")
 
 
@@ -275,6 +275,35 @@ def test_logs_the_priors_mass_on_the_source_eos_and_its_largest_probability(arch
         VarAttnCriterion.reduce_metrics([log])
         assert meters["prior_eos"].avg == pytest.approx(eos_mass / n, abs=1e-4)  # a probability, not bits
         assert meters["prior_max"].avg == pytest.approx(largest / n, abs=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["hard-enum", "var-sample"])
+def test_logs_what_each_word_tells_about_its_alignment_and_zero_when_the_output_ignores_it(arch, mode):
+    """align_info = Σ_t KL(p(z_t | y_≤t) ‖ p(z_t | y_<t)) against a loop with Bayes' rule over the
+    real target tokens; 0 when every alignment predicts the same next-word distribution."""
+    model = build_model(mode, arch=arch).double().eval()
+    with torch.no_grad():  # weights far from the initial ones: outputs that differ by alignment
+        for parameter in model.parameters():
+            parameter.mul_(5)
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS, seed=4)
+    out = model(**batch["net_input"], target=batch["target"])
+    _, _, log = make_criterion(model)(model, batch)
+    src_pad = batch["net_input"]["src_tokens"].eq(model.encoder.dictionary.pad())
+    expected = 0.0
+    for b, t in (batch["target"] != model.decoder.dictionary.pad()).nonzero().tolist():
+        real = ~src_pad[b]
+        log_prior = out.prior_log_probs[b, t][real].tolist()
+        log_joint = [p + w for p, w in zip(log_prior, out.token_log_probs[b, t][real].tolist())]
+        log_evidence = max(log_joint) + math.log(sum(math.exp(j - max(log_joint)) for j in log_joint))
+        expected += sum(math.exp(j - log_evidence) * (j - log_evidence - p) for j, p in zip(log_joint, log_prior))
+    assert expected > 1e-5  # these words tell something (far above float64 rounding)
+    assert as_float(log["align_info"]) == pytest.approx(expected, rel=1e-7)
+
+    # an output that ignores z_t: the word tells nothing about the alignment
+    ignored = out.token_log_probs[..., :1].expand_as(out.token_log_probs)
+    from var_attn_plugin.latent.distributions import categorical_kl, exact_posterior
+
+    assert categorical_kl(exact_posterior(out.prior_log_probs, ignored), out.prior_log_probs).abs().max() < 1e-12
 
 
 # ---------------------------------------------------------------------------- --soft-loss-weight

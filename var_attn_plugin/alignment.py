@@ -35,6 +35,7 @@ from torch import Tensor
 
 from .errors import UsageError
 from .input_check import ALIGN_FIX, sentencepiece_mismatch, warn_unreadable_inputs
+from .latent.distributions import exact_posterior
 from .textio import Link
 from .tools.words import merge_pieces, word_ids, word_links, word_probs
 
@@ -157,8 +158,7 @@ def alignment_log_probs(model, sample: Dict, distributions: Sequence[str]) -> Di
         elif name == "posterior":
             result[name] = out.posterior_log_probs
         elif name == "exact-posterior":
-            # p(z_t = j | y_<=t) ∝ p(z_t = j | y_<t) exp ℓ_t(j); pads stay -inf through the prior
-            result[name] = torch.log_softmax(out.prior_log_probs + out.token_log_probs, dim=-1)
+            result[name] = exact_posterior(out.prior_log_probs, out.token_log_probs)
         else:
             raise ValueError(f"unknown distribution {name!r}")
     return {name: value.float() for name, value in result.items()}

@@ -19,6 +19,10 @@ Logged metrics (all in base 2 like fairseq's, per target token unless said other
   here (0 under ``--exclude-source-eos``)
 - ``prior_max``: the prior's mean largest probability, per token (a probability): 1 for a
   deterministic prior, ``1/S`` for a uniform one
+- ``align_info``: ``KL(p(z_t | x, y_≤t) ‖ p(z_t | x, y_<t))``, how much the word ``y_t`` tells
+  about its alignment under the model (where the batch computed every ``ℓ_t(j)``: validation,
+  and training of the enumerating modes): 0 when the next-word distribution does not depend
+  on ``z_t``, the collapse in which the decoder predicts ``y_t`` without the alignment
 """
 
 import math
@@ -30,7 +34,7 @@ from fairseq.dataclass import FairseqDataclass
 from omegaconf import II
 
 from .errors import UsageError
-from .latent.distributions import categorical_entropy, log_marginal, mass_on
+from .latent.distributions import categorical_entropy, categorical_kl, exact_posterior, log_marginal, mass_on
 from .latent.modes import mode_spec
 from .latent.objectives import with_soft_likelihood
 from .model import is_foreign_task, task_name
@@ -96,6 +100,8 @@ class VarAttnCriterion(FairseqCriterion):
         # training batch, whose soft output is only the REINFORCE baseline)
         if out.token_log_probs is not None:
             logging_output["nll_loss"] = -total(log_marginal(out.prior_log_probs, out.token_log_probs)).data
+            seen = exact_posterior(out.prior_log_probs, out.token_log_probs)
+            logging_output["align_info"] = total(categorical_kl(seen, out.prior_log_probs)).data
         elif not model.spec.latent:  # soft attention: the soft output is the model
             logging_output["nll_loss"] = -total(out.soft_token_log_probs).data
         # collapse diagnostics: the prior's mass on the source EOS and its largest probability
@@ -116,7 +122,7 @@ class VarAttnCriterion(FairseqCriterion):
         ntokens = summed("ntokens")
         sample_size = summed("sample_size")
         metrics.log_scalar("loss", summed("loss") / sample_size / math.log(2), sample_size, round=3)
-        for key in ("bound", "rec", "kl", "nll_loss", "prior_ent", "post_ent"):
+        for key in ("bound", "rec", "kl", "nll_loss", "prior_ent", "post_ent", "align_info"):
             if any(key in log for log in logging_outputs):
                 metrics.log_scalar(key, summed(key) / ntokens / math.log(2), ntokens, round=3)
         for key in ("prior_eos", "prior_max"):  # probabilities, not bits

@@ -99,6 +99,12 @@ def log_marginal(prior_log_probs: Tensor, token_log_probs: Tensor) -> Tensor:
     return torch.logsumexp(prior_log_probs + token_log_probs, dim=-1)
 
 
+def exact_posterior(prior_log_probs: Tensor, token_log_probs: Tensor) -> Tensor:
+    """``log p(z_t = j | x, y_≤t) = log p_t(j) + ℓ_t(j) - log Σ_k p_t(k) exp ℓ_t(k)``: the model's
+    own posterior over the alignment once y_t is seen (pads stay ``-inf`` through the prior)."""
+    return torch.log_softmax(prior_log_probs + token_log_probs, dim=-1)
+
+
 def expected_log_likelihood(log_probs: Tensor, token_log_probs: Tensor) -> Tensor:
     """``Σ_j r_t(j) ℓ_t(j)`` for a distribution r (prior or posterior) given as log-probs."""
     return probs_times(log_probs, token_log_probs)
