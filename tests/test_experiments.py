@@ -238,13 +238,20 @@ def test_the_dynamics_report_puts_the_transformer_cells_in_their_own_table(tmp_p
         Manifest(folder, cell.config())
         (folder / "train.log").write_text(log_line("valid1", {
             "valid1_ppl": 9.0, "valid1_kl": kl / math.log(2), "valid1_num_updates": 50}) + "\n")
+    # the Transformer cell's last checkpoint probed: what a word tells about z, logged in bits
+    probed = tmp_path / "libreoffice" / cells[1].name
+    manifest = Manifest(probed, cells[1].config())
+    manifest.start("probe", ["fairseq-validate"])
+    manifest.finish("probe", 0, done=True)
+    (probed / "probe.log").write_text(log_line("valid1", {"valid1_align_info": 0.125 / math.log(2)}) + "\n")
     lines = dynamics.report(tmp_path, tmp_path / "report.txt", figures=None).splitlines()
     heading = lines.index("### The Transformer's decoder designs")
     lstm = [line for line in lines[:heading] if line.startswith("| var-enum")]
     transformer = [line for line in lines[heading:] if line.startswith("| var-enum")]
-    assert len(lstm) == 1 and "| 0.500 |" in lstm[0]
+    assert len(lstm) == 1 and "| 0.500 |" in lstm[0] and "| – | 0 |" in lstm[0]  # not probed
     assert len(transformer) == 1 and transformer[0].startswith("| var-enum | none | cpu96 | 0.002 |")
     assert "| 0.250 |" in transformer[0] and "50 (running)" in transformer[0]
+    assert transformer[0].endswith("| 0.125 | 0 |")  # the probe's align_info, in nats
 
 
 def test_a_cell_the_archive_holds_as_finished_is_not_trained_again_in_a_new_root(tmp_path):
@@ -304,3 +311,27 @@ def test_an_unknown_comparison_mode_is_refused_before_anything_runs():
 
     with pytest.raises(UsageError, match="unknown mode 'transformer-nne-var-enum'.*transformer-none-MODE"):
         comparison.runs(["ding"], ["soft", "transformer-nne-var-enum"], [1])
+
+
+def test_every_finished_cell_of_the_committed_archive_is_kept_in_a_new_clone(tmp_path):
+    """The grid's commands are the ones the archive's cells were trained with: a new clone does
+    not train them again (a reordered flag would)."""
+    archive = Path(__file__).resolve().parent.parent / "docs" / "runs" / "dynamics"
+    corpus = Corpus("libreoffice")
+    cells = {}
+    for batch, updates in (("2000tok", 1000), ("8sent", 2000)):
+        for options in (dict(), dict(exclude_source_eos=True), dict(modes=["var-sample"], warm_start="var-enum"),
+                        dict(modes=["var-enum"], warm_start="var-enum"), dict(sizes="cpu256"),
+                        dict(modes=["var-sample"], soft_loss_weight=1.0),
+                        dict(arch="transformer", designs=list(dynamics.DESIGNS), modes=["soft", "var-enum", "var-sample"],
+                             lrs=[2e-3], max_update=2000)):
+            options = {"lrs": dynamics.LRS, "max_update": updates, **options}
+            for run in dynamics.grid(corpus, batches=[batch], **options):
+                cells[run.name] = run
+    finished = [path.parent for path in sorted((archive / "libreoffice").glob("*/manifest.json"))
+                if Manifest.read(path.parent).done("train")]
+    assert len(finished) >= 20
+    for folder in finished:
+        assert folder.name in cells, f"{folder.name}: no grid cell of that name"
+        assert dynamics.kept_in_archive(cells[folder.name], tmp_path, archive), \
+            f"{folder.name}: the grid's command is not the one the archive holds"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from .corpora import Corpus
-from .fairseq_log import read_records
+from .fairseq_log import iter_records, read_records
 from .manifest import Manifest
 from .runner import portable
 from .training import Recipe, TrainRun
@@ -71,7 +71,7 @@ def kept_in_archive(run: TrainRun, root: Path, archive_dir: Path) -> bool:
     return manifest is not None and manifest.done("train", portable(run.steps(root)[0].command, root))
 
 
-ARCHIVED = ("manifest.json", "train.log")
+ARCHIVED = ("manifest.json", "train.log", "probe.log")
 
 
 def archive(root: Path, destination: Path) -> List[Path]:
@@ -104,6 +104,7 @@ class Curve:
     metrics: Dict[str, List[Optional[float]]] = field(default_factory=dict)
     seconds: float = 0.0
     done: bool = False
+    probe: Dict[str, float] = field(default_factory=dict)  # fairseq-validate of the last checkpoint
     code_versions: List[str] = field(default_factory=list)
 
     @property
@@ -143,6 +144,7 @@ class Curve:
 VALID_METRICS = {  # report name: (fairseq key, scale)
     "ppl": ("valid_ppl", 1.0), "prior_ent": ("valid_prior_ent", LN2), "post_ent": ("valid_post_ent", LN2),
     "kl": ("valid_kl", LN2), "prior_eos": ("valid_prior_eos", 1.0), "prior_max": ("valid_prior_max", 1.0),
+    "align_info": ("valid_align_info", LN2),
 }
 
 
@@ -161,6 +163,11 @@ def read_curve(folder: Path) -> Optional[Curve]:
         for name, (key, scale) in VALID_METRICS.items():
             value = record.get(key)
             curve.metrics.setdefault(name, []).append(None if value is None else float(value) * scale)
+    subset = curve.recipe.get("valid_subset") or "valid"
+    for _, category, record in iter_records(folder / "probe.log"):
+        if category == subset and manifest.done("probe"):
+            curve.probe = {name: float(record[subset + key[len("valid"):]]) * scale
+                           for name, (key, scale) in VALID_METRICS.items() if subset + key[len("valid"):] in record}
     return curve
 
 
@@ -203,8 +210,9 @@ def sort_key(curve: Curve):
 
 def table(curves: List[Curve], archive_dir: Path, corpus: str) -> List[str]:
     rows = ["| mode | sizes | lr | batch | source EOS | updates | valid PPL | prior H/uniform at 50 | at 150 | at 500 "
-            "| last | q H/uniform, last | KL nats, last | EOS mass at 150 | last | max prob, last | minutes |",
-            "|" + "---|" * 17]
+            "| last | q H/uniform, last | KL nats, last | EOS mass at 150 | last | max prob, last | word's info on z, nats "
+            "| minutes |",
+            "|" + "---|" * 18]
     for c in sorted(curves, key=sort_key):
         r = c.recipe
         u = uniform(archive_dir, corpus, r.get("exclude_source_eos", False))
@@ -220,7 +228,7 @@ def table(curves: List[Curve], archive_dir: Path, corpus: str) -> List[str]:
             fmt(c.last("ppl"), 1), fmt(rel(c.at("prior_ent", 50))), fmt(rel(c.at("prior_ent", 150))),
             fmt(rel(c.at("prior_ent", 500))), fmt(rel(c.last("prior_ent"))), fmt(rel(c.last("post_ent"))),
             fmt(c.last("kl"), 3), fmt(c.at("prior_eos", 150)), fmt(c.last("prior_eos")), fmt(c.last("prior_max")),
-            f"{c.seconds / 60:.0f}",
+            fmt(c.probe.get("align_info"), 3), f"{c.seconds / 60:.0f}",
         ]) + " |")
     return rows
 
@@ -228,8 +236,8 @@ def table(curves: List[Curve], archive_dir: Path, corpus: str) -> List[str]:
 def design_table(curves: List[Curve], archive_dir: Path, corpus: str) -> List[str]:
     """The Transformer's cells: one row per attention mode and decoder design."""
     rows = ["| mode | soft cross-attention | sizes | lr | batch | updates | valid PPL | prior H/uniform at 150 | at 500 "
-            "| last | q H/uniform, last | KL nats, last | max prob, last | minutes |",
-            "|" + "---|" * 14]
+            "| last | q H/uniform, last | KL nats, last | max prob, last | word's info on z, nats | minutes |",
+            "|" + "---|" * 15]
     for c in sorted(curves, key=sort_key):
         r = c.recipe
         u = uniform(archive_dir, corpus, r.get("exclude_source_eos", False))
@@ -242,7 +250,7 @@ def design_table(curves: List[Curve], archive_dir: Path, corpus: str) -> List[st
             f"{int(c.updates[-1]) if c.updates else 0}" + ("" if c.done else " (running)"),
             fmt(c.last("ppl"), 1), fmt(rel(c.at("prior_ent", 150))), fmt(rel(c.at("prior_ent", 500))),
             fmt(rel(c.last("prior_ent"))), fmt(rel(c.last("post_ent"))), fmt(c.last("kl"), 3),
-            fmt(c.last("prior_max")), f"{c.seconds / 60:.0f}",
+            fmt(c.last("prior_max")), fmt(c.probe.get("align_info"), 3), f"{c.seconds / 60:.0f}",
         ]) + " |")
     return rows
 
@@ -304,8 +312,10 @@ def report(archive_dir: Path, output: Path, figures: Optional[Path]) -> str:
              "Each cell trains one attention mode of the LSTM at a fixed learning rate (Adam, no halving), validating "
              "on the first 300 validation pairs every 50 updates. Entropies are relative to a uniform alignment "
              "over the same candidates (1.00 = uniform); KL and entropies in nats, EOS mass and max prob are "
-             "probabilities averaged over target tokens. Code versions and wall times are in each run's "
-             "`manifest.json`.", ""]
+             "probabilities averaged over target tokens. A word's information on z is "
+             "KL(p(z_t | x, y≤t) ‖ p(z_t | x, y<t)) per token, in nats, measured by fairseq-validate on the same "
+             "pairs with the cell's last checkpoint: 0 when the next word does not depend on the alignment. "
+             "Code versions and wall times are in each run's `manifest.json`.", ""]
     for corpus, curves in sorted(read_curves(archive_dir).items()):
         lines += [f"## {corpus}", ""]
         lstm = [c for c in curves if c.arch == "lstm"]

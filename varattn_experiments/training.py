@@ -1,7 +1,8 @@
 """A training run as a job: corpus, architecture and preset, attention mode, seed and recipe.
 
-Its one step is ``fairseq-train`` with the plugin (``RUN/train.log``, fairseq's JSON lines;
-checkpoints in ``RUN/checkpoints``). Running it again resumes from ``checkpoint_last.pt``.
+Its steps: ``fairseq-train`` with the plugin (``RUN/train.log``, fairseq's JSON lines;
+checkpoints in ``RUN/checkpoints``; running it again resumes from ``checkpoint_last.pt``), then
+``fairseq-validate`` of the last checkpoint (``RUN/probe.log``).
 """
 
 from dataclasses import asdict, dataclass
@@ -80,8 +81,7 @@ class TrainRun(Job):
         batch = ["--max-tokens", str(r.max_tokens)] + (["--batch-size", str(r.batch_size)] if r.batch_size else [])
         command = [
             tool("fairseq-train"), str(self.corpus.data_bin(root)), "--user-dir", str(PLUGIN_DIR),
-            "--task", "varattn_translation", "--criterion", "varattn_elbo", "--attention-mode", self.mode,
-            *self.architecture(), "--dropout", str(r.dropout),
+            "--task", "varattn_translation", *self.architecture(), "--dropout", str(r.dropout),
             "--optimizer", "adam", "--adam-betas", r.adam_betas, "--lr", str(r.lr), "--clip-norm", str(r.clip_norm),
             "--lr-scheduler", r.lr_scheduler, *batch, "--max-update", str(r.max_update), "--max-epoch", "100000",
             "--seed", str(self.seed), "--valid-subset", r.valid_subset, "--ignore-unused-valid-subsets",
@@ -107,12 +107,25 @@ class TrainRun(Job):
         return command
 
     def architecture(self) -> List[str]:
+        """--arch, --criterion, --attention-mode and the sizes (in the order the archived cells
+        were trained with: a changed command would train them again)."""
+        common = ["--criterion", "varattn_elbo", "--attention-mode", self.mode]
         if self.arch == "lstm":
-            return ["--arch", "varattn_lstm", *flags(LSTM_PRESETS[self.sizes])]
+            return ["--arch", "varattn_lstm", *common, *flags(LSTM_PRESETS[self.sizes])]
         if self.arch == "transformer":
-            return ["--arch", "varattn_transformer", *flags(TRANSFORMER_PRESETS[self.sizes]),
+            return ["--arch", "varattn_transformer", *common, *flags(TRANSFORMER_PRESETS[self.sizes]),
                     "--soft-cross-attention", self.soft_cross_attention]
         raise ValueError(f"unknown architecture {self.arch!r}: lstm or transformer")
+
+    def probe_command(self, root: Path) -> List[str]:
+        """fairseq-validate of the last checkpoint on the validation subset: the criterion's
+        metrics of the model as training left it (align_info included, which cells trained
+        before it existed do not log)."""
+        return [tool("fairseq-validate"), str(self.corpus.data_bin(root)), "--user-dir", str(PLUGIN_DIR),
+                "--task", "varattn_translation",
+                "--path", str(self.folder(root) / "checkpoints" / "checkpoint_last.pt"),
+                "--valid-subset", self.recipe.valid_subset, "--max-tokens", str(self.recipe.max_tokens),
+                "--cpu", "--num-workers", "0", "--log-format", "json"]
 
     def steps(self, root: Path) -> List[Step]:
         def incomplete(run: Path) -> Optional[str]:
@@ -120,4 +133,5 @@ class TrainRun(Job):
                 return "fairseq-train exited 0 without checkpoint_last.pt"
             return None
 
-        return [Step("train", self.train_command(root), "train.log", incomplete)]
+        return [Step("train", self.train_command(root), "train.log", incomplete),
+                Step("probe", self.probe_command(root), "probe.log")]
