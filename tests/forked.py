@@ -5,9 +5,11 @@ CPU on the slower 2-core machine, more than many tiny trainings take). The serve
 imports the two once per test process and forks a child per command: the child sets the
 command's working directory, environment, stdin, stdout and stderr, then loads and calls the
 console script's entry point (``fairseq-train`` -> ``fairseq_cli.train:cli_main``) as the
-script would. Nothing else is imported in advance: the plugin, ``fairseq_cli`` (whose modules
-configure logging when imported) and the tools load in the child, as in a fresh process, and
-the server never runs a command itself, so no command sees another's state.
+script would. The server also imports ``torch._dynamo``, which every torch optimizer imports
+when it is built (more than half the CPU of a tiny training). Nothing else is imported in
+advance: the plugin, ``fairseq_cli`` (whose modules configure logging when imported) and the
+tools load in the child, as in a fresh process, and the server never runs a command itself,
+so no command sees another's state.
 
 A command whose environment differs from the server's in what was read while the server
 started (``PYTHONWARNINGS``, the thread counts) runs as a real subprocess, as does any command
@@ -33,6 +35,9 @@ import logging
 
 import torch  # noqa: F401  (the imports every command would repeat)
 import fairseq  # noqa: F401
+# what building any torch optimizer imports (torch.optim.Optimizer disables TorchDynamo on its
+# methods): 2-3 of the 4-5 seconds of CPU a tiny training takes in a child that imports it itself
+import torch._dynamo  # noqa: F401
 
 # what importing fairseq did to the root logger (a module of it calls logging.basicConfig); a
 # command's module that configures logging before it imports fairseq keeps its own
