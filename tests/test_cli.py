@@ -4,7 +4,8 @@
 Each run is tiny (``TINY_FLAGS`` or ``TINY_TRANSFORMER_FLAGS``, a few updates, ``--cpu``); what
 is checked is that the plugin's pieces work inside fairseq's own loops: the logged metrics,
 checkpoints, beam search with every decoding option, reference scoring against an in-process
-oracle, resuming, ``--eval-bleu``, TensorBoard, and the messages for the usual mistakes.
+oracle, ``--eval-bleu`` and TensorBoard (resuming is tests/test_resume.py's, the usual mistakes
+tests/test_user_errors.py's and tests/test_faults.py's).
 Training every mode and everything done with a trained model (generation, interactive,
 validation, reference scoring) run for both architectures (``--arch varattn_lstm`` and
 ``varattn_transformer``); the training features and mistakes are the architecture-independent
@@ -15,7 +16,6 @@ import math
 import re
 import struct
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -26,10 +26,8 @@ from helpers import (
     generation_records,
     load_checkpoint,
     log_records,
-    preprocess,
     split_batches,
     train_args,
-    write_synthetic_corpus,
 )
 
 from var_attn_plugin.generator import gnmt_length_penalty
@@ -225,17 +223,6 @@ def test_validate_reproduces_the_last_validation_of_training(trained):
 
 
 @pytest.mark.slow
-def test_resume_continues_from_checkpoint_last(synthetic_data, tmp_path):
-    first, total = 4, 7
-    fairseq_cli("fairseq-train", *train_args(synthetic_data, tmp_path, "var-enum", "--max-update", first))
-    log = fairseq_cli("fairseq-train", *train_args(synthetic_data, tmp_path, "var-enum", "--max-update", total,
-                                                   "--log-interval", "1")).stdout
-    assert re.search(rf"Loaded checkpoint \S*checkpoint_last\.pt \(epoch 1 @ {first} updates\)", log)
-    assert [r["num_updates"] for r in log_records(log, "train_inner")] == list(range(first + 1, total + 1))
-    assert torch.load(tmp_path / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"] == total
-
-
-@pytest.mark.slow
 def test_eval_bleu_selects_the_best_checkpoint_by_bleu(synthetic_data, tmp_path):
     """--eval-bleu builds the task's generator, so the decoding options apply there too."""
     log = fairseq_cli("fairseq-train", *train_args(
@@ -278,15 +265,3 @@ def test_tensorboard_logdir_gets_the_metrics(synthetic_data, tmp_path):
         assert len(records) == (updates if split == "train_inner" else 1)
         for tag in tags:  # the same values as the text log, one per logging step
             assert scalars[tag] == pytest.approx([r[prefix + tag] for r in records], rel=1e-6), (split, tag)
-
-
-# ------------------------------------------------------------------ user errors
-
-
-@pytest.mark.slow
-def test_generating_on_data_with_another_dictionary_names_the_fix(trained, tmp_path):
-    other = preprocess(write_synthetic_corpus(tmp_path / "raw", vocab=30, seed=2), tmp_path / "data-bin")
-    proc = generate(SimpleNamespace(data=other, ckpt=trained.ckpt), "--beam", "2", check=False)
-    assert proc.returncode != 0
-    assert "the checkpoint was trained with a source dictionary of" in proc.stderr
-    assert "fairseq-preprocess --srcdict/--tgtdict" in proc.stderr
