@@ -470,16 +470,45 @@ def test_start_up_prints_no_library_warnings_unless_asked(spm_corpus, spm_var_en
     assert verbose.returncode == 0 and "UserWarning" in verbose.stderr and "hydra" in verbose.stderr
 
 
-@pytest.mark.parametrize("wrapped", [False, True], ids=["direct", "wrapped-by-fairseq"])
-def test_an_uncaught_user_error_is_one_line_and_exit_code_1_also_when_fairseq_wraps_it(wrapped):
+# raises the user error of sys.argv[1] (direct, or wrapped by fairseq) uncaught in a fork of an
+# interpreter that imported the plugin once: the interpreter's own report and exit status, per case
+UNCAUGHT = """
+import os, sys
+import var_attn_plugin
+from var_attn_plugin.errors import UsageError
+
+def direct():
+    raise UsageError("--lr 1e6 diverged: lower --lr")
+
+def wrapped():
+    try:
+        direct()
+    except UsageError as e:
+        raise Exception("Cannot load model parameters") from e
+
+for case in sys.argv[1:]:
+    raising, traced = case.split("-")
+    stderr = os.path.join(os.environ["OUT"], case)
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+        if traced == "traced":
+            os.environ["VARATTN_TRACEBACK"] = "1"
+        {"direct": direct, "wrapped": wrapped}[raising]()
+    print(case, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
+
+
+def test_an_uncaught_user_error_is_one_line_and_exit_code_1_also_when_fairseq_wraps_it(tmp_path):
     """fairseq wraps errors raised while loading a checkpoint in its own exception: the plugin's
     hook still reports the user error inside as one line (VARATTN_TRACEBACK=1 shows the rest)."""
-    raise_it = ('try:\n    raise UsageError("--lr 1e6 diverged: lower --lr")\n'
-                'except UsageError as e:\n    raise Exception("Cannot load model parameters") from e\n'
-                if wrapped else 'raise UsageError("--lr 1e6 diverged: lower --lr")\n')
-    code = "import var_attn_plugin\nfrom var_attn_plugin.errors import UsageError\n" + raise_it
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 1 and proc.stderr == "var-attn: error: --lr 1e6 diverged: lower --lr\n"
-    traced = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=dict(os.environ, VARATTN_TRACEBACK="1"))
-    assert traced.returncode == 1 and "Traceback" in traced.stderr
+    cases = [f"{raising}-{traced}" for raising in ("direct", "wrapped") for traced in ("plain", "traced")]
+    proc = subprocess.run([sys.executable, "-c", UNCAUGHT, *cases], capture_output=True, text=True,
+                          env=dict(os.environ, OUT=str(tmp_path)))
+    assert proc.returncode == 0 and proc.stdout.splitlines() == [f"{case} 1" for case in cases], output(proc)
+    for case in cases:
+        stderr = (tmp_path / case).read_text()
+        if case.endswith("plain"):
+            assert stderr == "var-attn: error: --lr 1e6 diverged: lower --lr\n", (case, stderr)
+        else:
+            assert "Traceback" in stderr, (case, stderr)
