@@ -163,6 +163,15 @@ def fairseq_cli(tool: str, *args, cwd: Optional[Path] = None, check: bool = True
     return proc
 
 
+def fairseq_start(tool: str, *args, log: Path, env: Optional[Dict[str, str]] = None,
+                  cwd: Optional[Path] = None) -> forked.Started:
+    """A console script left running (like ``subprocess.Popen``: ``pid``, ``poll``, ``wait``,
+    ``send_signal``, ``kill``), forked as ``fairseq_cli``'s, stdout and stderr to ``log``;
+    ``env``: variables to add (none that Python or torch read at start-up)."""
+    full = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1", **(env or {}))
+    return forked.start(str(BIN_DIR / tool), list(args), full, stdout=log, cwd=cwd)
+
+
 def preprocess(raw: Path, dest: Path) -> Path:
     fairseq_cli("fairseq-preprocess", "--source-lang", "src", "--target-lang", "tgt",
                 "--trainpref", raw / "train", "--validpref", raw / "valid", "--testpref", raw / "test",

@@ -24,21 +24,18 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import BIN_DIR, PLUGIN_DIR, fairseq_cli, train_args
+from helpers import PLUGIN_DIR, fairseq_cli, fairseq_start, train_args
 
 from var_attn_plugin import checkpoint_safety
 from var_attn_plugin.checkpoint_safety import PAUSE_IN_COPY, atomic_copy, damage, lock_save_dir
 from var_attn_plugin.errors import UsageError
 
 TIMEOUT_S = 300
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
 def output(proc):
@@ -61,11 +58,10 @@ def num_updates(path: Path) -> int:
     return torch.load(path)["optimizer_history"][-1]["num_updates"]
 
 
-def run_until(args, log: Path, marker: str, env=None, timeout=TIMEOUT_S) -> subprocess.Popen:
-    """fairseq-train with ``args`` in the background, its output to ``log``, once ``marker`` is logged."""
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(BIN_DIR / "fairseq-train"), *map(str, args)], stdout=out,
-                                stderr=subprocess.STDOUT, env=env or ENV)
+def run_until(args, log: Path, marker: str, env=None, timeout=TIMEOUT_S):
+    """fairseq-train with ``args`` in the background (helpers.fairseq_start), its output to
+    ``log``, once ``marker`` is logged."""
+    proc = fairseq_start("fairseq-train", *args, log=log, env=env)
     deadline = time.monotonic() + timeout
     while marker not in log.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -111,8 +107,7 @@ def test_a_kill_during_the_copy_onto_checkpoint_last_keeps_it_intact_and_the_sam
     save_dir = tmp_path / "ckpt"
     args = train_args(synthetic_data, save_dir, "var-enum", "--save-interval-updates", 4, "--max-update", 16,
                       "--disable-validation")
-    proc = run_until(args, tmp_path / "killed.log", f"{PAUSE_IN_COPY}: pausing",
-                     env={**ENV, PAUSE_IN_COPY: "120"})
+    proc = run_until(args, tmp_path / "killed.log", f"{PAUSE_IN_COPY}: pausing", env={PAUSE_IN_COPY: "120"})
     kill(proc)
     log = (tmp_path / "killed.log").read_text()
     assert f"copying {save_dir}/checkpoint_2_12.pt to {save_dir}/checkpoint_last.pt" in log, log[-2000:]
@@ -178,16 +173,26 @@ def test_a_second_training_in_the_same_save_dir_is_refused_naming_the_first(synt
 
 
 def test_the_lock_names_its_holder_and_a_dead_holders_lock_does_not_block(tmp_path):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from var_attn_plugin.checkpoint_safety import lock_save_dir; "
-         "lock_save_dir(sys.argv[1]); print('locked', flush=True); time.sleep(120)", str(tmp_path)],
-        stdout=subprocess.PIPE, text=True, env=ENV, cwd=str(PLUGIN_DIR.parent))
+    """The holder is a fork of this process (a lock is a process's own: the child takes it anew)."""
+    ready, locked = os.pipe()
+    holder = os.fork()
+    if holder == 0:  # the child: take the lock, say so, wait to be killed
+        try:
+            os.close(ready)
+            lock_save_dir(str(tmp_path))
+            os.write(locked, b"locked\n")
+            time.sleep(120)
+        finally:
+            os._exit(0)
+    os.close(locked)
     try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(UsageError, match=f"is in use by another training: pid {holder.pid} on host"):
+        assert os.read(ready, 100) == b"locked\n"
+        with pytest.raises(UsageError, match=f"is in use by another training: pid {holder} on host"):
             lock_save_dir(str(tmp_path))
     finally:
-        kill(holder)
+        os.close(ready)
+        os.kill(holder, signal.SIGKILL)
+        os.waitpid(holder, 0)
     assert lock_save_dir(str(tmp_path)) == str(tmp_path / "varattn-train.lock")  # held by this process now
     assert json.loads((tmp_path / "varattn-train.lock").read_text())["pid"] == os.getpid()
 
@@ -210,12 +215,12 @@ def test_a_rank_that_never_starts_ends_the_started_one_within_the_heartbeat_time
     """Only one rank of two is started: it used to wait at "distributed init" forever, whatever
     --heartbeat-timeout."""
     init = f"tcp://127.0.0.1:{free_port()}"
-    command = [str(BIN_DIR / "fairseq-train"), *map(str, train_args(
+    started = time.monotonic()
+    proc = fairseq_cli("fairseq-train", *train_args(
         synthetic_data, tmp_path / "ckpt", "var-enum", "--max-update", 2, "--heartbeat-timeout", HEARTBEAT_S,
         "--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp", "--distributed-world-size", 2,
-        "--distributed-rank", rank, "--distributed-init-method", init, "--distributed-no-spawn"))]
-    started = time.monotonic()
-    proc = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=HEARTBEAT_S + 120)
+        "--distributed-rank", rank, "--distributed-init-method", init, "--distributed-no-spawn"),
+        check=False, timeout=HEARTBEAT_S + 120)
     waited = time.monotonic() - started
     text = output(proc)
     assert proc.returncode == 1, text[-3000:]

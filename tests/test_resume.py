@@ -18,14 +18,13 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import threading
 import time
 from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import BIN_DIR, build_model, fairseq_cli, random_batch, train_args
+from helpers import build_model, fairseq_cli, fairseq_start, random_batch, train_args
 
 import var_attn_plugin.reproducibility as reproducibility
 from var_attn_plugin.criterion import VarAttnCriterion
@@ -115,17 +114,18 @@ def test_a_run_killed_after_a_mid_epoch_checkpoint_resumes_with_the_same_command
     later, so the restart begins at update 12 whatever the process did in between."""
     args = train_args(synthetic_data, tmp_path, "var-sample", "--save-interval-updates", EVERY,
                       "--max-update", TOTAL)
-    proc = subprocess.Popen([str(BIN_DIR / "fairseq-train"), *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"})
+    log = tmp_path / "killed.log"
+    proc = fairseq_start("fairseq-train", *args, log=log)
+    saved = re.compile(rf"Saved checkpoint .*@ {STOP} updates")
+    deadline = time.monotonic() + TIMEOUT_S
     try:
-        for line in proc.stdout:
-            if "Saved checkpoint" in line and f"@ {STOP} updates" in line:
-                proc.send_signal(signal.SIGKILL)
-                break
+        while not saved.search(log.read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
-        proc.communicate()
+        proc.wait()
     assert proc.returncode == -signal.SIGKILL
     stopped_mid_epoch(tmp_path, epoch=2, updates=STOP)
     log = fairseq_cli("fairseq-train", *args).stdout
@@ -145,17 +145,11 @@ def free_port() -> int:
 def start_ranks(args, logs_dir, world_size: int = 2):
     """One fairseq-train per rank (as the README's "Distributed training"), output to files."""
     init = f"tcp://127.0.0.1:{free_port()}"
-    procs = []
-    for rank in range(world_size):
-        log = open(logs_dir / f"rank{rank}.log", "w")
-        procs.append(subprocess.Popen(
-            [str(BIN_DIR / "fairseq-train"), *map(str, args), "--distributed-backend", "gloo",
-             "--ddp-backend", "legacy_ddp", "--distributed-world-size", str(world_size),
-             "--distributed-rank", str(rank), "--distributed-init-method", init, "--distributed-no-spawn"],
-            stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}))
-        log.close()
-    return procs
+    return [fairseq_start("fairseq-train", *args, "--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp",
+                          "--distributed-world-size", world_size, "--distributed-rank", rank,
+                          "--distributed-init-method", init, "--distributed-no-spawn",
+                          log=logs_dir / f"rank{rank}.log")
+            for rank in range(world_size)]
 
 
 def wait_ranks(procs, logs_dir, timeout=TIMEOUT_S):
