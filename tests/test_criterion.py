@@ -25,7 +25,8 @@ from var_attn_plugin.latent.modes import ATTENTION_MODES
 from var_attn_plugin.latent.outputs import DecodingOptions
 
 SRC_LENGTHS, TGT_LENGTHS = [4, 6, 2], [5, 3, 7]  # B = 3, pairwise-distinct lengths
-SUMMED_KEYS = ("loss", "bound", "rec", "kl", "nll_loss", "prior_ent", "post_ent", "prior_eos", "prior_max", "align_info",
+SUMMED_KEYS = ("loss", "bound", "rec", "kl", "nll_loss", "prior_ent", "post_ent", "prior_eos", "prior_max",
+               "align_info",
                "ntokens", "nsentences", "sample_size")
 
 

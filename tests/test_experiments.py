@@ -213,7 +213,8 @@ def test_grid_cells_of_the_transformer_and_of_the_joint_soft_loss_train_what_the
     cells = dynamics.grid(corpus, modes=["var-sample"], lrs=[2e-3], batches=["2000tok"], arch="transformer",
                           designs=["below-top", "none"], soft_loss_weight=0.5, warm_start="var-enum")
     assert [c.name for c in cells] == [
-        f"transformer-var-sample-lr0.002-2000tok-cpu96-xattn-{d}-softw0.5-from-var-enum-seed1" for d in ("below-top", "none")]
+        f"transformer-var-sample-lr0.002-2000tok-cpu96-xattn-{d}-softw0.5-from-var-enum-seed1"
+        for d in ("below-top", "none")]
     command = cells[1].train_command(tmp_path)
 
     def value(flag):
@@ -323,7 +324,8 @@ def test_every_finished_cell_of_the_committed_archive_is_kept_in_a_new_clone(tmp
         for options in (dict(), dict(exclude_source_eos=True), dict(modes=["var-sample"], warm_start="var-enum"),
                         dict(modes=["var-enum"], warm_start="var-enum"), dict(sizes="cpu256"),
                         dict(modes=["var-sample"], soft_loss_weight=1.0),
-                        dict(arch="transformer", designs=list(dynamics.DESIGNS), modes=["soft", "var-enum", "var-sample"],
+                        dict(arch="transformer", designs=list(dynamics.DESIGNS),
+                             modes=["soft", "var-enum", "var-sample"],
                              lrs=[2e-3], max_update=2000)):
             options = {"lrs": dynamics.LRS, "max_update": updates, **options}
             for run in dynamics.grid(corpus, batches=[batch], **options):

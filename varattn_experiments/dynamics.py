@@ -52,9 +52,8 @@ def grid(corpus: Corpus, modes: Sequence[str] = MODES, lrs: Sequence[float] = LR
                                         exclude_source_eos=exclude_source_eos, soft_loss_weight=soft_loss_weight,
                                         **transformer, **BATCHES[batch])
                         model = dict(sizes=sizes, arch=arch, soft_cross_attention=design)
-                        warm = TrainRun(EXPERIMENT, corpus, warm_start, seed, recipe=replace(recipe, soft_loss_weight=0.0),
-                                        **model) \
-                            if warm_start else None
+                        warm = TrainRun(EXPERIMENT, corpus, warm_start, seed,
+                                        recipe=replace(recipe, soft_loss_weight=0.0), **model) if warm_start else None
                         runs.append(TrainRun(EXPERIMENT, corpus, mode, seed, recipe=recipe, warm_start=warm, **model))
     return runs
 
@@ -210,8 +209,8 @@ def sort_key(curve: Curve):
 
 def table(curves: List[Curve], archive_dir: Path, corpus: str) -> List[str]:
     rows = ["| mode | sizes | lr | batch | source EOS | updates | valid PPL | prior H/uniform at 50 | at 150 | at 500 "
-            "| last | q H/uniform, last | KL nats, last | EOS mass at 150 | last | max prob, last | word's info on z, nats "
-            "| minutes |",
+            "| last | q H/uniform, last | KL nats, last | EOS mass at 150 | last | max prob, last "
+            "| word's info on z, nats | minutes |",
             "|" + "---|" * 18]
     for c in sorted(curves, key=sort_key):
         r = c.recipe
@@ -235,8 +234,8 @@ def table(curves: List[Curve], archive_dir: Path, corpus: str) -> List[str]:
 
 def design_table(curves: List[Curve], archive_dir: Path, corpus: str) -> List[str]:
     """The Transformer's cells: one row per attention mode and decoder design."""
-    rows = ["| mode | soft cross-attention | sizes | lr | batch | updates | valid PPL | prior H/uniform at 150 | at 500 "
-            "| last | q H/uniform, last | KL nats, last | max prob, last | word's info on z, nats | minutes |",
+    rows = ["| mode | soft cross-attention | sizes | lr | batch | updates | valid PPL | prior H/uniform at 150 "
+            "| at 500 | last | q H/uniform, last | KL nats, last | max prob, last | word's info on z, nats | minutes |",
             "|" + "---|" * 15]
     for c in sorted(curves, key=sort_key):
         r = c.recipe
