@@ -13,6 +13,7 @@ import json
 import math
 import shutil
 from dataclasses import dataclass, field, replace
+from datetime import timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -151,8 +152,11 @@ def read_curve(folder: Path) -> Optional[Curve]:
     manifest = Manifest.read(folder)
     if manifest is None or manifest.data.get("config") is None:
         return None
-    curve = Curve(manifest.data["config"], seconds=manifest.seconds("train"), done=manifest.done("train"),
-                  code_versions=manifest.code_versions("train"))
+    # a running cell's time counts to its log's last line, so that the page is the same whenever made
+    logged = [when for when, _, _ in iter_records(folder / "train.log")]
+    last = logged[-1].replace(tzinfo=timezone.utc).timestamp() if logged else None
+    curve = Curve(manifest.data["config"], seconds=manifest.seconds("train", until=last),
+                  done=manifest.done("train"), code_versions=manifest.code_versions("train"))
     every = curve.recipe.get("validate_every") or 1
     for record in read_records(folder / "train.log", "valid", curve.recipe.get("valid_subset")):
         updates = record["valid_num_updates"]

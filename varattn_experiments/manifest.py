@@ -131,11 +131,12 @@ class Manifest:
 
     # ------------------------------------------------------------------ reading
 
-    def seconds(self, name: str) -> float:
-        """Wall time of a step over its attempts, pauses left out (a running attempt counts to now)."""
+    def seconds(self, name: str, until: Optional[float] = None) -> float:
+        """Wall time of a step over its attempts, pauses left out (a running attempt counts to
+        ``until``, a time stamp, or to now)."""
         total = 0.0
         for attempt in self.data["steps"].get(name, {}).get("attempts", []):
-            end = attempt["ended"] if attempt["ended"] is not None else now()
+            end = attempt["ended"] if attempt["ended"] is not None else until or now()
             paused = sum((stop if stop is not None else end) - start for start, stop in attempt["pauses"])
             total += end - attempt["started"] - paused
         return total
