@@ -337,3 +337,27 @@ def test_every_finished_cell_of_the_committed_archive_is_kept_in_a_new_clone(tmp
         assert folder.name in cells, f"{folder.name}: no grid cell of that name"
         assert dynamics.kept_in_archive(cells[folder.name], tmp_path, archive), \
             f"{folder.name}: the grid's command is not the one the archive holds"
+
+
+def test_a_warm_started_comparison_entry_trains_from_the_best_checkpoint_of_its_seed(tmp_path):
+    from var_attn_plugin.errors import UsageError
+    from varattn_experiments import comparison, entries
+
+    assert (entries.attention_mode("var-sample-from-var-enum"), entries.warm_start("var-sample-from-var-enum")) == \
+        ("var-sample", "var-enum")
+    assert entries.design("transformer-none-var-sample-from-transformer-none-marginal") == "none"
+    (run,) = comparison.runs(["ding"], ["var-sample-from-var-enum"], [2], comparison.NEAR_PAPER)
+    warm = run.warm_start()
+    assert (warm.entry, warm.seed, warm.settings) == ("var-enum", 2, comparison.NEAR_PAPER)
+    assert run.needs() == (run.corpus, warm)
+    command = run.train_command(tmp_path)
+    assert command[command.index("--finetune-from-model") + 1] == \
+        str(tmp_path / "ding" / "var-enum-seed2" / "checkpoints" / "checkpoint_best.pt")
+    assert command[command.index("--attention-mode") + 1] == "var-sample"
+    # the near-paper recipe: its learning rate, dropout and alignment candidates
+    assert (command[command.index("--lr") + 1], command[command.index("--dropout") + 1]) == ("0.001", "0.3")
+    assert "--exclude-source-eos" in command
+    with pytest.raises(UsageError, match="one architecture from the other's checkpoint"):
+        comparison.runs(["ding"], ["transformer-var-sample-from-var-enum"], [1])
+    with pytest.raises(UsageError, match="unknown mode 'var-smple'"):
+        comparison.runs(["ding"], ["var-enum-from-var-smple"], [1])

@@ -30,10 +30,14 @@ def add_converge(sub) -> None:
     p.add_argument("--corpora", nargs="+", default=None,
                    help=f"real corpora (libreoffice, ding, lohelp) and synthetic tasks ({', '.join(SYNTHETIC)})")
     p.add_argument("--modes", nargs="+", default=COMPARISON_MODES,
-                   help="attention modes of the LSTM, or transformer-MODE for the Transformer")
+                   help="attention modes of the LSTM, transformer-MODE (transformer-none-MODE, "
+                   "transformer-below-top-MODE) for the Transformer; MODE-from-OTHER starts from OTHER's checkpoint")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     p.add_argument("--parallel", type=int, default=2, help="runs at a time, one torch thread each")
     p.add_argument("--tiny", action="store_true", help="the whole pipeline on a few hundred pairs (minutes)")
+    p.add_argument("--recipe", choices=list(comparison.RECIPES), default="cpu",
+                   help="cpu: Adam 1e-2, dropout 0.2, the source EOS a candidate (the archived comparison); "
+                   "near-paper: Adam 1e-3, dropout 0.3, no source EOS, up to 30,000 updates")
     p.add_argument("--max-update", type=int, default=None, help="the maximum of updates on the real corpora")
     p.add_argument("--exclude-source-eos", action="store_true", help="train with --exclude-source-eos")
     p.add_argument("--aligner", choices=["eflomal", "none"], default="eflomal")
@@ -84,12 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def converge(args) -> int:
-    settings = comparison.TINY if args.tiny else comparison.FULL
-    changes = {"aligner": args.aligner, "exclude_source_eos": args.exclude_source_eos}
+    settings = comparison.TINY if args.tiny else comparison.RECIPES[args.recipe]
+    changes = {"aligner": args.aligner, "exclude_source_eos": args.exclude_source_eos or settings.exclude_source_eos}
     if args.max_update:
         changes["max_update"] = args.max_update
     settings = dataclasses.replace(settings, **changes)
-    root = args.root or Path("work/converge-tiny" if args.tiny else "work/converge")
+    root = args.root or Path("work/converge-tiny" if args.tiny else "work/converge" if args.recipe == "cpu"
+                             else f"work/converge-{args.recipe}")
     corpora = args.corpora or (["ding", "libreoffice", "syn-null"] if args.tiny else
                                ["libreoffice", "ding"] + SYNTHETIC)
     sources = dict(item.split("=", 1) for item in args.source)

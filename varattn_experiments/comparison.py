@@ -31,7 +31,7 @@ from var_attn_plugin.latent.modes import ATTENTION_MODES
 from var_attn_plugin.presets import LSTM_PRESETS, TRANSFORMER_PRESETS, flags
 
 from .corpora import PREPARERS, Corpus
-from .entries import attention_mode, design, is_transformer
+from .entries import attention_mode, design, is_transformer, warm_start
 from .manifest import Manifest
 from .runner import PLUGIN_DIR, Job, Step, tool
 
@@ -70,6 +70,13 @@ class Settings:
 
 
 FULL = Settings()
+# As near the paper's recipe (docs/METHOD.md §7) as two CPU cores allow, after the early-dynamics
+# grid (docs/dynamics.md): its dropout, its alignment candidates (no source EOS) and a learning
+# rate at which no prior locks in during the first 1,000 updates (1e-3, the paper's 3e-4 learns
+# nothing in 2,000); still the CPU's 96-unit models and batches of 2,000 tokens, with a higher
+# maximum of updates for the lower rate.
+NEAR_PAPER = Settings(lr=1e-3, dropout=0.3, exclude_source_eos=True, max_update=30000)
+RECIPES = {"cpu": FULL, "near-paper": NEAR_PAPER}
 TINY = Settings(max_update=30, syn_max_update=30, patience=5, sizes="tiny", syn_sizes="tiny", vocab_size=200,
                 valid_size=30, test_size=30, max_train=300, syn_train=300, syn_valid=30, syn_test=30,
                 max_tokens=1000, transformer_warmup=10, save_interval_updates=5)
@@ -129,7 +136,7 @@ class ComparisonCorpus(Corpus):
 @dataclass(frozen=True)
 class ComparisonRun(Job):
     corpus: ComparisonCorpus
-    entry: str  # attention mode, or transformer-MODE
+    entry: str  # attention mode, transformer-MODE, ... (varattn_experiments/entries.py)
     seed: int
     settings: Settings = FULL
 
@@ -144,8 +151,14 @@ class ComparisonRun(Job):
         return {"kind": "comparison", "corpus": self.corpus.name, "entry": self.entry, "seed": self.seed,
                 "settings": asdict(self.settings)}
 
+    def warm_start(self) -> Optional["ComparisonRun"]:
+        """The run whose best checkpoint starts this one's training (same corpus, seed, settings)."""
+        other = warm_start(self.entry)
+        return ComparisonRun(self.corpus, other, self.seed, self.settings) if other else None
+
     def needs(self) -> Sequence[Job]:
-        return (self.corpus,)
+        warm = self.warm_start()
+        return (self.corpus,) + ((warm,) if warm else ())
 
     def train_command(self, root: Path) -> List[str]:
         s, run = self.settings, self.folder(root)
@@ -167,6 +180,9 @@ class ComparisonRun(Job):
             command += ["--save-interval-updates", str(s.save_interval_updates), "--keep-interval-updates", "1"]
         if s.exclude_source_eos:
             command += ["--exclude-source-eos"]
+        warm = self.warm_start()
+        if warm:
+            command += ["--finetune-from-model", str(warm.folder(root) / "checkpoints" / "checkpoint_best.pt")]
         sizes = s.syn_sizes if syn else s.sizes
         if transformer:
             sizes = "smoke" if sizes == "tiny" else sizes  # the LSTM's tiny sizes are the Transformer's smoke sizes
@@ -236,9 +252,14 @@ def runs(corpora: Sequence[str], entries: Sequence[str], seeds: Sequence[int], s
         if not synthetic(corpus) and corpus not in PREPARERS:
             raise UsageError(f"unknown corpus {corpus!r}: {', '.join(PREPARERS)} or syn-TASK")
     for entry in entries:
-        if attention_mode(entry) not in ATTENTION_MODES:
-            raise UsageError(f"unknown mode {entry!r}: MODE, transformer-MODE, transformer-below-top-MODE or "
-                             f"transformer-none-MODE, MODE one of {', '.join(ATTENTION_MODES)}")
+        for part in filter(None, (entry, warm_start(entry))):
+            if attention_mode(part) not in ATTENTION_MODES:
+                raise UsageError(f"unknown mode {part!r}: MODE, transformer-MODE, transformer-below-top-MODE or "
+                                 f"transformer-none-MODE (ENTRY-from-ENTRY: a warm start), MODE one of "
+                                 f"{', '.join(ATTENTION_MODES)}")
+        if warm_start(entry) and is_transformer(entry) != is_transformer(warm_start(entry)):
+            raise UsageError(f"{entry!r} starts one architecture from the other's checkpoint: warm-start the "
+                             "LSTM from an LSTM entry and the Transformer from a Transformer entry")
     out = []
     for corpus in ordered:
         c = ComparisonCorpus(corpus, settings=settings, archive=str(archive) if archive else None,

@@ -4,7 +4,9 @@
 Transformer (``varattn_transformer``) with fairseq's soft cross-attention in every decoder
 layer (``--soft-cross-attention all``); ``transformer-below-top-MODE`` and
 ``transformer-none-MODE`` its other decoder designs (docs/METHOD.md §10), named as the IWSLT14
-recipe names their checkpoints.
+recipe names their checkpoints. ``ENTRY-from-OTHER`` (e.g. ``var-sample-from-var-enum``)
+starts ENTRY's training from the best checkpoint of OTHER's run with the same seed (fairseq's
+--finetune-from-model: weights only, a fresh optimiser; q starts fresh where OTHER has none).
 """
 
 from typing import Optional
@@ -13,7 +15,21 @@ TRANSFORMER = "transformer-"
 DESIGNS = ("all", "below-top", "none")  # --soft-cross-attention
 
 
+WARM = "-from-"
+
+
+def warm_start(entry: str) -> Optional[str]:
+    """The entry whose checkpoint starts this one's training, or None."""
+    return entry.split(WARM, 1)[1] if WARM in entry else None
+
+
+def trained(entry: str) -> str:
+    """The entry without its warm start: what is trained (``var-sample`` of ``var-sample-from-var-enum``)."""
+    return entry.split(WARM, 1)[0]
+
+
 def _transformer_rest(entry: str) -> Optional[str]:
+    entry = trained(entry)
     return entry[len(TRANSFORMER):] if entry.startswith(TRANSFORMER) else None
 
 
@@ -33,9 +49,10 @@ def design(entry: str) -> Optional[str]:
 
 
 def attention_mode(entry: str) -> str:
-    """``var-enum`` of ``var-enum``, ``transformer-var-enum`` and ``transformer-none-var-enum``."""
+    """``var-enum`` of ``var-enum``, ``transformer-var-enum``, ``transformer-none-var-enum`` and
+    ``var-enum-from-marginal``."""
     rest = _transformer_rest(entry)
     if rest is None:
-        return entry
+        return trained(entry)
     chosen = design(entry)
     return rest if chosen == "all" else rest[len(chosen) + 1:]
