@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass, field, replace
 from datetime import timezone
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .corpora import Corpus
 from .fairseq_log import iter_records, read_records
@@ -211,50 +211,53 @@ def sort_key(curve: Curve):
             warm_start(curve), DESIGNS.index(curve.design), curve.config["seed"])
 
 
-def table(curves: List[Curve], archive_dir: Path, corpus: str) -> List[str]:
-    rows = ["| mode | sizes | lr | batch | source EOS | updates | valid PPL | prior H/uniform at 50 | at 150 | at 500 "
-            "| last | q H/uniform, last | KL nats, last | EOS mass at 150 | last | max prob, last "
-            "| word's info on z, nats | minutes |",
-            "|" + "---|" * 18]
+def _updates(c: Curve) -> str:
+    return f"{int(c.updates[-1]) if c.updates else 0}" + ("" if c.done else " (running)")
+
+
+# a column: its heading and its cell, from the curve and ``rel`` (an entropy over the uniform's)
+Column = Tuple[str, Callable[[Curve, Callable[[Optional[float]], Optional[float]]], str]]
+COMMON_HEAD: List[Column] = [
+    ("sizes", lambda c, rel: c.config["sizes"]), ("lr", lambda c, rel: f"{c.recipe['lr']:g}"),
+    ("batch", lambda c, rel: batch_label(c.recipe))]
+COMMON_TAIL: List[Column] = [
+    ("updates", lambda c, rel: _updates(c)), ("valid PPL", lambda c, rel: fmt(c.last("ppl"), 1))]
+LSTM_COLUMNS: List[Column] = [
+    ("mode", lambda c, rel: c.label), *COMMON_HEAD,
+    ("source EOS", lambda c, rel: "excluded" if c.recipe.get("exclude_source_eos") else "candidate"), *COMMON_TAIL,
+    ("prior H/uniform at 50", lambda c, rel: fmt(rel(c.at("prior_ent", 50)))),
+    ("at 150", lambda c, rel: fmt(rel(c.at("prior_ent", 150)))),
+    ("at 500", lambda c, rel: fmt(rel(c.at("prior_ent", 500)))),
+    ("last", lambda c, rel: fmt(rel(c.last("prior_ent")))),
+    ("q H/uniform, last", lambda c, rel: fmt(rel(c.last("post_ent")))),
+    ("KL nats, last", lambda c, rel: fmt(c.last("kl"), 3)),
+    ("EOS mass at 150", lambda c, rel: fmt(c.at("prior_eos", 150))), ("last", lambda c, rel: fmt(c.last("prior_eos"))),
+    ("max prob, last", lambda c, rel: fmt(c.last("prior_max"))),
+    ("word's info on z, nats", lambda c, rel: fmt(c.probe.get("align_info"), 3)),
+    ("minutes", lambda c, rel: f"{c.seconds / 60:.0f}")]
+DESIGN_COLUMNS: List[Column] = [
+    ("mode", lambda c, rel: c.label), ("soft cross-attention", lambda c, rel: c.design), *COMMON_HEAD,
+    *COMMON_TAIL,
+    ("prior H/uniform at 150", lambda c, rel: fmt(rel(c.at("prior_ent", 150)))),
+    ("at 500", lambda c, rel: fmt(rel(c.at("prior_ent", 500)))),
+    ("last", lambda c, rel: fmt(rel(c.last("prior_ent")))),
+    ("q H/uniform, last", lambda c, rel: fmt(rel(c.last("post_ent")))),
+    ("KL nats, last", lambda c, rel: fmt(c.last("kl"), 3)),
+    ("max prob, last", lambda c, rel: fmt(c.last("prior_max"))),
+    ("word's info on z, nats", lambda c, rel: fmt(c.probe.get("align_info"), 3)),
+    ("minutes", lambda c, rel: f"{c.seconds / 60:.0f}")]
+
+
+def table(curves: List[Curve], archive_dir: Path, corpus: str, columns: Sequence[Column] = LSTM_COLUMNS) -> List[str]:
+    """One row per cell (DESIGN_COLUMNS: the Transformer's, by decoder design)."""
+    rows = ["| " + " | ".join(head for head, _ in columns) + " |", "|" + "---|" * len(columns)]
     for c in sorted(curves, key=sort_key):
-        r = c.recipe
-        u = uniform(archive_dir, corpus, r.get("exclude_source_eos", False))
+        u = uniform(archive_dir, corpus, c.recipe.get("exclude_source_eos", False))
 
         def rel(value):
             return None if value is None or not u else value / u
 
-        rows.append("| " + " | ".join([
-            c.label, c.config["sizes"], f"{r['lr']:g}",
-            batch_label(r),
-            "excluded" if r.get("exclude_source_eos") else "candidate",
-            f"{int(c.updates[-1]) if c.updates else 0}" + ("" if c.done else " (running)"),
-            fmt(c.last("ppl"), 1), fmt(rel(c.at("prior_ent", 50))), fmt(rel(c.at("prior_ent", 150))),
-            fmt(rel(c.at("prior_ent", 500))), fmt(rel(c.last("prior_ent"))), fmt(rel(c.last("post_ent"))),
-            fmt(c.last("kl"), 3), fmt(c.at("prior_eos", 150)), fmt(c.last("prior_eos")), fmt(c.last("prior_max")),
-            fmt(c.probe.get("align_info"), 3), f"{c.seconds / 60:.0f}",
-        ]) + " |")
-    return rows
-
-
-def design_table(curves: List[Curve], archive_dir: Path, corpus: str) -> List[str]:
-    """The Transformer's cells: one row per attention mode and decoder design."""
-    rows = ["| mode | soft cross-attention | sizes | lr | batch | updates | valid PPL | prior H/uniform at 150 "
-            "| at 500 | last | q H/uniform, last | KL nats, last | max prob, last | word's info on z, nats | minutes |",
-            "|" + "---|" * 15]
-    for c in sorted(curves, key=sort_key):
-        r = c.recipe
-        u = uniform(archive_dir, corpus, r.get("exclude_source_eos", False))
-
-        def rel(value):
-            return None if value is None or not u else value / u
-
-        rows.append("| " + " | ".join([
-            c.label, c.design, c.config["sizes"], f"{r['lr']:g}", batch_label(r),
-            f"{int(c.updates[-1]) if c.updates else 0}" + ("" if c.done else " (running)"),
-            fmt(c.last("ppl"), 1), fmt(rel(c.at("prior_ent", 150))), fmt(rel(c.at("prior_ent", 500))),
-            fmt(rel(c.last("prior_ent"))), fmt(rel(c.last("post_ent"))), fmt(c.last("kl"), 3),
-            fmt(c.last("prior_max")), fmt(c.probe.get("align_info"), 3), f"{c.seconds / 60:.0f}",
-        ]) + " |")
+        rows.append("| " + " | ".join(cell(c, rel) for _, cell in columns) + " |")
     return rows
 
 
@@ -338,7 +341,7 @@ def report(archive_dir: Path, output: Path, figures: Optional[Path]) -> str:
                 path = Path(figures) / f"dynamics-{corpus}-transformer.png"
                 plot(transformer, archive_dir, corpus, path)
                 lines += [f"![the Transformer's early dynamics on {corpus}]({path.name})", ""]
-            lines += design_table(transformer, archive_dir, corpus) + [""]
+            lines += table(transformer, archive_dir, corpus, DESIGN_COLUMNS) + [""]
         versions = sorted({v for c in curves for v in c.code_versions})
         lines += [f"Code versions: {', '.join(versions)}.", ""]
     text = "\n".join(lines)
