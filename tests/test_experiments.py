@@ -325,8 +325,7 @@ def test_every_finished_cell_of_the_committed_archive_is_kept_in_a_new_clone(tmp
                         dict(modes=["var-enum"], warm_start="var-enum"), dict(sizes="cpu256"),
                         dict(modes=["var-sample"], soft_loss_weight=1.0),
                         dict(arch="transformer", designs=list(dynamics.DESIGNS),
-                             modes=["soft", "var-enum", "var-sample"],
-                             lrs=[2e-3], max_update=2000)):
+                             modes=["soft", "marginal", "var-enum", "var-sample"], lrs=[2e-3])):
             options = {"lrs": dynamics.LRS, "max_update": updates, **options}
             for run in dynamics.grid(corpus, batches=[batch], **options):
                 cells[run.name] = run
