@@ -27,6 +27,7 @@ class Echo(runner.Job):
     name: str
     words: tuple = ("a", "b")
     requires: tuple = ()
+    seconds: float = 0.0  # each step sleeps this long first
 
     def folder(self, root: Path) -> Path:
         return Path(root) / self.name
@@ -39,7 +40,8 @@ class Echo(runner.Job):
 
     def steps(self, root: Path) -> List[runner.Step]:
         out = self.folder(root) / "out.txt"
-        code = ("import pathlib, sys; f = pathlib.Path(sys.argv[1]); root = pathlib.Path(sys.argv[3]);"
+        code = (f"import pathlib, sys, time; time.sleep({self.seconds}); f = pathlib.Path(sys.argv[1]);"
+                "root = pathlib.Path(sys.argv[3]);"
                 "sys.exit(3) if (root / 'fail').exists() else None;"
                 "f.open('a').write(sys.argv[2] + '\\n')")
         return [runner.Step(f"say-{w}", [sys.executable, "-c", code, str(out), w, str(root)], "log.txt")
@@ -84,6 +86,23 @@ def test_a_shared_prerequisite_runs_once_and_its_failure_skips_its_dependents(tm
     (tmp_path / "fail").touch()
     failures = runner.execute(tmp_path, [Echo("z", requires=(other,))])
     assert len(failures) == 1 and "other" in failures[0] and not (tmp_path / "z").exists()
+
+
+def test_a_run_that_others_start_from_shares_the_pool_and_its_dependents_wait_for_it(tmp_path):
+    corpus = Echo("corpus", words=("c",))
+    source = Echo("source", words=("s",), requires=(corpus,), seconds=1.0)
+    warm, other = Echo("warm", words=("w",), requires=(source,)), Echo("other", words=("o",), requires=(corpus,))
+    assert runner.execute(tmp_path, [warm, other], parallel=2) == []
+
+    def attempt(name, word):
+        return Manifest(tmp_path / name).data["steps"][f"say-{word}"]["attempts"][0]
+
+    assert attempt("other", "o")["started"] < attempt("source", "s")["ended"]  # beside it, not after
+    assert attempt("warm", "w")["started"] >= attempt("source", "s")["ended"]
+    assert attempt("corpus", "c")["ended"] <= attempt("source", "s")["started"]
+    (tmp_path / "fail").touch()
+    failures = runner.execute(tmp_path, [Echo("warm2", requires=(Echo("source2", requires=(corpus,)),))])
+    assert len(failures) == 1 and "source2" in failures[0] and not (tmp_path / "warm2").exists()
 
 
 def test_a_finished_step_is_not_redone_from_another_checkout_or_root(tmp_path):

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Sequence
@@ -175,36 +175,62 @@ def _stop_children(signum, frame):
 def execute(root: Path, jobs: Iterable[Job], parallel: int = 1, threads: int = 1) -> List[str]:
     """Run every job (their ``needs()`` first, once each), ``parallel`` at a time.
 
-    Returns the failures' messages (a failed job does not stop the others)."""
+    A need that needs nothing itself (a shared corpus) runs first, alone, with every thread the
+    pool has. A need that is itself a run (a warm start's source) takes a place in the pool like
+    any job, and what needs it starts as soon as it has finished, while independent jobs go on.
+    Returns the failures' messages (a failed job does not stop the others; what needs it is
+    not run)."""
     root = Path(root)
     jobs = list(jobs)
     if threading.current_thread() is threading.main_thread():  # signal handlers live there
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _stop_children)
     failures: List[str] = []
-    prerequisites = []
-    for job in jobs:
+    queue: List[Job] = []
+
+    def enqueue(job: Job) -> None:
         for need in job.needs():
-            if need not in prerequisites:
-                prerequisites.append(need)
-    failed_needs = set()
-    for need in prerequisites:
+            if need.needs() and need not in queue:
+                enqueue(need)
+        if job not in queue:
+            queue.append(job)
+
+    for job in jobs:
+        enqueue(job)
+    done, failed = set(), set()
+    for need in dict.fromkeys(n for job in queue for n in job.needs() if not n.needs()):
         try:
             run_job(root, need, threads=max(threads, parallel))
+            done.add(need)
         except StepFailed as error:
             failures.append(str(error))
-            failed_needs.add(need)
-    ready = [job for job in jobs if not failed_needs.intersection(job.needs())]
+            failed.add(need)
 
-    def work(job: Job) -> None:
+    def work(job: Job) -> bool:
         try:
             run_job(root, job, threads)
+            return True
         except StepFailed as error:
             logger.error("%s", error)
             failures.append(str(error))
+            return False
 
+    running = {}
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        list(pool.map(work, ready))
+        while queue or running:
+            for job in list(queue):
+                needs = set(job.needs())
+                if needs & failed:  # never runs: what it needs failed
+                    queue.remove(job)
+                    failed.add(job)
+                elif needs <= done and len(running) < max(1, parallel):
+                    queue.remove(job)
+                    running[pool.submit(work, job)] = job
+            if not running:
+                break  # only jobs whose needs cannot finish are left
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                (done if future.result() else failed).add(running.pop(future))
     return failures
 
 
