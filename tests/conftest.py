@@ -99,3 +99,22 @@ def tiny_demo(tmp_path_factory):
         return SimpleNamespace(dir=root / "demo", stdout=proc.stdout, pairs=pairs, env=env)
 
     return built_once(tmp_path_factory, "tiny_demo", build)
+
+
+# The files whose tests take longest, in the order the test processes should start them: pytest-xdist
+# hands whole files out in collection order (--dist loadfile), so a long file collected last runs
+# alone at the end. test_readme.py copies the tiny demo that test_recipes.py builds, so it comes
+# last, when the demo is there, instead of waiting for it beside the build.
+LONG_FIRST = ["test_recipes.py", "test_comparison.py", "test_learning.py", "test_resume.py", "test_align.py",
+              "test_distributed.py", "test_faults.py"]
+LAST = ["test_readme.py"]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item):
+        name = Path(str(item.fspath)).name
+        if name in LONG_FIRST:
+            return LONG_FIRST.index(name)
+        return len(LONG_FIRST) + 1 if name in LAST else len(LONG_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file stays

@@ -363,15 +363,6 @@ def test_the_comparison_on_tiny_data_killed_resumed_and_continued(tmp_path):
     fresh = converge(tmp_path, "--root", str(tmp_path / "root2")).stdout
     assert fresh.count("finished: ") == 2 and not list((tmp_path / "root2").rglob("train.log"))
 
-    # 4. a higher maximum: a run that reached the former one goes on from its last checkpoint and
-    # is evaluated again
-    soft_log = (soft / "train.log").read_text()
-    assert "early stop" not in soft_log
-    converge(tmp_path, "--max-update", "40", "--corpora", "ding", "--modes", "soft")
-    assert Manifest(soft).attempts("train") == 2 and Manifest(soft).attempts("validate") == 2
-    assert re.search(r"Loaded checkpoint \S*checkpoint_last\.pt \(epoch \d+ @ 30 updates\)",
-                     (soft / "train.log").read_text())
-
 
 def test_the_readme_results_table_is_the_summary_of_the_committed_runs():
     readme = (REPO / "README.md").read_text(encoding="utf-8")

@@ -66,6 +66,15 @@ def test_each_step_runs_once_and_again_only_when_its_command_changes(tmp_path):
     assert manifest.read(tmp_path / "x").data["config"]["words"] == ["a", "c"]
 
 
+def test_every_step_after_one_that_runs_again_runs_again(tmp_path):
+    # a training continued to a higher maximum of updates is evaluated again: the later steps
+    # read what it wrote
+    runner.execute(tmp_path, [Echo("x", words=("a", "b", "c"))])
+    runner.execute(tmp_path, [Echo("x", words=("a", "B", "c"))])
+    assert said(tmp_path, "x") == ["a", "b", "c", "B", "c"]
+    assert Manifest(tmp_path / "x").attempts("say-c") == 2 and Manifest(tmp_path / "x").attempts("say-a") == 1
+
+
 def test_a_failed_step_is_recorded_and_redone_and_does_not_stop_other_jobs(tmp_path):
     (tmp_path / "fail").touch()
     failures = runner.execute(tmp_path, [Echo("x"), Echo("y")], parallel=2)
