@@ -222,30 +222,28 @@ COMMON_HEAD: List[Column] = [
     ("batch", lambda c, rel: batch_label(c.recipe))]
 COMMON_TAIL: List[Column] = [
     ("updates", lambda c, rel: _updates(c)), ("valid PPL", lambda c, rel: fmt(c.last("ppl"), 1))]
+# the last columns of both tables: where the prior and q ended, what a word tells about z, the time
+PRIOR_END: List[Column] = [
+    ("last", lambda c, rel: fmt(rel(c.last("prior_ent")))),
+    ("q H/uniform, last", lambda c, rel: fmt(rel(c.last("post_ent")))),
+    ("KL nats, last", lambda c, rel: fmt(c.last("kl"), 3)),
+    ("max prob, last", lambda c, rel: fmt(c.last("prior_max"))),
+    ("word's info on z, nats", lambda c, rel: fmt(c.probe.get("align_info"), 3)),
+    ("minutes", lambda c, rel: f"{c.seconds / 60:.0f}")]
 LSTM_COLUMNS: List[Column] = [
     ("mode", lambda c, rel: c.label), *COMMON_HEAD,
     ("source EOS", lambda c, rel: "excluded" if c.recipe.get("exclude_source_eos") else "candidate"), *COMMON_TAIL,
     ("prior H/uniform at 50", lambda c, rel: fmt(rel(c.at("prior_ent", 50)))),
     ("at 150", lambda c, rel: fmt(rel(c.at("prior_ent", 150)))),
     ("at 500", lambda c, rel: fmt(rel(c.at("prior_ent", 500)))),
-    ("last", lambda c, rel: fmt(rel(c.last("prior_ent")))),
-    ("q H/uniform, last", lambda c, rel: fmt(rel(c.last("post_ent")))),
-    ("KL nats, last", lambda c, rel: fmt(c.last("kl"), 3)),
+    *PRIOR_END[:3],
     ("EOS mass at 150", lambda c, rel: fmt(c.at("prior_eos", 150))), ("last", lambda c, rel: fmt(c.last("prior_eos"))),
-    ("max prob, last", lambda c, rel: fmt(c.last("prior_max"))),
-    ("word's info on z, nats", lambda c, rel: fmt(c.probe.get("align_info"), 3)),
-    ("minutes", lambda c, rel: f"{c.seconds / 60:.0f}")]
+    *PRIOR_END[3:]]
 DESIGN_COLUMNS: List[Column] = [
     ("mode", lambda c, rel: c.label), ("soft cross-attention", lambda c, rel: c.design), *COMMON_HEAD,
     *COMMON_TAIL,
     ("prior H/uniform at 150", lambda c, rel: fmt(rel(c.at("prior_ent", 150)))),
-    ("at 500", lambda c, rel: fmt(rel(c.at("prior_ent", 500)))),
-    ("last", lambda c, rel: fmt(rel(c.last("prior_ent")))),
-    ("q H/uniform, last", lambda c, rel: fmt(rel(c.last("post_ent")))),
-    ("KL nats, last", lambda c, rel: fmt(c.last("kl"), 3)),
-    ("max prob, last", lambda c, rel: fmt(c.last("prior_max"))),
-    ("word's info on z, nats", lambda c, rel: fmt(c.probe.get("align_info"), 3)),
-    ("minutes", lambda c, rel: f"{c.seconds / 60:.0f}")]
+    ("at 500", lambda c, rel: fmt(rel(c.at("prior_ent", 500)))), *PRIOR_END]
 
 
 def table(curves: List[Curve], archive_dir: Path, corpus: str, columns: Sequence[Column] = LSTM_COLUMNS) -> List[str]:
