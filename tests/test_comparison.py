@@ -142,6 +142,21 @@ def test_report_reads_manifests_and_logs_and_marks_unfinished_runs(tmp_path):
     assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_run_still_training_is_reported_at_its_last_validation_and_its_last_log_line(tmp_path):
+    fake_comparison(tmp_path)
+    run = tmp_path / "ding" / "soft-seed1"
+    write_manifest(run, [("10:00:00", None)])  # still running: its time ends at its log's last line
+    with open(run / "train.log", "a") as log:
+        log.write('2026-01-01 10:04:00 | INFO | train_inner | {"epoch": 1, "num_updates": "15", "lr": "0.0005"}\n')
+    assert report.read_train_log(run / "train.log", Manifest(run)).wall == 4 * 60
+    text = report_text(tmp_path, modes=("soft", "var-enum"))
+    assert report_text(tmp_path, modes=("soft", "var-enum")) == text  # the same whenever made
+    progress = rows_of(text.split("Runs still training")[1].split("Does the model")[0])
+    assert list(progress) == ["run", "soft seed 1"]  # finished runs are in the main table only
+    assert [c.strip() for c in progress["soft seed 1"]] == ["15", "0.0005", "60.00", "—", "—", "—", "—", "—", "—",
+                                                            "4.0"]
+
+
 def test_wall_time_leaves_out_pauses_and_attempts_before_a_fresh_start(tmp_path):
     (tmp_path / "train.log").write_text("\n".join([
         "2026-01-01 10:00:05 | INFO | fairseq.trainer | No existing checkpoint found /x/checkpoint_last.pt",
@@ -165,18 +180,21 @@ def test_wall_time_leaves_out_pauses_and_attempts_before_a_fresh_start(tmp_path)
 # the committed reports and the archives they are the report of: (archive, report, corpora, modes)
 REPORTED_MODES = ("soft", "marginal", "hard-enum", "var-enum", "var-sample", "transformer-soft",
                   "transformer-marginal", "transformer-var-enum", "transformer-var-sample")
-COMMITTED_REPORTS = [("docs/converge-runs", "docs/converge-results.md"),
-                     ("docs/converge-runs-long", "docs/converge-long-results.md")]
+COMMITTED_REPORTS = [("docs/converge-runs", "docs/converge-results.md", ("ding", "libreoffice"), REPORTED_MODES),
+                     ("docs/converge-runs-long", "docs/converge-long-results.md", ("ding", "libreoffice"),
+                      REPORTED_MODES),
+                     ("docs/runs/near-paper", "docs/near-paper-results.md", comparison.NEAR_PAPER_CORPORA,
+                      comparison.NEAR_PAPER_MODES)]
 
 
-@pytest.mark.parametrize("archive, kept", COMMITTED_REPORTS)
-def test_the_committed_report_is_the_report_of_the_committed_runs(tmp_path, archive, kept):
+@pytest.mark.parametrize("archive, kept, corpora, modes", COMMITTED_REPORTS)
+def test_the_committed_report_is_the_report_of_the_committed_runs(tmp_path, archive, kept, corpora, modes):
     """A committed report is the report of its archive: a run archived without regenerating the
     report (or the reverse) fails here."""
-    again = report_text(REPO / archive, ("ding", "libreoffice"), REPORTED_MODES, ("1", "2"), out=tmp_path)
+    again = report_text(REPO / archive, corpora, modes, ("1", "2"), out=tmp_path)
     assert "\n".join((REPO / kept).read_text(encoding="utf-8").splitlines()[1:-1]) == again, \
-        f"regenerate it: python -m varattn_experiments converge report --archive {archive} --corpora ding " \
-        f"libreoffice --modes {' '.join(REPORTED_MODES)} --output {kept}"
+        f"regenerate it: python -m varattn_experiments converge report --archive {archive} --corpora " \
+        f"{' '.join(corpora)} --modes {' '.join(modes)} --output {kept}"
 
 
 def test_the_archive_keeps_what_the_report_reads_and_no_checkpoint(tmp_path):

@@ -77,6 +77,10 @@ FULL = Settings()
 # maximum of updates for the lower rate.
 NEAR_PAPER = Settings(lr=1e-3, dropout=0.3, exclude_source_eos=True, max_update=30000)
 RECIPES = {"cpu": FULL, "near-paper": NEAR_PAPER}
+# The comparison redone with it (docs/near-paper-results.md, archive docs/runs/near-paper): every
+# LSTM mode of the paper's Table 1, and var-sample also warm-started from var-enum's checkpoint
+NEAR_PAPER_CORPORA = ("libreoffice", "ding")
+NEAR_PAPER_MODES = tuple(ATTENTION_MODES) + ("var-sample-from-var-enum",)
 TINY = Settings(max_update=30, syn_max_update=30, patience=5, sizes="tiny", syn_sizes="tiny", vocab_size=200,
                 valid_size=30, test_size=30, max_train=300, syn_train=300, syn_valid=30, syn_test=30,
                 max_tokens=1000, transformer_warmup=10, save_interval_updates=5)

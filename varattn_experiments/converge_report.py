@@ -66,6 +66,8 @@ class TrainLog:
     attempts: int = 0
     early_stop: bool = False
     curve: Curve = field(default_factory=Curve)
+    last_valid: Dict[str, str] = field(default_factory=dict)  # the last validation's record, as logged
+    lr: Optional[float] = None  # the last logged learning rate
 
 
 def parse_time(text: str) -> datetime:
@@ -98,6 +100,7 @@ def read_train_log(path: Path, manifest: Optional[Manifest]) -> TrainLog:
         return index
 
     points: Dict[float, Tuple[float, float]] = {}  # updates -> (wall, ppl); a resumed attempt may repeat one
+    logged: Dict[int, float] = {}  # attempt -> its last log line's time: where a running attempt's time ends
     first = 0  # the first attempt that counts: an attempt that started from scratch discards the earlier ones
     if path.is_file():
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -109,6 +112,7 @@ def read_train_log(path: Path, manifest: Optional[Manifest]) -> TrainLog:
             continue
         when = epoch_seconds(stamp.group(1))
         k = attempt_of(when)
+        logged[k] = when
         if FRESH_START in line and attempts:
             first = k
             points.clear()
@@ -125,12 +129,18 @@ def read_train_log(path: Path, manifest: Optional[Manifest]) -> TrainLog:
         for key in ("num_updates", "train_num_updates", "valid_num_updates"):
             if key in record:
                 log.updates = int(float(record[key]))
+        for key in ("lr", "train_lr"):
+            if key in record:
+                log.lr = float(record[key])
+        if " | valid | " in head:
+            log.last_valid = record
         if " | valid | " in head and "valid_ppl" in record and attempts:
             before = sum(active(a, a["ended"]) for a in attempts[first:k] if a["ended"] is not None)
             points[float(record["valid_num_updates"])] = (before + active(attempts[k], when),
                                                           float(record["valid_ppl"]))
-    now = datetime.now(timezone.utc).timestamp()
-    log.wall = sum(active(a, a["ended"] if a["ended"] is not None else now) for a in attempts[first:])
+    # a running attempt counts to its log's last line, so that the report is the same whenever made
+    log.wall = sum(active(a, a["ended"] if a["ended"] is not None else max(logged.get(k, 0.0), a["started"]))
+                   for k, a in enumerate(attempts) if k >= first)
     for updates in sorted(points):
         log.curve.updates.append(updates)
         log.curve.wall.append(points[updates][0])
@@ -303,6 +313,29 @@ def translation_table(runs_by_mode: Dict[str, List[Run]]) -> List[str]:
     return rows
 
 
+def progress_table(runs_by_mode: Dict[str, List[Run]]) -> List[str]:
+    """Where each run still training stands: its last validation (on the validation set)."""
+    rows = ["| run | updates | lr | valid PPL | bound PPL | KL (nats) | prior ent (nats) | post ent (nats) | "
+            "prior's largest prob. | prior on source EOS | wall time (min) |", "|---" * 11 + "|"]
+    nats = math.log(2)
+
+    def value(record, key, digits, scale=1.0):
+        v = record.get("valid_" + key)
+        return "—" if v is None else f"{float(v) * scale:.{digits}f}"
+
+    for mode, runs in runs_by_mode.items():
+        for r in runs:
+            if r.status != "training" or not r.train.last_valid:
+                continue
+            v = r.train.last_valid
+            lr = "—" if r.train.lr is None else f"{r.train.lr:.3g}"
+            rows.append(f"| {mode} seed {r.seed} | {r.train.updates} | {lr} | {value(v, 'ppl', 2)} | "
+                        f"{value(v, 'bound_ppl', 2)} | {value(v, 'kl', 3, nats)} | {value(v, 'prior_ent', 3, nats)} | "
+                        f"{value(v, 'post_ent', 3, nats)} | {value(v, 'prior_max', 2)} | {value(v, 'prior_eos', 2)} | "
+                        f"{r.train.wall / 60:.1f} |")
+    return rows if len(rows) > 2 else []
+
+
 DIAGNOSIS_COLUMNS = (("ppl", "exact PPL", 2), ("ppl_other_source", "PPL, another sentence's source", 2),
                      ("kl_posterior_prior", "KL(exact posterior ‖ prior) (nats)", 3),
                      ("position_spread", "spread of ℓ_t(j) over j (nats)", 3),
@@ -415,6 +448,10 @@ def report(root: Path, corpora: Sequence[str], modes: Sequence[str], seeds: Sequ
         lines += [f"## {corpus_title(corpus)}", "", data_line(root, corpus), ""]
         if not corpus.startswith("syn-"):
             lines += translation_table(runs_by_mode) + [""]
+            progress = progress_table(runs_by_mode)
+            if progress:
+                lines += ["Runs still training, at their last validation (validation set; KL and entropies in nats "
+                          "per target token):", ""] + progress + [""]
             if any(r.diagnosis for runs in runs_by_mode.values() for r in runs):
                 lines += ["Does the model use its alignment? (varattn-diagnose on the test set: the perplexity "
                           "when each target is scored against another sentence's source, and how far seeing "
