@@ -39,10 +39,11 @@ $(STAMP): setup.py Makefile
 	touch $(STAMP)
 
 # Test processes (pytest-xdist): the tests run one torch thread each, so one per core; 0: all in one process.
-# Whole files go to a process (--dist loadfile), so that a module's trained models are trained once;
+# Whole files go to a process (--dist loadfile), so that a module's trained models are trained once,
+# in the order tests/conftest.py sorts them (--no-loadscope-reorder: the longest first);
 # the ten slowest tests are listed at the end.
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
-PYTEST = OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=10
+PYTEST = OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=10
 
 test: $(STAMP)
 	$(PYTEST) tests

@@ -232,16 +232,12 @@ def test_iwslt14_scripts_end_to_end(tmp_path):
     assert "case:lc" in json.loads((out / "bleu.detok.json").read_text())["signature"]
     assert len(read(out / "hyp.detok.en")) == len(hyps)
 
-    # the Transformer rows: fairseq's IWSLT14 Transformer recipe, evaluated the same way
+    # the Transformer rows: fairseq's IWSLT14 Transformer recipe
     run_script(EXAMPLES / "iwslt14" / "train-transformer.sh", "var-enum", "--cpu", "--max-epoch", "1",
                *TINY_TRANSFORMER_FLAGS, env={**env, "TOKENS": "400"})
     log = (work / "checkpoints" / "transformer-var-enum" / "train.log").read_text()
     assert "varattn_transformer_iwslt_de_en" in log and "inverse_sqrt" in log and "'warmup_updates': 4000" in log
-    evaluation = run_script(EXAMPLES / "iwslt14" / "evaluate.sh", "transformer-var-enum", env=env).stdout
-    assert "detokenised sacreBLEU" in evaluation
-    out = work / "checkpoints" / "transformer-var-enum" / "eval-auto"
-    assert len(read(out / "hyp.tok.en")) == 2 * len(TEST_SETS)
-    assert "'eos_penalty': 3.0" in (out / "generate.log").read_text()
+    # (evaluate.sh has nothing of its own for the Transformer: the checkpoint names its architecture)
 
 
 # ----------------------------------------------------------------------------- the demo, tiny
