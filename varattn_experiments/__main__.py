@@ -16,28 +16,28 @@ from typing import Optional, Sequence
 from . import comparison, converge_report, dynamics, runner
 from .corpora import Corpus
 
-COMPARISON_MODES = ["soft", "marginal", "hard-enum", "var-enum", "var-sample"]
 SYNTHETIC = ["syn-monotone", "syn-local", "syn-fertility", "syn-null"]
 
 
 def add_converge(sub) -> None:
     p = sub.add_parser("converge", help="the converged comparison of the modes (docs/results.md)")
     p.add_argument("action", choices=["run", "prepare", "archive", "report"])
-    p.add_argument("--root", type=Path, default=None, help="checkpoints and data (default work/converge, "
-                   "work/converge-tiny with --tiny)")
+    p.add_argument("--root", type=Path, default=None, help="checkpoints and data (default work/converge-RECIPE, "
+                   "work/converge with --recipe cpu, work/converge-tiny with --tiny)")
     p.add_argument("--archive", type=Path, default=None,
                    help="keep every finished run's small files here (committed); runs it holds are not redone")
     p.add_argument("--corpora", nargs="+", default=None,
                    help=f"real corpora (libreoffice, ding, lohelp) and synthetic tasks ({', '.join(SYNTHETIC)})")
-    p.add_argument("--modes", nargs="+", default=COMPARISON_MODES,
+    p.add_argument("--modes", nargs="+", default=list(comparison.NEAR_PAPER_MODES),
                    help="attention modes of the LSTM, transformer-MODE (transformer-none-MODE, "
                    "transformer-below-top-MODE) for the Transformer; MODE-from-OTHER starts from OTHER's checkpoint")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     p.add_argument("--parallel", type=int, default=2, help="runs at a time, one torch thread each")
     p.add_argument("--tiny", action="store_true", help="the whole pipeline on a few hundred pairs (minutes)")
-    p.add_argument("--recipe", choices=list(comparison.RECIPES), default="cpu",
-                   help="cpu: Adam 1e-2, dropout 0.2, the source EOS a candidate (the archived comparison); "
-                   "near-paper: Adam 1e-3, dropout 0.3, no source EOS, up to 30,000 updates")
+    p.add_argument("--recipe", choices=list(comparison.RECIPES), default="near-paper",
+                   help="near-paper: Adam 1e-3, dropout 0.3, no source EOS, up to 30,000 updates; cpu: Adam "
+                   "1e-2, dropout 0.2, the source EOS a candidate (the first comparison, docs/converge-runs*: "
+                   "its high rate locks hard-enum's prior in, docs/dynamics.md)")
     p.add_argument("--max-update", type=int, default=None, help="the maximum of updates on the real corpora")
     p.add_argument("--exclude-source-eos", action="store_true", help="train with --exclude-source-eos")
     p.add_argument("--aligner", choices=["eflomal", "none"], default="eflomal")

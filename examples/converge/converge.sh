@@ -9,24 +9,26 @@
 #   MODES="soft var-enum" SEEDS=1 CORPORA=libreoffice bash examples/converge/converge.sh
 #   MODES="transformer-soft transformer-var-enum" bash examples/converge/converge.sh
 #   TINY=1 bash examples/converge/converge.sh                  # the pipeline on a few hundred pairs
-#   ARCHIVE=docs/converge-runs-long MAX_UPDATES=12000 bash examples/converge/converge.sh
-#   python -m varattn_experiments pause work/converge          # ... resume: lend the machine a while
+#   ARCHIVE=docs/runs/near-paper bash examples/converge/converge.sh   # keep what finishes (committed)
+#   python -m varattn_experiments pause work/converge-near-paper   # ... resume: lend the machine a while
 #
-# Settings (environment): MODES, SEEDS, CORPORA (libreoffice ding lohelp syn-monotone syn-local
-# syn-fertility syn-null), PARALLEL, MAX_UPDATES, ROOT (checkpoints, data: large), ARCHIVE (a
+# Settings (environment): RECIPE (near-paper, the default, or cpu: docs/recipes.md), MODES,
+# SEEDS, CORPORA (libreoffice ding lohelp syn-monotone syn-local syn-fertility syn-null), PARALLEL, MAX_UPDATES, ROOT (checkpoints, data: large), ARCHIVE (a
 # folder to keep each finished run's logs and scores in; runs it holds are not trained again),
 # DING_FILE / LIBREOFFICE_MO_DIR (copies you already have), ALIGNER (eflomal or none).
-# Expected figures: docs/results.md.
+# Expected figures: docs/near-paper-results.md (RECIPE=cpu: docs/converge-long-results.md).
 set -euo pipefail
 
-MODES=${MODES:-"soft marginal hard-enum var-enum var-sample"}
+MODES=${MODES:-"soft marginal hard-enum hard-sample var-enum var-sample var-gumbel var-wsram var-relaxed
+    var-sample-from-var-enum"}
 SEEDS=${SEEDS:-"1 2"}
 PARALLEL=${PARALLEL:-2}
 ALIGNER=${ALIGNER:-eflomal}
 PYTHON=${PYTHON:-python}
 ACTION=${1:-run}   # run, prepare, archive or report
 
-args=(converge "$ACTION" --modes $MODES --seeds $SEEDS --parallel "$PARALLEL" --aligner "$ALIGNER")
+args=(converge "$ACTION" --recipe "${RECIPE:-near-paper}" --modes $MODES --seeds $SEEDS --parallel "$PARALLEL"
+      --aligner "$ALIGNER")
 if [[ -n ${CORPORA:-} ]]; then args+=(--corpora $CORPORA); fi
 if [[ -n ${ROOT:-} ]]; then args+=(--root "$ROOT"); fi
 if [[ -n ${ARCHIVE:-} ]]; then args+=(--archive "$ARCHIVE"); fi
