@@ -134,10 +134,10 @@ def read_train_log(path: Path, manifest: Optional[Manifest]) -> TrainLog:
                 log.lr = float(record[key])
         if " | valid | " in head:
             log.last_valid = record
-        if " | valid | " in head and "valid_ppl" in record and attempts:
-            before = sum(active(a, a["ended"]) for a in attempts[first:k] if a["ended"] is not None)
-            points[float(record["valid_num_updates"])] = (before + active(attempts[k], when),
-                                                          float(record["valid_ppl"]))
+            if "valid_ppl" in record and attempts:
+                before = sum(active(a, a["ended"]) for a in attempts[first:k] if a["ended"] is not None)
+                points[float(record["valid_num_updates"])] = (before + active(attempts[k], when),
+                                                              float(record["valid_ppl"]))
     # a running attempt counts to its log's last line, so that the report is the same whenever made
     log.wall = sum(active(a, a["ended"] if a["ended"] is not None else max(logged.get(k, 0.0), a["started"]))
                    for k, a in enumerate(attempts) if k >= first)
