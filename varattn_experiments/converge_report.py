@@ -321,7 +321,7 @@ def progress_table(runs_by_mode: Dict[str, List[Run]]) -> List[str]:
 
     def value(record, key, digits, scale=1.0):
         v = record.get("valid_" + key)
-        return "—" if v is None else f"{float(v) * scale:.{digits}f}"
+        return spread([None if v is None else float(v)], digits, scale)
 
     for mode, runs in runs_by_mode.items():
         for r in runs:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .corpora import Corpus
-from .fairseq_log import iter_records, read_records
+from .fairseq_log import iter_records, select_records
 from .manifest import Manifest
 from .runner import portable
 from .training import Recipe, TrainRun
@@ -153,12 +153,12 @@ def read_curve(folder: Path) -> Optional[Curve]:
     if manifest is None or manifest.data.get("config") is None:
         return None
     # a running cell's time counts to its log's last line, so that the page is the same whenever made
-    logged = [when for when, _, _ in iter_records(folder / "train.log")]
-    last = logged[-1].replace(tzinfo=timezone.utc).timestamp() if logged else None
+    parsed = list(iter_records(folder / "train.log"))
+    last = parsed[-1][0].replace(tzinfo=timezone.utc).timestamp() if parsed else None
     curve = Curve(manifest.data["config"], seconds=manifest.seconds("train", until=last),
                   done=manifest.done("train"), code_versions=manifest.code_versions("train"))
     every = curve.recipe.get("validate_every") or 1
-    for record in read_records(folder / "train.log", "valid", curve.recipe.get("valid_subset")):
+    for record in select_records(parsed, "valid", curve.recipe.get("valid_subset")):
         updates = record["valid_num_updates"]
         if updates % every:  # an end-of-epoch validation between the regular ones
             continue

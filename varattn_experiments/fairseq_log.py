@@ -9,7 +9,7 @@ import json
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 _LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \| \w+ \| ([\w.]+) \| (\{.*\})\s*$")
 
@@ -51,10 +51,16 @@ def read_records(path: Path, category: str, subset: Optional[str] = None) -> Lis
     log an update twice: the last one wins. Validation on another subset (``--valid-subset
     valid1``) logs under its name with its prefix (``valid1_ppl``): ``subset`` names it, and its
     keys come back as ``valid_*``."""
+    return select_records(iter_records(path), category, subset)
+
+
+def select_records(parsed: Iterable[Tuple[datetime, str, Record]], category: str,
+                   subset: Optional[str] = None) -> List[Record]:
+    """:func:`read_records` of lines already parsed by :func:`iter_records`."""
     by_update: Dict[float, Record] = {}
     key = {"train_inner": "num_updates", "train": "train_num_updates", "valid": "valid_num_updates"}[category]
     wanted = subset or category
-    for _, cat, record in iter_records(path):
+    for _, cat, record in parsed:
         if cat != wanted:
             continue
         if category == "valid" and wanted != "valid":
