@@ -184,7 +184,10 @@ COMMITTED_REPORTS = [("docs/converge-runs", "docs/converge-results.md", ("ding",
                      ("docs/converge-runs-long", "docs/converge-long-results.md", ("ding", "libreoffice"),
                       REPORTED_MODES),
                      ("docs/runs/near-paper", "docs/near-paper-results.md", comparison.NEAR_PAPER_CORPORA,
-                      comparison.NEAR_PAPER_MODES)]
+                      comparison.NEAR_PAPER_MODES + comparison.NEAR_PAPER_TRANSFORMER_MODES),
+                     # near the paper's recipe, the lr halved after every validation without improvement
+                     ("docs/runs/near-paper-eager", "docs/near-paper-eager-results.md", ("libreoffice",),
+                      ("soft", "hard-enum", "var-enum"))]
 
 
 @pytest.mark.parametrize("archive, kept, corpora, modes", COMMITTED_REPORTS)

@@ -198,6 +198,30 @@ def test_a_resumed_run_goes_on_counting_patience_and_stops_early_when_the_uninte
 
 
 @pytest.mark.slow
+def test_a_run_resumed_mid_epoch_goes_on_counting_validations_without_improvement_for_the_lr(
+        synthetic_data, tmp_path):
+    """With a learning rate of 0 no validation improves after epoch 1, and reduce_lr_on_plateau
+    counts them. Stopped in the middle of epoch 3 and resumed, the run must hold the count of
+    the uninterrupted run at the end of epoch 4 (fairseq saved only torch's best value, so the
+    count started anew and --lr-patience halved the lr later)."""
+    def command(save_dir, *stop):
+        return train_args(synthetic_data, save_dir, "var-enum", "--optimizer", "sgd", "--lr", "0", "--dropout", "0",
+                          "--lr-scheduler", "reduce_lr_on_plateau", "--lr-patience", "5", "--max-epoch", "4",
+                          "--save-interval-updates", EVERY, *stop)
+
+    def scheduler(save_dir):
+        return torch.load(save_dir / "checkpoint_last.pt")["optimizer_history"][-1]["lr_scheduler_state"]
+
+    fairseq_cli("fairseq-train", *command(tmp_path / "whole"))
+    fairseq_cli("fairseq-train", *command(tmp_path / "resumed", "--max-update", 20))
+    stopped_mid_epoch(tmp_path / "resumed", epoch=3, updates=20)
+    fairseq_cli("fairseq-train", *command(tmp_path / "resumed"))
+    whole = scheduler(tmp_path / "whole")
+    assert whole["num_bad_epochs"] == 2  # epochs 2 and 3; epoch 4's is counted after its checkpoint
+    assert scheduler(tmp_path / "resumed") == whole
+
+
+@pytest.mark.slow
 def test_a_two_rank_run_stopped_mid_epoch_and_resumed_equals_the_uninterrupted_run(synthetic_data, tmp_path):
     for name in ("full", "resumed", "logs-full", "logs-stop", "logs-resume"):
         (tmp_path / name).mkdir()

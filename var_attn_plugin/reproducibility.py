@@ -24,6 +24,12 @@ fairseq's ``should_stop_early`` (the best value and the count), which fairseq do
 a resumed run started counting anew, from whatever its first validation gave, so it stopped
 later than the uninterrupted run. :func:`early_stopping_state` and
 :func:`restore_early_stopping` keep them in the checkpoint (the task's checkpoint dict).
+Likewise fairseq's ``reduce_lr_on_plateau`` saves torch's best value but not its count of
+validations without improvement, so with ``--lr-patience`` above 0 a resumed run halved the lr
+later; :func:`keep_plateau_counters` adds the count (and the cooldown) to its saved state.
+Not covered: fairseq-train steps that scheduler with an epoch's validation after saving the
+end-of-epoch checkpoint, so a run resumed from one (rather than from a checkpoint of
+``--save-interval-updates`` within an epoch) never shows the scheduler that validation.
 
 Validation and decoding draw no noise. Not covered: ``--update-ordered-indices-seed``, with
 which fairseq also shuffles with the seed of the epoch the iterator was created in. On GPUs
@@ -110,6 +116,33 @@ def early_stopping_state() -> dict:
     if stopper is None or getattr(stopper, "best", None) is None:
         return {}
     return {"best": stopper.best, "num_runs": getattr(stopper, "num_runs", 0)}
+
+
+PLATEAU_COUNTERS = ("num_bad_epochs", "cooldown_counter")
+
+
+def keep_plateau_counters() -> None:
+    """Make fairseq's ``reduce_lr_on_plateau`` save and restore torch's counters (once per process;
+    checkpoints without them load as before)."""
+    from fairseq.optim.lr_scheduler.reduce_lr_on_plateau import ReduceLROnPlateauLRSchedule as schedule
+
+    if getattr(schedule, "_keeps_counters", False):
+        return
+    state_dict, load_state_dict = schedule.state_dict, schedule.load_state_dict
+
+    def state_with_counters(self):
+        state = state_dict(self)
+        state.update({key: getattr(self.lr_scheduler, key) for key in PLATEAU_COUNTERS})
+        return state
+
+    def load_with_counters(self, state):
+        load_state_dict(self, state)
+        for key in PLATEAU_COUNTERS:
+            if key in state:
+                setattr(self.lr_scheduler, key, state[key])
+
+    schedule.state_dict, schedule.load_state_dict = state_with_counters, load_with_counters
+    schedule._keeps_counters = True
 
 
 def restore_early_stopping(state: dict) -> None:

@@ -21,7 +21,13 @@ from .generator import GnmtSequenceGenerator, GnmtSequenceGeneratorWithAlignment
 from .input_check import INTERACTIVE_FIX, warn_unreadable_inputs
 from .latent.distributions import noise_from
 from .latent.outputs import DecodingOptions
-from .reproducibility import UpdateNoise, batch_iterator_of_first_epoch, early_stopping_state, restore_early_stopping
+from .reproducibility import (
+    UpdateNoise,
+    batch_iterator_of_first_epoch,
+    early_stopping_state,
+    keep_plateau_counters,
+    restore_early_stopping,
+)
 from .startup_checks import SKIP_EMPTY_LINES_HELP, StartupChecks
 from .watchdog import watchdog_for
 
@@ -110,6 +116,12 @@ class VarAttnTranslationTask(StartupChecks, TranslationTask):
     def set_checkpoint_dict(self, state):
         # a resumed run goes on counting --patience where the checkpoint stopped (reproducibility.py)
         restore_early_stopping(state.get("early_stopping", {}))
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        # and --lr-patience: reduce_lr_on_plateau's counters travel with the checkpoint
+        keep_plateau_counters()
+        return super().setup_task(cfg, **kwargs)
 
     def valid_step(self, sample, model, criterion):
         self._pulse()
