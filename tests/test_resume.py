@@ -198,12 +198,14 @@ def test_a_resumed_run_goes_on_counting_patience_and_stops_early_when_the_uninte
 
 
 @pytest.mark.slow
-def test_a_run_resumed_mid_epoch_goes_on_counting_validations_without_improvement_for_the_lr(
-        synthetic_data, tmp_path):
+@pytest.mark.parametrize("where", ["mid-epoch", "end-of-epoch"])
+def test_a_resumed_run_halves_the_lr_after_the_validations_the_uninterrupted_run_halves_after(
+        where, synthetic_data, tmp_path):
     """With a learning rate of 0 no validation improves after epoch 1, and reduce_lr_on_plateau
-    counts them. Stopped in the middle of epoch 3 and resumed, the run must hold the count of
-    the uninterrupted run at the end of epoch 4 (fairseq saved only torch's best value, so the
-    count started anew and --lr-patience halved the lr later)."""
+    counts them. Stopped in the middle of epoch 3 or at the end of epoch 2 and resumed, the run
+    must hold the uninterrupted run's count at the end of epoch 4. fairseq saved only torch's
+    best value (the count started anew), and it steps the scheduler with an epoch's validation
+    after saving that epoch's checkpoint (a run resumed from it never counted that validation)."""
     def command(save_dir, *stop):
         return train_args(synthetic_data, save_dir, "var-enum", "--optimizer", "sgd", "--lr", "0", "--dropout", "0",
                           "--lr-scheduler", "reduce_lr_on_plateau", "--lr-patience", "5", "--max-epoch", "4",
@@ -213,12 +215,19 @@ def test_a_run_resumed_mid_epoch_goes_on_counting_validations_without_improvemen
         return torch.load(save_dir / "checkpoint_last.pt")["optimizer_history"][-1]["lr_scheduler_state"]
 
     fairseq_cli("fairseq-train", *command(tmp_path / "whole"))
-    fairseq_cli("fairseq-train", *command(tmp_path / "resumed", "--max-update", 20))
-    stopped_mid_epoch(tmp_path / "resumed", epoch=3, updates=20)
+    if where == "mid-epoch":
+        fairseq_cli("fairseq-train", *command(tmp_path / "resumed", "--max-update", 20))
+        stopped_mid_epoch(tmp_path / "resumed", epoch=3, updates=20)
+    else:
+        fairseq_cli("fairseq-train", *command(tmp_path / "resumed", "--max-epoch", 2))
+        iterator = torch.load(tmp_path / "resumed" / "checkpoint_last.pt")["extra_state"]["train_iterator"]
+        assert (iterator["epoch"], iterator["iterations_in_epoch"]) == (3, 0)
     fairseq_cli("fairseq-train", *command(tmp_path / "resumed"))
     whole = scheduler(tmp_path / "whole")
     assert whole["num_bad_epochs"] == 2  # epochs 2 and 3; epoch 4's is counted after its checkpoint
-    assert scheduler(tmp_path / "resumed") == whole
+    resumed = scheduler(tmp_path / "resumed")
+    assert {key: resumed[key] for key in ("best", "num_bad_epochs", "cooldown_counter")} == \
+        {key: whole[key] for key in ("best", "num_bad_epochs", "cooldown_counter")}
 
 
 @pytest.mark.slow

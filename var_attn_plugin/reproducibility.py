@@ -24,12 +24,12 @@ fairseq's ``should_stop_early`` (the best value and the count), which fairseq do
 a resumed run started counting anew, from whatever its first validation gave, so it stopped
 later than the uninterrupted run. :func:`early_stopping_state` and
 :func:`restore_early_stopping` keep them in the checkpoint (the task's checkpoint dict).
-Likewise fairseq's ``reduce_lr_on_plateau`` saves torch's best value but not its count of
-validations without improvement, so with ``--lr-patience`` above 0 a resumed run halved the lr
-later; :func:`keep_plateau_counters` adds the count (and the cooldown) to its saved state.
-Not covered: fairseq-train steps that scheduler with an epoch's validation after saving the
-end-of-epoch checkpoint, so a run resumed from one (rather than from a checkpoint of
-``--save-interval-updates`` within an epoch) never shows the scheduler that validation.
+Likewise ``reduce_lr_on_plateau`` (:func:`exact_plateau_schedule`): fairseq saves torch's best
+value but not its count of validations without improvement, so with ``--lr-patience`` above 0 a
+resumed run halved the lr later; and fairseq-train steps the scheduler with an epoch's
+validation only after it has saved the end-of-epoch checkpoint, so a run resumed from that
+checkpoint never showed the scheduler that validation (the uninterrupted run halved after it,
+the resumed one did not).
 
 Validation and decoding draw no noise. Not covered: ``--update-ordered-indices-seed``, with
 which fairseq also shuffles with the seed of the epoch the iterator was created in. On GPUs
@@ -121,14 +121,20 @@ def early_stopping_state() -> dict:
 PLATEAU_COUNTERS = ("num_bad_epochs", "cooldown_counter")
 
 
-def keep_plateau_counters() -> None:
-    """Make fairseq's ``reduce_lr_on_plateau`` save and restore torch's counters (once per process;
-    checkpoints without them load as before)."""
+def exact_plateau_schedule() -> None:
+    """Make ``reduce_lr_on_plateau`` resume as it would have gone on (once per process):
+
+    - its saved state also holds torch's counters (checkpoints without them load as before);
+    - resuming from an end-of-epoch checkpoint (the iterator at the start of the next epoch, a
+      validation loss saved with it) makes the step with that validation that fairseq-train
+      made only after saving the checkpoint."""
+    from fairseq import checkpoint_utils
     from fairseq.optim.lr_scheduler.reduce_lr_on_plateau import ReduceLROnPlateauLRSchedule as schedule
 
-    if getattr(schedule, "_keeps_counters", False):
+    if getattr(schedule, "_resumes_exactly", False):
         return
     state_dict, load_state_dict = schedule.state_dict, schedule.load_state_dict
+    load_checkpoint = checkpoint_utils.load_checkpoint
 
     def state_with_counters(self):
         state = state_dict(self)
@@ -141,8 +147,21 @@ def keep_plateau_counters() -> None:
             if key in state:
                 setattr(self.lr_scheduler, key, state[key])
 
+    def load_and_step(cfg, trainer, **kwargs):
+        extra_state, epoch_itr = load_checkpoint(cfg, trainer, **kwargs)
+        iterator = (extra_state or {}).get("train_iterator") or {}
+        # a run resumed, not one started from another's weights (--finetune-from-model, the
+        # --reset-* options: fairseq then restores no update count or no scheduler)
+        resumed = trainer.get_num_updates() > 0 and not (
+            cfg.reset_optimizer or cfg.reset_lr_scheduler or cfg.reset_dataloader)
+        if (resumed and isinstance(trainer.lr_scheduler, schedule) and iterator.get("version", 1) >= 2
+                and iterator.get("iterations_in_epoch") == 0 and extra_state.get("val_loss") is not None):
+            trainer.lr_step(iterator["epoch"] - 1, extra_state["val_loss"])
+        return extra_state, epoch_itr
+
     schedule.state_dict, schedule.load_state_dict = state_with_counters, load_with_counters
-    schedule._keeps_counters = True
+    checkpoint_utils.load_checkpoint = load_and_step
+    schedule._resumes_exactly = True
 
 
 def restore_early_stopping(state: dict) -> None:

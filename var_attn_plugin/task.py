@@ -25,7 +25,7 @@ from .reproducibility import (
     UpdateNoise,
     batch_iterator_of_first_epoch,
     early_stopping_state,
-    keep_plateau_counters,
+    exact_plateau_schedule,
     restore_early_stopping,
 )
 from .startup_checks import SKIP_EMPTY_LINES_HELP, StartupChecks
@@ -119,8 +119,8 @@ class VarAttnTranslationTask(StartupChecks, TranslationTask):
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):
-        # and --lr-patience: reduce_lr_on_plateau's counters travel with the checkpoint
-        keep_plateau_counters()
+        # and reduce_lr_on_plateau resumes as it would have gone on (reproducibility.py)
+        exact_plateau_schedule()
         return super().setup_task(cfg, **kwargs)
 
     def valid_step(self, sample, model, criterion):
