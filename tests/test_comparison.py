@@ -185,6 +185,10 @@ COMMITTED_REPORTS = [("docs/converge-runs", "docs/converge-results.md", ("ding",
                       REPORTED_MODES),
                      ("docs/runs/near-paper", "docs/near-paper-results.md", comparison.NEAR_PAPER_CORPORA,
                       comparison.NEAR_PAPER_MODES + comparison.NEAR_PAPER_TRANSFORMER_MODES),
+                     # its first runs, at the 96-unit sizes
+                     ("docs/runs/near-paper-cpu96", "docs/near-paper-cpu96-results.md", ("libreoffice",),
+                      ("soft", "var-sample", "transformer-none-marginal",
+                       "transformer-none-var-enum-from-transformer-none-marginal")),
                      # near the paper's recipe, the lr halved after every validation without improvement
                      ("docs/runs/near-paper-eager", "docs/near-paper-eager-results.md", ("libreoffice",),
                       ("soft", "hard-enum", "var-enum"))]

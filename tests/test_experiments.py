@@ -384,6 +384,15 @@ def test_a_warm_started_comparison_entry_trains_from_the_best_checkpoint_of_its_
     # the near-paper recipe: its learning rate, dropout and alignment candidates
     assert (command[command.index("--lr") + 1], command[command.index("--dropout") + 1]) == ("0.001", "0.3")
     assert "--exclude-source-eos" in command
+    # ... at the 256-unit sizes (its first runs, near-paper-cpu96, at the 96-unit ones), the Transformer's too
+    assert command[command.index("--decoder-hidden-size") + 1] == "384"
+    (first,) = comparison.runs(["ding"], ["var-enum"], [1], comparison.RECIPES["near-paper-cpu96"])
+    first_command = first.train_command(tmp_path)
+    assert first_command[first_command.index("--decoder-hidden-size") + 1] == "128"
+    assert first_command[first_command.index("--lr") + 1] == "0.001"
+    (transformer,) = comparison.runs(["ding"], ["transformer-none-var-enum"], [1], comparison.NEAR_PAPER)
+    transformer_command = transformer.train_command(tmp_path)
+    assert transformer_command[transformer_command.index("--decoder-embed-dim") + 1] == "256"
     with pytest.raises(UsageError, match="one architecture from the other's checkpoint"):
         comparison.runs(["ding"], ["transformer-var-sample-from-var-enum"], [1])
     with pytest.raises(UsageError, match="unknown mode 'var-smple'"):

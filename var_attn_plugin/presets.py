@@ -57,6 +57,7 @@ TRANSFORMER_PRESETS: Dict[str, Dict[str, int]] = {
     "tiny": _transformer(128, 128, 64),
     # the converged comparison's sizes (real corpora, synthetic tasks, smoke runs)
     "cpu96": _transformer(96, 64, 96),
+    "cpu256": _transformer(256, 256, 256),  # the near-paper comparison's, beside the LSTM's cpu256
     "syn64": _transformer(64, 96, 64),
     "smoke": _transformer(16, 24, 16),
     # the tests' command-line runs: 2 heads, one inference layer left at the default

@@ -35,7 +35,8 @@ def add_converge(sub) -> None:
     p.add_argument("--parallel", type=int, default=2, help="runs at a time, one torch thread each")
     p.add_argument("--tiny", action="store_true", help="the whole pipeline on a few hundred pairs (minutes)")
     p.add_argument("--recipe", choices=list(comparison.RECIPES), default="near-paper",
-                   help="near-paper: Adam 1e-3, dropout 0.3, no source EOS, up to 30,000 updates; cpu: Adam "
+                   help="near-paper: 256-unit models, Adam 1e-3, dropout 0.3, no source EOS, up to 30,000 updates "
+                   "(near-paper-cpu96: its first runs, at 96 units); cpu: 96 units, Adam "
                    "1e-2, dropout 0.2, the source EOS a candidate (the first comparison, docs/converge-runs*: "
                    "its high rate locks hard-enum's prior in, docs/dynamics.md)")
     p.add_argument("--max-update", type=int, default=None, help="the maximum of updates on the real corpora")
