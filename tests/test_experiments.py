@@ -48,6 +48,11 @@ class Echo(runner.Job):
                 for w in self.words]
 
 
+def option(command, name):
+    """The value given to ``name`` on ``command``'s line."""
+    return command[command.index(name) + 1]
+
+
 def said(root: Path, name: str) -> List[str]:
     path = root / name / "out.txt"
     return path.read_text().split() if path.exists() else []
@@ -327,10 +332,10 @@ def test_a_comparison_entry_names_the_architecture_design_and_mode_it_trains(tmp
     assert (entries.design(entry), entries.attention_mode(entry)) == (design, mode)
     (run,) = comparison.runs(["ding"], [entry], [1])
     command = run.train_command(tmp_path)
-    assert command[command.index("--arch") + 1] == arch
-    assert command[command.index("--attention-mode") + 1] == mode
+    assert option(command, "--arch") == arch
+    assert option(command, "--attention-mode") == mode
     # today's design trains the command the archive holds; the others name theirs
-    given = command[command.index("--soft-cross-attention") + 1] if "--soft-cross-attention" in command else "all"
+    given = option(command, "--soft-cross-attention") if "--soft-cross-attention" in command else "all"
     assert given == (design or "all")
 
 
@@ -378,21 +383,21 @@ def test_a_warm_started_comparison_entry_trains_from_the_best_checkpoint_of_its_
     assert (warm.entry, warm.seed, warm.settings) == ("var-enum", 2, comparison.NEAR_PAPER)
     assert run.needs() == (run.corpus, warm)
     command = run.train_command(tmp_path)
-    assert command[command.index("--finetune-from-model") + 1] == \
+    assert option(command, "--finetune-from-model") == \
         str(tmp_path / "ding" / "var-enum-seed2" / "checkpoints" / "checkpoint_best.pt")
-    assert command[command.index("--attention-mode") + 1] == "var-sample"
+    assert option(command, "--attention-mode") == "var-sample"
     # the near-paper recipe: its learning rate, dropout and alignment candidates
-    assert (command[command.index("--lr") + 1], command[command.index("--dropout") + 1]) == ("0.001", "0.3")
+    assert (option(command, "--lr"), option(command, "--dropout")) == ("0.001", "0.3")
     assert "--exclude-source-eos" in command
     # ... at the 256-unit sizes (its first runs, near-paper-cpu96, at the 96-unit ones), the Transformer's too
-    assert command[command.index("--decoder-hidden-size") + 1] == "384"
+    assert option(command, "--decoder-hidden-size") == "384"
     (first,) = comparison.runs(["ding"], ["var-enum"], [1], comparison.RECIPES["near-paper-cpu96"])
     first_command = first.train_command(tmp_path)
-    assert first_command[first_command.index("--decoder-hidden-size") + 1] == "128"
-    assert first_command[first_command.index("--lr") + 1] == "0.001"
+    assert option(first_command, "--decoder-hidden-size") == "128"
+    assert option(first_command, "--lr") == "0.001"
     (transformer,) = comparison.runs(["ding"], ["transformer-none-var-enum"], [1], comparison.NEAR_PAPER)
     transformer_command = transformer.train_command(tmp_path)
-    assert transformer_command[transformer_command.index("--decoder-embed-dim") + 1] == "256"
+    assert option(transformer_command, "--decoder-embed-dim") == "256"
     with pytest.raises(UsageError, match="one architecture from the other's checkpoint"):
         comparison.runs(["ding"], ["transformer-var-sample-from-var-enum"], [1])
     with pytest.raises(UsageError, match="unknown mode 'var-smple'"):
