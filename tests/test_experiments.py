@@ -5,6 +5,7 @@ and fairseq's logs. Jobs here are tiny Python commands, no training."""
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -164,6 +165,36 @@ def test_pause_stops_the_running_step_and_its_time_is_left_out(tmp_path):
     attempt = manifest.data["steps"]["tick"]["attempts"][0]
     assert manifest.seconds("tick") == pytest.approx(attempt["ended"] - attempt["started"] - (stop - start))
     assert runner.pause(tmp_path) == []  # nothing running now
+
+
+def test_a_step_another_runner_is_running_is_refused_and_a_dead_runners_step_is_run(tmp_path):
+    import threading
+
+    thread = threading.Thread(target=runner.execute, args=(tmp_path, [Ticker()]))
+    thread.start()
+    ticks = tmp_path / "ticker" / "ticks"
+    deadline = time.time() + 30
+    while not ticks.exists():
+        assert time.time() < deadline
+        time.sleep(0.05)
+    (failure,) = runner.execute(tmp_path, [Ticker()])  # a second runner, the same step
+    pid = Manifest(tmp_path / "ticker").running()["tick"]
+    assert "already running" in failure and f"kill -TERM -- -{pid}" in failure
+    thread.join(60)
+    assert ticks.read_text().count("t") == 60  # one runner wrote, once
+    assert Manifest(tmp_path / "ticker").attempts("tick") == 1
+
+    # a runner killed with its step leaves an attempt that never ended: its pid names no process
+    # now (or another program), and the step runs again
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    manifest = Manifest(tmp_path / "ticker")
+    with manifest._edit() as data:
+        data["steps"]["tick"]["done"] = False
+        data["steps"]["tick"]["attempts"][-1].update(ended=None, pid=dead.pid)
+    assert runner.execute(tmp_path, [Ticker()]) == []
+    assert ticks.read_text().count("t") == 120
+    assert not runner.runs(os.getpid(), Ticker().steps(tmp_path)[0].command)  # alive, another program
 
 
 # ---------------------------------------------------------------------- fairseq logs and reports

@@ -6,7 +6,8 @@ runner executes a job's steps in order and records each attempt in the job's man
 (:mod:`.manifest`); a step that finished with the same command is skipped, so running the
 same command again after any interruption does only what is left. A training step resumes from
 fairseq's ``checkpoint_last.pt``; raising its ``--max-update`` changes its command, and it
-goes on from there.
+goes on from there. A step whose last attempt another runner still runs on this machine is
+refused, so two runners never train the same run into the same checkpoints.
 
 Jobs run through a pool of ``parallel`` workers, each step a process group of its own with
 ``threads`` torch threads (``OMP_NUM_THREADS``). :func:`pause` / :func:`resume` stop and
@@ -17,6 +18,7 @@ manifest names), and the manifest records the pause, so that reported times leav
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -113,8 +115,41 @@ def is_done(root: Path, job_dir: Path, manifest: Manifest, step: Step) -> bool:
     return manifest.done(step.name) and step.settled is not None and step.settled(job_dir)
 
 
+def runs(pid: int, command: List[str]) -> bool:
+    """Is process ``pid`` alive and running ``command``? (An ended runner's pid may be reused; a
+    script's interpreter may stand before its name, so the arguments after the program decide.)"""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not Path("/proc/self").exists():  # no /proc: alive is all that can be told
+        try:
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
+    try:
+        argv = [a.decode(errors="replace") for a in cmdline.read_bytes().split(b"\0")[:-1]]
+    except OSError:
+        return False
+    return bool(argv) and (len(command) < 2 or argv[-(len(command) - 1):] == list(command[1:]))
+
+
+def running_elsewhere(job_dir: Path, step: Step) -> Optional[int]:
+    """The process group of another runner's attempt at ``step`` that still runs on this machine."""
+    manifest = Manifest.read(job_dir)
+    attempts = manifest.data["steps"].get(step.name, {}).get("attempts") if manifest else None
+    if not attempts or attempts[-1]["ended"] is not None or not attempts[-1]["pid"]:
+        return None
+    last = attempts[-1]
+    if last.get("host") != socket.gethostname() or not runs(last["pid"], step.command):
+        return None
+    return last["pid"]
+
+
 def run_step(root: Path, job_dir: Path, manifest: Manifest, step: Step, threads: int) -> None:
-    """Execute one step and record it in the manifest."""
+    """Execute one step and record it in the manifest; refuse a step another runner is running."""
+    other = running_elsewhere(job_dir, step)
+    if other is not None:
+        raise StepFailed(f"{job_dir.name}: step {step.name} is already running (process group {other}, "
+                         f"another runner's): wait for it to end, or stop it first (kill -TERM -- -{other})")
     key = portable(step.command, root)
     (job_dir / step.log).parent.mkdir(parents=True, exist_ok=True)
     if step.threads is not None:
