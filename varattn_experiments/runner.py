@@ -118,7 +118,6 @@ def is_done(root: Path, job_dir: Path, manifest: Manifest, step: Step) -> bool:
 def runs(pid: int, command: List[str]) -> bool:
     """Is process ``pid`` alive and running ``command``? (An ended runner's pid may be reused; a
     script's interpreter may stand before its name, so the arguments after the program decide.)"""
-    cmdline = Path(f"/proc/{pid}/cmdline")
     if not Path("/proc/self").exists():  # no /proc: alive is all that can be told
         try:
             os.kill(pid, 0)
@@ -126,7 +125,7 @@ def runs(pid: int, command: List[str]) -> bool:
         except OSError:
             return False
     try:
-        argv = [a.decode(errors="replace") for a in cmdline.read_bytes().split(b"\0")[:-1]]
+        argv = [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]]
     except OSError:
         return False
     return bool(argv) and (len(command) < 2 or argv[-(len(command) - 1):] == list(command[1:]))
@@ -135,13 +134,10 @@ def runs(pid: int, command: List[str]) -> bool:
 def running_elsewhere(job_dir: Path, step: Step) -> Optional[int]:
     """The process group of another runner's attempt at ``step`` that still runs on this machine."""
     manifest = Manifest.read(job_dir)
-    attempts = manifest.data["steps"].get(step.name, {}).get("attempts") if manifest else None
-    if not attempts or attempts[-1]["ended"] is not None or not attempts[-1]["pid"]:
+    pid = manifest.running().get(step.name) if manifest else None
+    if pid is None or manifest.data["steps"][step.name]["attempts"][-1].get("host") != socket.gethostname():
         return None
-    last = attempts[-1]
-    if last.get("host") != socket.gethostname() or not runs(last["pid"], step.command):
-        return None
-    return last["pid"]
+    return pid if runs(pid, step.command) else None
 
 
 def run_step(root: Path, job_dir: Path, manifest: Manifest, step: Step, threads: int) -> None:
