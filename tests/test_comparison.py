@@ -346,7 +346,8 @@ def test_the_comparison_on_tiny_data_killed_resumed_and_not_redone(tmp_path):
     root = tmp_path / "root"
     run = root / "ding" / "var-enum-seed1"
 
-    # 1. killed while the run trains, once it has saved a checkpoint
+    # 1. killed while the run trains, once it has saved a checkpoint: the runner and its training
+    # step (its own process group) both, as when the machine stops
     proc = converge(tmp_path, popen=True)
     deadline = time.time() + 1200
     try:
@@ -358,6 +359,11 @@ def test_the_comparison_on_tiny_data_killed_resumed_and_not_redone(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+            for pgid in Manifest(run).running().values():
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the comparison ended before the run trained"
     assert not Manifest(run).done("train") and Manifest(root / "ding").done("binarise")
