@@ -7,9 +7,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 from fairseq.data import Dictionary
-from helpers import build_model, make_dictionary
+from helpers import build_model, fairseq_cli, make_dictionary, train_args
 
+from var_attn_plugin.errors import UsageError
 from var_attn_plugin.lstm.model import VarAttnLSTMConfig, VarAttnLSTMModel
+from var_attn_plugin.startup_checks import check_q_warmup
 
 
 def model_with_words(prefix: str) -> VarAttnLSTMModel:
@@ -67,6 +69,53 @@ def test_warm_start_across_modes_keeps_the_generative_model():
     marginal = build_model("marginal", seed=3)
     marginal.load_state_dict(variational.state_dict())
     assert all(torch.equal(v, variational.state_dict()[k]) for k, v in marginal.state_dict().items())
+
+
+def weights(path):
+    """``(generative parameters, q's parameters)`` of a checkpoint."""
+    model = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    generative = {k: v for k, v in model.items() if not k.startswith("inference_network.")}
+    return generative, {k: v for k, v in model.items() if k.startswith("inference_network.")}
+
+
+def test_q_warmup_trains_q_alone_then_the_whole_model(arch, synthetic_data, tmp_path):
+    """--q-warmup-updates after a warm start from marginal (no q): through its updates the
+    generative model stays exactly the checkpoint's while q learns; the same command with a
+    later --max-update resumes and then trains the whole model."""
+    def train(save_dir, mode, max_update, *extra):
+        return fairseq_cli("fairseq-train", *train_args(
+            synthetic_data, save_dir, mode, "--max-update", str(max_update), "--dropout", "0.1",
+            "--save-interval-updates", "1", "--keep-interval-updates", "-1", *extra, arch=arch)).stdout
+
+    train(tmp_path / "marginal", "marginal", 3)
+    start, _ = weights(tmp_path / "marginal" / "checkpoint_last.pt")
+    warm = ["--finetune-from-model", str(tmp_path / "marginal" / "checkpoint_last.pt"), "--q-warmup-updates", "3"]
+    log = train(tmp_path / "q", "var-enum", 3, *warm)
+    assert "training the inference network q alone for the first 3 updates" in log
+    first, q_first = weights(tmp_path / "q" / "checkpoint_1_1.pt")
+    third, q_third = weights(tmp_path / "q" / "checkpoint_1_3.pt")
+    for generative in (first, third):
+        assert generative.keys() == start.keys()
+        assert all(torch.equal(generative[k], start[k]) for k in start), "the generative model moved"
+    assert q_first and any(not torch.equal(q_first[k], q_third[k]) for k in q_first), "q did not learn"
+
+    train(tmp_path / "q", "var-enum", 5, *warm)  # resumes at update 3: the whole model from now on
+    fifth, q_fifth = weights(tmp_path / "q" / "checkpoint_last.pt")
+    assert any(not torch.equal(fifth[k], start[k]) for k in start), "the generative model did not train"
+    assert any(not torch.equal(q_fifth[k], q_third[k]) for k in q_third)
+
+
+def test_q_warmup_on_several_gpus_needs_unused_parameters_allowed():
+    def cfg(**distributed):
+        return SimpleNamespace(model=SimpleNamespace(q_warmup_updates=10), distributed_training=SimpleNamespace(
+            **{"distributed_world_size": 2, "ddp_backend": "pytorch_ddp", "find_unused_parameters": False,
+               **distributed}))
+
+    with pytest.raises(UsageError, match="pass --find-unused-parameters"):
+        check_q_warmup(cfg())
+    check_q_warmup(cfg(find_unused_parameters=True))
+    check_q_warmup(cfg(distributed_world_size=1))
+    check_q_warmup(cfg(ddp_backend="legacy_ddp"))
 
 
 def test_warm_start_still_refuses_a_different_generative_model():

@@ -433,3 +433,20 @@ def test_a_warm_started_comparison_entry_trains_from_the_best_checkpoint_of_its_
         comparison.runs(["ding"], ["transformer-var-sample-from-var-enum"], [1])
     with pytest.raises(UsageError, match="unknown mode 'var-smple'"):
         comparison.runs(["ding"], ["var-enum-from-var-smple"], [1])
+
+
+def test_a_qfirst_entry_trains_q_alone_first_and_only_for_a_variational_mode(tmp_path):
+    from var_attn_plugin.errors import UsageError
+    from varattn_experiments import comparison, entries
+
+    entry = "transformer-none-var-enum-qfirst-from-transformer-none-marginal"
+    assert (entries.attention_mode(entry), entries.design(entry), entries.q_first(entry)) == ("var-enum", "none", True)
+    assert entries.warm_start(entry) == "transformer-none-marginal" and not entries.q_first("var-enum-from-marginal")
+    (run,) = comparison.runs(["ding"], [entry], [1], comparison.NEAR_PAPER)
+    command = run.train_command(tmp_path)
+    assert option(command, "--q-warmup-updates") == str(comparison.NEAR_PAPER.q_warmup_updates)
+    assert option(command, "--attention-mode") == "var-enum" and run.warm_start().entry == "transformer-none-marginal"
+    (plain,) = comparison.runs(["ding"], ["var-enum-from-marginal"], [1], comparison.NEAR_PAPER)
+    assert "--q-warmup-updates" not in plain.train_command(tmp_path)
+    with pytest.raises(UsageError, match="'marginal-qfirst': -qfirst trains the inference network q"):
+        comparison.runs(["ding"], ["marginal-qfirst"], [1])

@@ -563,11 +563,14 @@ def test_beam_search_translations_are_identical_for_every_chunk_size(arch, optio
     (dict(dirichlet_min_alpha=2.0, dirichlet_max_alpha=1.0), "--dirichlet-min-alpha and --dirichlet-max-alpha"),
     (dict(dirichlet_min_alpha=0.0), "--dirichlet-min-alpha and --dirichlet-max-alpha"),
     (dict(dirichlet_warmup_updates=-5), "--dirichlet-warmup-updates must be >= 0"),
+    (dict(q_warmup_updates=-1), "--q-warmup-updates must be >= 0"),
+    (dict(q_warmup_updates=5, attention_mode="marginal"), "--attention-mode marginal has none: drop --q-warmup"),
+    (dict(q_warmup_updates=5, dirichlet_warmup_updates=5, attention_mode="var-relaxed"), "pass one of them"),
 ])
 def test_out_of_range_options_are_refused_with_the_flag(override, flag):
     check_config(VarAttnLSTMConfig(attention_mode="var-enum"))  # the defaults pass
     with pytest.raises(ValueError, match=re.escape(flag)):
-        check_config(VarAttnLSTMConfig(attention_mode="var-enum", **override))
+        check_config(VarAttnLSTMConfig(**{"attention_mode": "var-enum", **override}))
 
 
 def test_zero_chunk_budget_enumerates_one_row_at_a_time_with_the_same_result(arch):

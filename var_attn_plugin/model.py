@@ -88,6 +88,13 @@ class LatentModelConfig(FairseqDataclass):
         metadata={"help": "var-relaxed: train the generative model with the hard-enum objective for "
                   "this many updates before adding q (the paper pretrains this way)"},
     )
+    q_warmup_updates: int = field(
+        default=0,
+        metadata={"help": "variational modes: train only the inference network q(z | x, y) for this many "
+                  "updates, the generative model held fixed (q's optimum is then the model's exact "
+                  "posterior); for a warm start (--finetune-from-model) from a model without q, whose "
+                  "first joint updates against an untrained q would otherwise pull the model onto it"},
+    )
     soft_loss_weight: float = field(
         default=0.0,
         metadata={"help": "hard-sample, var-sample: also train the soft baseline's likelihood, weighted by "
@@ -138,6 +145,17 @@ def check_latent_config(cfg: LatentModelConfig) -> None:
             f"--attention-mode {cfg.attention_mode} has none: drop --soft-loss-weight")
     if cfg.dirichlet_warmup_updates < 0:
         raise UsageError(f"--dirichlet-warmup-updates must be >= 0, got {cfg.dirichlet_warmup_updates}")
+    warmup = getattr(cfg, "q_warmup_updates", 0)
+    if warmup < 0:
+        raise UsageError(f"--q-warmup-updates must be >= 0, got {warmup}")
+    if warmup > 0 and not spec.variational:
+        raise UsageError(
+            f"--q-warmup-updates trains the inference network q(z | x, y) of the variational modes (var-*); "
+            f"--attention-mode {cfg.attention_mode} has none: drop --q-warmup-updates")
+    if warmup > 0 and cfg.dirichlet_warmup_updates > 0:
+        raise UsageError(
+            "--q-warmup-updates and --dirichlet-warmup-updates both start at the first update, and q is "
+            "not used while the Dirichlet warm-up trains the model without it: pass one of them")
 
 
 def excludes_source_eos(cfg) -> bool:
@@ -247,6 +265,15 @@ class VarAttnModel(FairseqEncoderDecoderModel):
     def set_num_updates(self, num_updates):
         self.num_updates = num_updates
         super().set_num_updates(num_updates)
+
+    def trains_q_alone(self, num_updates: int) -> bool:
+        """Is update ``num_updates`` one of --q-warmup-updates, in which only q learns?"""
+        return self.inference_network is not None and num_updates < getattr(self.cfg, "q_warmup_updates", 0)
+
+    def generative_parameters(self):
+        """Every parameter but the inference network's."""
+        q = {id(p) for p in self.inference_network.parameters()} if self.inference_network is not None else set()
+        return [p for p in self.parameters() if id(p) not in q]
 
     def objective_name(self) -> str:
         """The row of ATTENTION_MODES whose objective applies now.

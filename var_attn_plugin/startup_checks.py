@@ -105,6 +105,21 @@ def check_training_config(cfg) -> None:
             f"{given}: pass --update-freq 1 for an update after every batch, or more to accumulate batches")
 
 
+def check_q_warmup(cfg) -> None:
+    """--q-warmup-updates leaves the generative model without gradients: PyTorch's data-parallel
+    wrapper then waits for them forever unless told some parameters may go unused."""
+    model = getattr(cfg, "model", None)
+    distributed = getattr(cfg, "distributed_training", None)
+    if (getattr(model, "q_warmup_updates", 0) or 0) > 0 and distributed is not None \
+            and int(getattr(distributed, "distributed_world_size", 1) or 1) > 1 \
+            and str(getattr(distributed, "ddp_backend", "")) in ("c10d", "pytorch_ddp") \
+            and not getattr(distributed, "find_unused_parameters", False):
+        raise UsageError(
+            "--q-warmup-updates trains q alone, so the generative model's parameters get no gradient, which "
+            f"--ddp-backend {distributed.ddp_backend} on {distributed.distributed_world_size} GPUs waits for: "
+            "pass --find-unused-parameters (or --ddp-backend legacy_ddp)")
+
+
 def check_search_options(args) -> None:
     """Beam search options that no search can use."""
     beam = getattr(args, "beam", None)
@@ -118,6 +133,7 @@ def _checked_call_main(original):
     def call_main(cfg, main, **kwargs):
         if str(getattr(main, "__module__", "")).startswith(("fairseq_cli.train", "fairseq_cli.hydra_train")):
             check_training_config(cfg)
+            check_q_warmup(cfg)
         return original(cfg, main, **kwargs)
 
     call_main.varattn_checked = True

@@ -5,6 +5,7 @@ The options are task options so that they work at generation time
 model option stored in the checkpoint.
 """
 
+import contextlib
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -34,6 +35,31 @@ from .watchdog import watchdog_for
 logger = logging.getLogger(__name__)
 
 REMOVE_BPE_FLAGS = ("--remove-bpe", "--post-process")
+
+
+@contextlib.contextmanager
+def q_alone(model, update_num: int):
+    """Within it, during --q-warmup-updates, only the inference network's parameters take gradients:
+    the generative model's are set not to require them (so that autograd skips them, and the
+    optimiser, which skips parameters without a gradient, leaves them as they are); restored after."""
+    inner = model
+    while hasattr(inner, "module"):  # fairseq's data-parallel wrappers
+        inner = inner.module
+    trains = getattr(inner, "trains_q_alone", None)
+    if trains is None or not trains(update_num):
+        yield
+        return
+    if update_num == 0:
+        logger.info("training the inference network q alone for the first %d updates (--q-warmup-updates); "
+                    "the generative model is held fixed", inner.cfg.q_warmup_updates)
+    frozen = [p for p in inner.generative_parameters() if p.requires_grad]
+    for parameter in frozen:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter in frozen:
+            parameter.requires_grad_(True)
 
 
 def refuse_remove_bpe_with_sentencepiece(bpe_cfg, argv: Sequence[str]) -> None:
@@ -104,7 +130,7 @@ class VarAttnTranslationTask(StartupChecks, TranslationTask):
             self._update_noise = UpdateNoise(getattr(self.cfg, "seed", 1))
         device = next(model.parameters()).device
         self._pulse()
-        with noise_from(self._update_noise.generator(device, update_num)):
+        with noise_from(self._update_noise.generator(device, update_num)), q_alone(model, update_num):
             result = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
         self._pulse()
         return result

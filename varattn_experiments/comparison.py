@@ -31,7 +31,7 @@ from var_attn_plugin.latent.modes import ATTENTION_MODES
 from var_attn_plugin.presets import LSTM_PRESETS, TRANSFORMER_PRESETS, flags
 
 from .corpora import PREPARERS, Corpus
-from .entries import attention_mode, design, is_transformer, warm_start
+from .entries import attention_mode, design, is_transformer, q_first, warm_start
 from .manifest import Manifest
 from .runner import PLUGIN_DIR, Job, Step, tool
 
@@ -68,6 +68,7 @@ class Settings:
     aligner: str = "eflomal"  # or none
     save_interval_updates: int = 0
     exclude_source_eos: bool = False
+    q_warmup_updates: int = 500  # MODE-qfirst entries: q alone for this many updates
 
 
 FULL = Settings()
@@ -100,7 +101,7 @@ NEAR_PAPER_TRANSFORMER_MODES = ("transformer-none-soft", "transformer-none-margi
                                 "transformer-var-enum", "transformer-var-sample")
 TINY = Settings(max_update=30, syn_max_update=30, patience=5, sizes="tiny", syn_sizes="tiny", vocab_size=200,
                 valid_size=30, test_size=30, max_train=300, syn_train=300, syn_valid=30, syn_test=30,
-                max_tokens=1000, transformer_warmup=10, save_interval_updates=5)
+                max_tokens=1000, transformer_warmup=10, save_interval_updates=5, q_warmup_updates=5)
 
 
 def synthetic(corpus: str) -> bool:
@@ -204,6 +205,8 @@ class ComparisonRun(Job):
         warm = self.warm_start()
         if warm:
             command += ["--finetune-from-model", str(warm.folder(root) / "checkpoints" / "checkpoint_best.pt")]
+        if q_first(self.entry):
+            command += ["--q-warmup-updates", str(s.q_warmup_updates)]
         sizes = s.syn_sizes if syn else s.sizes
         if transformer:
             sizes = "smoke" if sizes == "tiny" else sizes  # the LSTM's tiny sizes are the Transformer's smoke sizes
@@ -274,6 +277,9 @@ def runs(corpora: Sequence[str], entries: Sequence[str], seeds: Sequence[int], s
             raise UsageError(f"unknown corpus {corpus!r}: {', '.join(PREPARERS)} or syn-TASK")
     for entry in entries:
         for part in filter(None, (entry, warm_start(entry))):
+            if q_first(part) and not attention_mode(part).startswith("var-"):
+                raise UsageError(f"{part!r}: -qfirst trains the inference network q of a variational mode "
+                                 f"(var-*) first; {attention_mode(part)} has none")
             if attention_mode(part) not in ATTENTION_MODES:
                 raise UsageError(f"unknown mode {part!r}: MODE, transformer-MODE, transformer-below-top-MODE or "
                                  f"transformer-none-MODE (ENTRY-from-ENTRY: a warm start), MODE one of "

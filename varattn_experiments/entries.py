@@ -7,6 +7,8 @@ layer (``--soft-cross-attention all``); ``transformer-below-top-MODE`` and
 recipe names their checkpoints. ``ENTRY-from-OTHER`` (e.g. ``var-sample-from-var-enum``)
 starts ENTRY's training from the best checkpoint of OTHER's run with the same seed (fairseq's
 --finetune-from-model: weights only, a fresh optimiser; q starts fresh where OTHER has none).
+``MODE-qfirst`` (a variational mode, e.g. ``var-enum-qfirst-from-marginal``) trains q alone for the
+recipe's first updates, the generative model held fixed (--q-warmup-updates).
 """
 
 from typing import Optional
@@ -23,9 +25,19 @@ def warm_start(entry: str) -> Optional[str]:
     return entry.split(WARM, 1)[1] if WARM in entry else None
 
 
+QFIRST = "-qfirst"
+
+
 def trained(entry: str) -> str:
-    """The entry without its warm start: what is trained (``var-sample`` of ``var-sample-from-var-enum``)."""
-    return entry.split(WARM, 1)[0]
+    """The entry without its warm start and q warm-up: what is trained (``var-sample`` of
+    ``var-sample-from-var-enum`` and of ``var-sample-qfirst``)."""
+    entry = entry.split(WARM, 1)[0]
+    return entry[:-len(QFIRST)] if entry.endswith(QFIRST) else entry
+
+
+def q_first(entry: str) -> bool:
+    """Does the entry train q alone first (``MODE-qfirst``)?"""
+    return entry.split(WARM, 1)[0].endswith(QFIRST)
 
 
 def _transformer_rest(entry: str) -> Optional[str]:
