@@ -277,13 +277,13 @@ def runs(corpora: Sequence[str], entries: Sequence[str], seeds: Sequence[int], s
             raise UsageError(f"unknown corpus {corpus!r}: {', '.join(PREPARERS)} or syn-TASK")
     for entry in entries:
         for part in filter(None, (entry, warm_start(entry))):
-            if q_first(part) and not attention_mode(part).startswith("var-"):
-                raise UsageError(f"{part!r}: -qfirst trains the inference network q of a variational mode "
-                                 f"(var-*) first; {attention_mode(part)} has none")
             if attention_mode(part) not in ATTENTION_MODES:
                 raise UsageError(f"unknown mode {part!r}: MODE, transformer-MODE, transformer-below-top-MODE or "
                                  f"transformer-none-MODE (ENTRY-from-ENTRY: a warm start), MODE one of "
                                  f"{', '.join(ATTENTION_MODES)}")
+            if q_first(part) and not ATTENTION_MODES[attention_mode(part)].variational:
+                raise UsageError(f"{part!r}: -qfirst trains the inference network q of a variational mode "
+                                 f"(var-*) first; {attention_mode(part)} has none")
         if warm_start(entry) and is_transformer(entry) != is_transformer(warm_start(entry)):
             raise UsageError(f"{entry!r} starts one architecture from the other's checkpoint: warm-start the "
                              "LSTM from an LSTM entry and the Transformer from a Transformer entry")
