@@ -232,6 +232,31 @@ def test_the_archive_keeps_what_the_report_reads_and_no_checkpoint(tmp_path):
     assert (kept / "ding" / "var-enum-seed1" / "train.log").stat().st_mtime_ns == before
 
 
+def test_an_unfinished_run_started_again_does_not_replace_a_longer_archived_record(tmp_path):
+    """ROOT lost and the run started again: its shorter log waits until it passes the archive's;
+    a finished run replaces the record whatever its length."""
+    root, kept = tmp_path / "root", tmp_path / "archive"
+    fake_run(kept, "ding", "soft", 1, ppl=30.0, bleu=5.0, done=False)
+    with open(kept / "ding" / "soft-seed1" / "train.log", "a") as log:
+        log.write(valid("10:03:00", 40, 25.0) + "\n")
+    record = (kept / "ding" / "soft-seed1" / "train.log").read_text()
+    fake_run(root, "ding", "soft", 1, ppl=30.0, bleu=5.0, done=False)  # update 10
+    assert comparison.last_update(kept / "ding" / "soft-seed1") == 40
+    assert comparison.last_update(root / "ding" / "soft-seed1") == 10
+    assert comparison.archive(root, kept, ["ding"]) == 0
+    assert (kept / "ding" / "soft-seed1" / "train.log").read_text() == record
+    with open(root / "ding" / "soft-seed1" / "train.log", "a") as log:  # it passes the record
+        log.write(valid("10:05:00", 41, 24.0) + "\n")
+    assert comparison.archive(root, kept, ["ding"]) == 1  # its log (the fake manifests are alike)
+    assert (kept / "ding" / "soft-seed1" / "train.log").read_text() == \
+        (root / "ding" / "soft-seed1" / "train.log").read_text()
+    fake_run(kept, "ding", "var-enum", 1, ppl=20.0, bleu=10.0)
+    with open(kept / "ding" / "var-enum-seed1" / "train.log", "a") as log:
+        log.write(valid("11:05:00", 90, 19.0) + "\n")
+    fake_run(root, "ding", "var-enum", 1, ppl=21.0, bleu=9.0)  # finished at update 20
+    comparison.archive(root, kept, ["ding"])
+    assert comparison.last_update(kept / "ding" / "var-enum-seed1") == 20
+
 def test_transcribed_runs_count_in_the_tables_and_are_marked(tmp_path):
     fake_run(tmp_path, "ding", "var-enum", 1, ppl=20.0, bleu=10.0)
     lost = tmp_path / "ding" / "var-enum-seed2"
@@ -322,9 +347,19 @@ def test_the_reference_keeps_the_archived_eflomal_links_of_the_same_test_set(tmp
     steps.reference(corpus, eflomal=True, kept=kept)
     assert (ref / "gold.align").read_text() == "0-0\n0-0 1-0\n"
     assert 0 < json.loads((ref / "eflomal.aer.json").read_text())["aer"] < 0.5
+    # once archived, eflomal's own rows stay as they were too; the diagonal is scored again
+    archived = {f"{name}.{kind}.json": json.dumps({"from": "the archive", "file": f"{name}.{kind}"})
+                for name in ("eflomal-forward", "eflomal") for kind in ("aer", "boundaries")}
+    for name, text in archived.items():
+        (kept / name).write_text(text)
+    (ref / "diagonal.aer.json").unlink()
+    steps.reference(corpus, eflomal=True, kept=kept)
+    assert {name: (ref / name).read_text() for name in archived} == archived
+    assert "aer" in json.loads((ref / "diagonal.aer.json").read_text())
     (kept / "test.sha256").write_text("another test set\n")
     steps.reference(corpus, eflomal=True, kept=kept)
-    assert set((ref / "gold.align").read_text().splitlines()) == {"0-0 1-0"} and len(calls) == 3
+    assert set((ref / "gold.align").read_text().splitlines()) == {"0-0 1-0"} and len(calls) == 4
+    assert json.loads((ref / "eflomal-forward.aer.json").read_text())["aer"] == pytest.approx(1 / 3, abs=1e-4)
 
 
 # ----------------------------------------------------------------------------- the pipeline, tiny

@@ -32,6 +32,7 @@ from var_attn_plugin.presets import LSTM_PRESETS, TRANSFORMER_PRESETS, flags
 
 from .corpora import PREPARERS, Corpus
 from .entries import attention_mode, design, is_transformer, q_first, warm_start
+from .fairseq_log import read_records
 from .manifest import Manifest
 from .runner import PLUGIN_DIR, Job, Step, tool
 
@@ -328,6 +329,21 @@ def copy_files(source: Path, target: Path, patterns: Sequence[str]) -> int:
     return changed
 
 
+def last_update(run_dir: Path) -> int:
+    """The last update a run's train.log reached (0 without one)."""
+    updates = [int(r["num_updates"]) for r in read_records(Path(run_dir) / "train.log", "train_inner")]
+    updates += [int(r["valid_num_updates"]) for r in read_records(Path(run_dir) / "train.log", "valid")]
+    return max(updates, default=0)
+
+
+def behind_its_record(run: Path, kept: Path) -> bool:
+    """Is ROOT's ``run`` unfinished and behind the archive's copy ``kept`` (ROOT lost and the run
+    started again)? Then the archive's longer record stays until the new run passes it."""
+    manifest = Manifest.read(run)
+    return (manifest is not None and not manifest.done("train") and (kept / "train.log").is_file()
+            and last_update(run) < last_update(kept))
+
+
 def archive(root: Path, destination: Path, corpora: Sequence[str]) -> int:
     """Copy what the report reads (no checkpoints, no data) of every corpus and run under ROOT."""
     changed = 0
@@ -337,7 +353,12 @@ def archive(root: Path, destination: Path, corpora: Sequence[str]) -> int:
             continue
         changed += copy_files(source, Path(destination) / corpus, CORPUS_FILES)
         for run in sorted(p for p in source.iterdir() if (p / "manifest.json").is_file()):
-            changed += copy_files(run, Path(destination) / corpus / run.name, RUN_FILES)
+            kept = Path(destination) / corpus / run.name
+            if behind_its_record(run, kept):
+                print(f"archive: kept {kept}, which got further than {run} (update {last_update(kept)} against "
+                      f"{last_update(run)}), until the new run passes it")
+                continue
+            changed += copy_files(run, kept, RUN_FILES)
     return changed
 
 
