@@ -450,3 +450,20 @@ def test_a_qfirst_entry_trains_q_alone_first_and_only_for_a_variational_mode(tmp
     assert "--q-warmup-updates" not in plain.train_command(tmp_path)
     with pytest.raises(UsageError, match="'marginal-qfirst': -qfirst trains the inference network q"):
         comparison.runs(["ding"], ["marginal-qfirst"], [1])
+
+
+def test_a_joint_entry_trains_the_soft_baseline_too_and_only_for_a_sampled_mode(tmp_path):
+    from var_attn_plugin.errors import UsageError
+    from varattn_experiments import comparison, entries
+
+    for entry in ("var-sample-joint-qfirst-from-var-enum", "var-sample-qfirst-joint-from-var-enum"):
+        assert entries.trained(entry) == "var-sample" and entries.joint(entry) and entries.q_first(entry)
+    (run,) = comparison.runs(["ding"], ["var-sample-joint"], [1], comparison.NEAR_PAPER)
+    command = run.train_command(tmp_path)
+    assert option(command, "--soft-loss-weight") == str(comparison.NEAR_PAPER.soft_loss_weight) == "1.0"
+    assert option(command, "--attention-mode") == "var-sample" and "--q-warmup-updates" not in command
+    (plain,) = comparison.runs(["ding"], ["var-sample"], [1], comparison.NEAR_PAPER)
+    assert "--soft-loss-weight" not in plain.train_command(tmp_path) and not entries.joint("var-sample")
+    for entry in ("var-enum-joint", "transformer-none-soft-joint", "var-sample-from-var-enum-joint"):
+        with pytest.raises(UsageError, match="-joint trains the soft baseline of a sampled mode|unknown mode"):
+            comparison.runs(["ding"], [entry], [1])

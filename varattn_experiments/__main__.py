@@ -30,7 +30,8 @@ def add_converge(sub) -> None:
                    help=f"real corpora (libreoffice, ding, lohelp) and synthetic tasks ({', '.join(SYNTHETIC)})")
     p.add_argument("--modes", nargs="+", default=list(comparison.NEAR_PAPER_MODES),
                    help="attention modes of the LSTM, transformer-MODE (transformer-none-MODE, "
-                   "transformer-below-top-MODE) for the Transformer; MODE-from-OTHER starts from OTHER's checkpoint")
+                   "transformer-below-top-MODE) for the Transformer; MODE-from-OTHER starts from OTHER's checkpoint, "
+                   "MODE-qfirst trains q alone first, MODE-joint the soft baseline's likelihood too (docs/recipes.md)")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     p.add_argument("--parallel", type=int, default=2, help="runs at a time, one torch thread each")
     p.add_argument("--tiny", action="store_true", help="the whole pipeline on a few hundred pairs (minutes)")

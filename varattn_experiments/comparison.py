@@ -31,7 +31,7 @@ from var_attn_plugin.latent.modes import ATTENTION_MODES
 from var_attn_plugin.presets import LSTM_PRESETS, TRANSFORMER_PRESETS, flags
 
 from .corpora import PREPARERS, Corpus
-from .entries import attention_mode, design, is_transformer, q_first, warm_start
+from .entries import attention_mode, design, is_transformer, joint, q_first, warm_start
 from .fairseq_log import read_records
 from .manifest import Manifest
 from .runner import PLUGIN_DIR, Job, Step, tool
@@ -70,6 +70,7 @@ class Settings:
     save_interval_updates: int = 0
     exclude_source_eos: bool = False
     q_warmup_updates: int = 500  # MODE-qfirst entries: q alone for this many updates
+    soft_loss_weight: float = 1.0  # MODE-joint entries: the soft baseline's likelihood, with this weight
 
 
 FULL = Settings()
@@ -208,6 +209,8 @@ class ComparisonRun(Job):
             command += ["--finetune-from-model", str(warm.folder(root) / "checkpoints" / "checkpoint_best.pt")]
         if q_first(self.entry):
             command += ["--q-warmup-updates", str(s.q_warmup_updates)]
+        if joint(self.entry):
+            command += ["--soft-loss-weight", str(s.soft_loss_weight)]
         sizes = s.syn_sizes if syn else s.sizes
         if transformer:
             sizes = "smoke" if sizes == "tiny" else sizes  # the LSTM's tiny sizes are the Transformer's smoke sizes
@@ -282,9 +285,13 @@ def runs(corpora: Sequence[str], entries: Sequence[str], seeds: Sequence[int], s
                 raise UsageError(f"unknown mode {part!r}: MODE, transformer-MODE, transformer-below-top-MODE or "
                                  f"transformer-none-MODE (ENTRY-from-ENTRY: a warm start), MODE one of "
                                  f"{', '.join(ATTENTION_MODES)}")
-            if q_first(part) and not ATTENTION_MODES[attention_mode(part)].variational:
+            spec = ATTENTION_MODES[attention_mode(part)]
+            if q_first(part) and not spec.variational:
                 raise UsageError(f"{part!r}: -qfirst trains the inference network q of a variational mode "
                                  f"(var-*) first; {attention_mode(part)} has none")
+            if joint(part) and not (spec.soft_output and spec.sample_from):
+                raise UsageError(f"{part!r}: -joint trains the soft baseline of a sampled mode (hard-sample, "
+                                 f"var-sample) on its own likelihood; {attention_mode(part)} has none")
         if warm_start(entry) and is_transformer(entry) != is_transformer(warm_start(entry)):
             raise UsageError(f"{entry!r} starts one architecture from the other's checkpoint: warm-start the "
                              "LSTM from an LSTM entry and the Transformer from a Transformer entry")

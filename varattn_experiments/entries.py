@@ -8,7 +8,10 @@ recipe names their checkpoints. ``ENTRY-from-OTHER`` (e.g. ``var-sample-from-var
 starts ENTRY's training from the best checkpoint of OTHER's run with the same seed (fairseq's
 --finetune-from-model: weights only, a fresh optimiser; q starts fresh where OTHER has none).
 ``MODE-qfirst`` (a variational mode, e.g. ``var-enum-qfirst-from-marginal``) trains q alone for the
-recipe's first updates, the generative model held fixed (--q-warmup-updates).
+recipe's first updates, the generative model held fixed (--q-warmup-updates). ``MODE-joint`` (a
+sampled mode with the soft baseline: ``hard-sample-joint``, ``var-sample-joint``) trains the soft
+baseline's own likelihood with the sampled objective (--soft-loss-weight). The two suffixes
+may come in either order.
 """
 
 from typing import Optional
@@ -26,18 +29,34 @@ def warm_start(entry: str) -> Optional[str]:
 
 
 QFIRST = "-qfirst"
+JOINT = "-joint"
+SUFFIXES = (QFIRST, JOINT)
+
+
+def _suffixes(entry: str) -> tuple:
+    """The entry without its warm start, split into what is trained and its suffixes."""
+    entry, found = entry.split(WARM, 1)[0], []
+    while entry.endswith(SUFFIXES):
+        suffix = next(s for s in SUFFIXES if entry.endswith(s))
+        found.append(suffix)
+        entry = entry[:-len(suffix)]
+    return entry, found
 
 
 def trained(entry: str) -> str:
-    """The entry without its warm start and q warm-up: what is trained (``var-sample`` of
-    ``var-sample-from-var-enum`` and of ``var-sample-qfirst``)."""
-    entry = entry.split(WARM, 1)[0]
-    return entry[:-len(QFIRST)] if entry.endswith(QFIRST) else entry
+    """The entry without its warm start and suffixes: what is trained (``var-sample`` of
+    ``var-sample-from-var-enum``, of ``var-sample-qfirst`` and of ``var-sample-joint``)."""
+    return _suffixes(entry)[0]
 
 
 def q_first(entry: str) -> bool:
     """Does the entry train q alone first (``MODE-qfirst``)?"""
-    return entry.split(WARM, 1)[0].endswith(QFIRST)
+    return QFIRST in _suffixes(entry)[1]
+
+
+def joint(entry: str) -> bool:
+    """Does the entry train the soft baseline's likelihood jointly (``MODE-joint``)?"""
+    return JOINT in _suffixes(entry)[1]
 
 
 def _transformer_rest(entry: str) -> Optional[str]:
