@@ -93,6 +93,18 @@ def test_a_failed_step_is_recorded_and_redone_and_does_not_stop_other_jobs(tmp_p
     assert Manifest(tmp_path / "x").attempts("say-a") == 2
 
 
+def test_each_job_that_finishes_is_handed_on_at_once_and_a_failed_one_is_not(tmp_path):
+    seen = []
+
+    def on_done(job):  # what the job wrote is there when it is handed on, the next job not started
+        seen.append((job.name, said(tmp_path, job.name), said(tmp_path, "second")))
+
+    assert runner.execute(tmp_path, [Echo("first"), Echo("second")], on_done=on_done) == []
+    assert seen == [("first", ["a", "b"], []), ("second", ["a", "b"], ["a", "b"])]
+    (tmp_path / "fail").touch()
+    seen.clear()
+    assert len(runner.execute(tmp_path, [Echo("third")], on_done=on_done)) == 1 and seen == []
+
 def test_a_shared_prerequisite_runs_once_and_its_failure_skips_its_dependents(tmp_path):
     corpus = Echo("corpus", words=("c",))
     assert runner.execute(tmp_path, [Echo("x", requires=(corpus,)), Echo("y", requires=(corpus,))]) == []

@@ -109,7 +109,9 @@ def converge(args) -> int:
             plan = comparison.plan(runs, root, args.archive)
             for run in plan.kept:
                 print(f"finished: {run.corpus.name} {run.name} (kept in {args.archive})")
-            failures = runner.execute(root, plan.todo, parallel=args.parallel)
+            # each finished run goes to the archive at once, not only when the whole queue has run
+            keep = (lambda job: comparison.archive(root, args.archive, corpora)) if args.archive else None
+            failures = runner.execute(root, plan.todo, parallel=args.parallel, on_done=keep)
         for failure in failures:
             print("FAILED:", failure)
         if args.archive:

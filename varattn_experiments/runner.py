@@ -203,8 +203,10 @@ def _stop_children(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def execute(root: Path, jobs: Iterable[Job], parallel: int = 1, threads: int = 1) -> List[str]:
-    """Run every job (their ``needs()`` first, once each), ``parallel`` at a time.
+def execute(root: Path, jobs: Iterable[Job], parallel: int = 1, threads: int = 1,
+            on_done: Optional[Callable[[Job], None]] = None) -> List[str]:
+    """Run every job (their ``needs()`` first, once each), ``parallel`` at a time; ``on_done(job)``
+    is called, in this thread, as each job finishes without failing (e.g. to archive it at once).
 
     A need that needs nothing itself (a shared corpus) runs first, alone, with every thread the
     pool has. A need that is itself a run (a warm start's source) takes a place in the pool like
@@ -261,7 +263,10 @@ def execute(root: Path, jobs: Iterable[Job], parallel: int = 1, threads: int = 1
                 break  # only jobs whose needs cannot finish are left
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                (done if future.result() else failed).add(running.pop(future))
+                job, succeeded = running.pop(future), future.result()
+                (done if succeeded else failed).add(job)
+                if succeeded and on_done is not None:
+                    on_done(job)
     return failures
 
 
