@@ -232,6 +232,19 @@ def test_the_archive_keeps_what_the_report_reads_and_no_checkpoint(tmp_path):
     assert (kept / "ding" / "var-enum-seed1" / "train.log").stat().st_mtime_ns == before
 
 
+def test_a_root_scored_against_other_reference_links_is_not_archived(tmp_path, capsys):
+    root, kept = tmp_path / "root", tmp_path / "archive"
+    fake_comparison(root)
+    for folder in (root, kept):
+        (folder / "ding" / "ref").mkdir(parents=True, exist_ok=True)
+        (folder / "ding" / "ref" / "test.sha256").write_text("the same test set\n")
+    (kept / "ding" / "ref" / "gold.align").write_text("0-1\n")  # another eflomal sample
+    assert comparison.archive(root, kept, ["ding"]) == 0
+    assert (kept / "ding" / "ref" / "gold.align").read_text() == "0-1\n" and not (kept / "ding" / "soft-seed1").exists()
+    assert "other reference links" in capsys.readouterr().out
+    (kept / "ding" / "ref" / "gold.align").write_text("0-0\n")  # the same links: archived
+    assert comparison.archive(root, kept, ["ding"]) > 0 and (kept / "ding" / "soft-seed1" / "train.log").is_file()
+
 def test_an_unfinished_run_started_again_does_not_replace_a_longer_archived_record(tmp_path):
     """ROOT lost and the run started again: its shorter log waits until it passes the archive's;
     a finished run replaces the record whatever its length."""

@@ -351,12 +351,28 @@ def behind_its_record(run: Path, kept: Path) -> bool:
             and last_update(run) < last_update(kept))
 
 
+def other_reference(source: Path, target: Path) -> bool:
+    """Do two corpus folders hold different reference links of the same test set (two eflomal
+    samples)? Then AER scored under one does not belong beside AER scored under the other."""
+    a, b = source / "ref", target / "ref"
+    return all((d / name).is_file() for d in (a, b) for name in ("test.sha256", "gold.align")) \
+        and (a / "test.sha256").read_text() == (b / "test.sha256").read_text() \
+        and (a / "gold.align").read_bytes() != (b / "gold.align").read_bytes()
+
+
 def archive(root: Path, destination: Path, corpora: Sequence[str]) -> int:
     """Copy what the report reads (no checkpoints, no data) of every corpus and run under ROOT."""
     changed = 0
     for corpus in corpora:
         source = Path(root) / corpus
         if not source.is_dir():
+            continue
+        if other_reference(source, Path(destination) / corpus):
+            print(f"archive: {corpus} not archived: {source / 'ref'} holds other reference links than "
+                  f"{Path(destination) / corpus / 'ref'} for the same test set (another eflomal sample), so its "
+                  f"runs' AER would not compare with the archive's. Run `converge run` with --archive "
+                  f"{destination}: the corpus's reference step then takes the archive's links; then score the "
+                  f"runs again (delete their align/*.aer.json and rerun)")
             continue
         changed += copy_files(source, Path(destination) / corpus, CORPUS_FILES)
         for run in sorted(p for p in source.iterdir() if (p / "manifest.json").is_file()):
