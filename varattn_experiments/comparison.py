@@ -91,9 +91,10 @@ NEAR_PAPER = Settings(lr=1e-3, dropout=0.3, exclude_source_eos=True, max_update=
 NEAR_PAPER_CPU96 = replace(NEAR_PAPER, sizes="cpu96")
 RECIPES = {"cpu": FULL, "near-paper": NEAR_PAPER, "near-paper-cpu96": NEAR_PAPER_CPU96}
 # The comparison redone with it (docs/near-paper-results.md, archive docs/runs/near-paper): every
-# LSTM mode of the paper's Table 1, and var-sample also warm-started from var-enum's checkpoint
+# LSTM mode of the paper's Table 1, and var-sample's two remedies: warm-started from var-enum's checkpoint,
+# and its soft baseline trained on its own likelihood too
 NEAR_PAPER_CORPORA = ("libreoffice", "ding")
-NEAR_PAPER_MODES = tuple(ATTENTION_MODES) + ("var-sample-from-var-enum",)
+NEAR_PAPER_MODES = tuple(ATTENTION_MODES) + ("var-sample-from-var-enum", "var-sample-joint")
 # and beside them the Transformer (docs/METHOD.md §10): no decoder layer with its own soft
 # cross-attention (the latent alignment its only view of the source), var-enum warm-started from
 # marginal, and fairseq's decoder intact as the reference rows (trained when named: --modes)
