@@ -32,7 +32,7 @@ from var_attn_plugin.presets import LSTM_PRESETS, TRANSFORMER_PRESETS, flags
 
 from .corpora import PREPARERS, Corpus
 from .entries import attention_mode, design, is_transformer, joint, q_first, warm_start
-from .fairseq_log import read_records
+from .fairseq_log import iter_records, select_records
 from .manifest import Manifest
 from .runner import PLUGIN_DIR, Job, Step, tool
 
@@ -339,17 +339,21 @@ def copy_files(source: Path, target: Path, patterns: Sequence[str]) -> int:
 
 def last_update(run_dir: Path) -> int:
     """The last update a run's train.log reached (0 without one)."""
-    updates = [int(r["num_updates"]) for r in read_records(Path(run_dir) / "train.log", "train_inner")]
-    updates += [int(r["valid_num_updates"]) for r in read_records(Path(run_dir) / "train.log", "valid")]
+    parsed = list(iter_records(Path(run_dir) / "train.log"))  # read once, for both categories
+    updates = [int(r["num_updates"]) for r in select_records(parsed, "train_inner")]
+    updates += [int(r["valid_num_updates"]) for r in select_records(parsed, "valid")]
     return max(updates, default=0)
 
 
-def behind_its_record(run: Path, kept: Path) -> bool:
-    """Is ROOT's ``run`` unfinished and behind the archive's copy ``kept`` (ROOT lost and the run
-    started again)? Then the archive's longer record stays until the new run passes it."""
+def behind_its_record(run: Path, kept: Path) -> Optional[str]:
+    """Why ROOT's ``run`` stays out of the archive, or None: unfinished and behind the archive's
+    copy ``kept`` (ROOT lost and the run started again), whose longer record then stays until the
+    new run passes it."""
     manifest = Manifest.read(run)
-    return (manifest is not None and not manifest.done("train") and (kept / "train.log").is_file()
-            and last_update(run) < last_update(kept))
+    if manifest is None or manifest.done("train") or not (kept / "train.log").is_file():
+        return None
+    ours, theirs = last_update(run), last_update(kept)
+    return f"update {theirs} against {ours}" if ours < theirs else None
 
 
 def other_reference(source: Path, target: Path) -> bool:
@@ -378,9 +382,9 @@ def archive(root: Path, destination: Path, corpora: Sequence[str]) -> int:
         changed += copy_files(source, Path(destination) / corpus, CORPUS_FILES)
         for run in sorted(p for p in source.iterdir() if (p / "manifest.json").is_file()):
             kept = Path(destination) / corpus / run.name
-            if behind_its_record(run, kept):
-                print(f"archive: kept {kept}, which got further than {run} (update {last_update(kept)} against "
-                      f"{last_update(run)}), until the new run passes it")
+            behind = behind_its_record(run, kept)
+            if behind:
+                print(f"archive: kept {kept}, which got further than {run} ({behind}), until the new run passes it")
                 continue
             changed += copy_files(run, kept, RUN_FILES)
     return changed
