@@ -214,6 +214,7 @@ def test_iwslt14_scripts_end_to_end(tmp_path):
     # the recipe's flags reached fairseq-train: the arch and the paper's optimiser settings
     log = (work / "checkpoints" / "var-enum" / "train.log").read_text()
     assert "varattn_lstm_iwslt_de_en" in log and "'seed': 3435" in log and "'clip_norm': 5.0" in log
+    assert "'exclude_source_eos': True" in log  # the paper's candidates: no source EOS
     assert "reduce_lr_on_plateau" in log and "bound" in train.stdout
     evaluation = run_script(EXAMPLES / "iwslt14" / "evaluate.sh", "var-enum", env=env).stdout
     assert "tokenised, lowercased BLEU" in evaluation and "detokenised sacreBLEU" in evaluation
@@ -237,6 +238,7 @@ def test_iwslt14_scripts_end_to_end(tmp_path):
                *TINY_TRANSFORMER_FLAGS, env={**env, "TOKENS": "400"})
     log = (work / "checkpoints" / "transformer-var-enum" / "train.log").read_text()
     assert "varattn_transformer_iwslt_de_en" in log and "inverse_sqrt" in log and "'warmup_updates': 4000" in log
+    assert "'exclude_source_eos': True" in log
     # (evaluate.sh has nothing of its own for the Transformer: the checkpoint names its architecture)
 
 
