@@ -368,10 +368,12 @@ def test_the_reference_keeps_the_archived_eflomal_links_of_the_same_test_set(tmp
     (ref / "diagonal.aer.json").unlink()
     steps.reference(corpus, eflomal=True, kept=kept)
     assert {name: (ref / name).read_text() for name in archived} == archived
+    assert len(calls) == 2, "with every score archived, eflomal does not run again"
+    assert (ref / "gold.align").read_text() == "0-0\n0-0 1-0\n" and not (ref / "eflomal.align").exists()
     assert "aer" in json.loads((ref / "diagonal.aer.json").read_text())
     (kept / "test.sha256").write_text("another test set\n")
     steps.reference(corpus, eflomal=True, kept=kept)
-    assert set((ref / "gold.align").read_text().splitlines()) == {"0-0 1-0"} and len(calls) == 4
+    assert set((ref / "gold.align").read_text().splitlines()) == {"0-0 1-0"} and len(calls) == 3
     assert json.loads((ref / "eflomal-forward.aer.json").read_text())["aer"] == pytest.approx(1 / 3, abs=1e-4)
 
 

@@ -121,7 +121,8 @@ def reference(corpus_dir: Path, eflomal: bool, kept: Path = None) -> None:
     """Reference links of the test set in CORPUS_DIR/ref, scored against the gold links: the gold
     (a synthetic task's true links; on a real corpus eflomal's, or the archive's eflomal links of the
     same test set, since eflomal samples), eflomal's forward direction and the diagonal. With the
-    archive's links come the archive's scores of eflomal's own rows, where it has them."""
+    archive's links come the archive's scores of eflomal's own rows, where it has them; where it
+    has all of them, eflomal does not run."""
     from . import links
 
     data, ref = corpus_dir / "data", corpus_dir / "ref"
@@ -138,8 +139,17 @@ def reference(corpus_dir: Path, eflomal: bool, kept: Path = None) -> None:
     checksum = sha256_of(data / "test.de", data / "test.en")
     replace(ref / "test.sha256", checksum + "\n")
     scored = [ref / "diagonal.align"]
-    same_test = False
-    if eflomal:
+    same_test = eflomal and not synthetic and kept is not None and (kept / "gold.align").is_file() \
+        and (kept / "test.sha256").is_file() and (kept / "test.sha256").read_text().strip() == checksum
+    archived = [kept / f"{name}.{kind}.json" for name in ("eflomal-forward", "eflomal")
+                for kind in ("aer", "boundaries")] if same_test else []
+    if archived and all(path.is_file() for path in archived):
+        # the archive has the reference and every score of eflomal's own rows for this test set:
+        # a new eflomal sample would be scored only to be replaced by them
+        for stale in ("eflomal.align", "eflomal-forward.align"):
+            (ref / stale).unlink(missing_ok=True)
+        shutil.copyfile(kept / "gold.align", ref / "gold.align")
+    elif eflomal:
         forward = [] if synthetic else ["--forward-output", str(ref / "eflomal-forward.align")]
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
@@ -147,8 +157,6 @@ def reference(corpus_dir: Path, eflomal: bool, kept: Path = None) -> None:
                         *forward, str(data / "test.de"), str(data / "test.en")])
         replace(ref / "eflomal.align", out.getvalue())
         if not synthetic:
-            same_test = kept is not None and (kept / "gold.align").is_file() and (kept / "test.sha256").is_file() \
-                and (kept / "test.sha256").read_text().strip() == checksum
             # eflomal samples: the archive's links of the same test set stay the reference
             shutil.copyfile(kept / "gold.align" if same_test else ref / "eflomal.align", ref / "gold.align")
             scored.append(ref / "eflomal-forward.align")
@@ -162,10 +170,9 @@ def reference(corpus_dir: Path, eflomal: bool, kept: Path = None) -> None:
     if same_test:
         # and so do the archive's scores of eflomal's own rows, so that the report's reference rows
         # do not change with each preparation of the same data
-        for name in ("eflomal-forward", "eflomal"):
-            for kind in ("aer", "boundaries"):
-                if (kept / f"{name}.{kind}.json").is_file():
-                    shutil.copyfile(kept / f"{name}.{kind}.json", ref / f"{name}.{kind}.json")
+        for path in archived:
+            if path.is_file():
+                shutil.copyfile(path, ref / path.name)
 
 
 def main(argv: Sequence[str]) -> None:
