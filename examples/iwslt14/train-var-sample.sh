@@ -4,8 +4,11 @@
 #
 #   bash examples/iwslt14/train-var-sample.sh [fairseq-train arguments]    (after prepare.sh)
 #
-# If its KL stays near zero, q and the prior uniform (the collapse of docs/findings.md), start it
-# from a trained var-enum model instead, which ended the collapse in the early-dynamics grid:
+# If its KL stays near zero, q and the prior uniform (the collapse of docs/findings.md), two
+# remedies ended it in the 256-unit comparison (docs/findings.md): train the soft baseline's own
+# likelihood beside it, from scratch,
+#   SAVE_ROOT=work/iwslt14/joint bash examples/iwslt14/train-var-sample.sh --soft-loss-weight 1
+# or start it from a trained var-enum model:
 #   SAVE_ROOT=work/iwslt14/from-var-enum bash examples/iwslt14/train-var-sample.sh \
 #       --finetune-from-model work/iwslt14/checkpoints/var-enum/checkpoint_best.pt
 set -euo pipefail
