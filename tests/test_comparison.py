@@ -460,3 +460,15 @@ def test_the_readme_results_table_is_the_summary_of_the_committed_runs():
 
 def test_the_readme_is_short():
     assert len((REPO / "README.md").read_text(encoding="utf-8").splitlines()) <= 250
+
+
+def test_a_run_evaluated_again_reports_its_last_evaluation(tmp_path):
+    """A step's log is appended to when the step runs again (a run that trained on after it was
+    evaluated): the report reads the last fairseq-validate result, not the first."""
+    line = "2026-12-06 09:59:18 | INFO | test | valid on 'test' subset | loss {0} | bound {0} | ppl {1} | wpb 19286"
+    log = tmp_path / "validate.log"
+    log.write_text("loading model(s)\n" + line.format(3.814, 14.06) + "\nloading model(s)\n"
+                   + line.format(3.095, 8.55) + "\n")
+    assert report.read_validate(log) == {"loss": 3.095, "bound": 3.095, "ppl": 8.55, "wpb": 19286.0}
+    log.write_text("loading model(s)\n")
+    assert report.read_validate(log) == {}

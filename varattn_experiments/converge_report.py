@@ -149,13 +149,15 @@ def read_train_log(path: Path, manifest: Optional[Manifest]) -> TrainLog:
 
 
 def read_validate(path: Path) -> Dict[str, float]:
-    """The metrics of ``fairseq-validate --valid-subset test`` (simple log format)."""
+    """The metrics of ``fairseq-validate --valid-subset test`` (simple log format): of its last
+    attempt, since a step's log is appended to when the step runs again (a run evaluated again
+    after it trained on)."""
     if not path.is_file():
         return {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if "valid on 'test' subset" in line:
-            return {key: float(value) for key, value in re.findall(r"\| (\w+) ([-+0-9.eE]+|inf|nan)", line)}
-    return {}
+    lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+             if "valid on 'test' subset" in line]
+    return {key: float(value) for key, value in re.findall(r"\| (\w+) ([-+0-9.eE]+|inf|nan)", lines[-1])} \
+        if lines else {}
 
 
 def read_json(path: Path) -> Optional[dict]:
