@@ -3,6 +3,7 @@ partial results from manifests and fairseq logs, the archive, runs kept there, t
 links, wall time without pauses, and the whole pipeline on tiny data, killed and resumed."""
 
 import json
+import math
 import os
 import re
 import signal
@@ -453,9 +454,42 @@ def test_the_comparison_on_tiny_data_killed_resumed_and_not_redone(tmp_path):
 def test_the_readme_results_table_is_the_summary_of_the_committed_runs():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     block = readme.split("<!-- results:begin -->\n")[1].split("\n<!-- results:end -->")[0]
-    assert block == report.summary_table(REPO / "docs/converge-runs-long", ["libreoffice", "ding"]), \
-        "regenerate it: python -c 'from pathlib import Path; from varattn_experiments.converge_report import " \
-        "summary_table; print(summary_table(Path(\"docs/converge-runs-long\"), [\"libreoffice\", \"ding\"]))'"
+    assert block == report.readme_table(REPO), \
+        "regenerate it: python -c 'from varattn_experiments.converge_report import readme_table; print(readme_table())'"
+
+
+def test_the_readme_results_prose_quotes_only_its_tables():
+    """Every figure the results section states is in the README's tables (its results table, or the
+    paper's numbers in the table of modes), so that the prose cannot drift from the runs."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Results\n")[1].split("\n## ")[0]
+    figure = r"(?<![\w.])\d+\.\d+(?![\w.])"
+    tables = set(re.findall(figure, "\n".join(line for line in readme.splitlines() if line.startswith("|"))))
+    figures = set(re.findall(figure, "\n".join(line for line in section.splitlines() if not line.startswith("|"))))
+    assert figures, "the results section states its findings with numbers"
+    assert figures <= tables, f"figures in the results prose that no table has: {sorted(figures - tables)}"
+
+
+def test_the_summary_table_grows_with_the_evaluated_runs(tmp_path):
+    """Modes and corpora without an evaluated run stay out; the KL is a variational mode's only."""
+    import shutil
+
+    source = REPO / "docs/runs/near-paper/libreoffice"
+    for name in ("var-enum-seed1", "soft-seed1"):
+        if (source / name).is_dir():
+            shutil.copytree(source / name, tmp_path / "libreoffice" / name)
+    table = report.summary_table(tmp_path, ["libreoffice", "ding"], ["soft", "marginal", "var-enum"])
+    lines = table.splitlines()
+    assert "Ding" not in lines[0] and "LibreOffice" in lines[0]
+    assert [line.split(" | ")[0] for line in lines[2:]] == [
+        f"| `{m}`" for m in ("soft", "var-enum") if report.read_run(tmp_path, "libreoffice", m, "1").metrics]
+    var_enum = next(line for line in lines if line.startswith("| `var-enum`")).split(" | ")
+    run = report.read_run(tmp_path, "libreoffice", "var-enum", "1")
+    assert var_enum[1] == f"{run.metrics['ppl']:.2f}" and var_enum[-1] == "1 |"
+    assert var_enum[2] == f"{run.metrics['kl'] * math.log(2):.3f}"
+    share = run.diagnosis["prior_entropy"] / run.diagnosis["uniform_entropy"]
+    assert var_enum[3].endswith(f"({100 * share:.0f}%)")
+    assert var_enum[5] == f"{run.aer['prior']:.3f} / {run.aer['posterior']:.3f}"
 
 
 def test_the_readme_is_short():

@@ -487,24 +487,53 @@ def report(root: Path, corpora: Sequence[str], modes: Sequence[str], seeds: Sequ
     return "\n".join(lines), all_runs
 
 
-SUMMARY_MODES = ("soft", "marginal", "hard-enum", "var-enum", "var-sample")
+# The README's results table: the comparison near the paper's recipe, its modes in the order of
+# the paper's Table 1 and then the remedies of var-sample's collapse; a mode or a corpus appears
+# once one of its runs is evaluated, so that the table grows as the comparison finishes.
+README_ARCHIVE = "docs/runs/near-paper"
+README_CORPORA = ("libreoffice", "ding")
+README_MODES = ("soft", "marginal", "hard-enum", "hard-sample", "var-enum", "var-sample", "var-gumbel",
+                "var-wsram", "var-relaxed", "var-sample-joint", "var-sample-from-var-enum")
 
 
-def summary_table(root: Path, corpora: Sequence[str], modes: Sequence[str] = SUMMARY_MODES,
+def summary_table(root: Path, corpora: Sequence[str], modes: Sequence[str],
                   seeds: Sequence[str] = ("1", "2")) -> str:
-    """One row per mode, per corpus its test perplexity (exact), BLEU (exact decoding, the paper's
-    settings) and the prior's entropy: the README's results table, generated from an archive."""
-    header = "| mode | " + " | ".join(f"{corpus_title(c).split(' (')[0]} PPL | BLEU | prior ent (nats)"
-                                       for c in corpora) + " |"
-    rows = [header, "|---" * (1 + 3 * len(corpora)) + "|"]
+    """One row per mode with an evaluated run, per corpus with one: the test perplexity (exact),
+    the KL, the prior's entropy (and its share of the uniform's), BLEU (exact decoding, the
+    paper's settings) and the AER against eflomal of the prior and of q, mean ± half the range
+    over the evaluated seeds, whose number ends the row."""
+    nats = math.log(2)
+    runs = {(corpus, mode): [r for r in (read_run(root, corpus, mode, seed) for seed in seeds) if r.metrics]
+            for corpus in corpora for mode in modes}
+    corpora = [c for c in corpora if any(runs[c, m] for m in modes)]
+    modes = [m for m in modes if any(runs[c, m] for c in corpora)]
+    header = "| mode | " + " | ".join(
+        f"{corpus_title(c).split(' (')[0]} PPL | KL (nats) | prior ent (nats; share of uniform) | BLEU | "
+        "AER prior / q" for c in corpora) + " | seeds |"
+    rows = [header, "|---" * (2 + 5 * len(corpora)) + "|"]
     for mode in modes:
         cells = []
         for corpus in corpora:
-            finished = [r for r in (read_run(root, corpus, mode, seed) for seed in seeds) if r.metrics]
-            cells += [spread([r.metrics.get("ppl") for r in finished]), spread([r.bleu["exact"] for r in finished]),
-                      spread([r.metrics.get("prior_ent") for r in finished], 2, math.log(2))]
-        rows.append(f"| `{mode}` | " + " | ".join(cells) + " |")
+            finished = runs[corpus, mode]
+            shares = [r.diagnosis["prior_entropy"] / r.diagnosis["uniform_entropy"] for r in finished
+                      if r.diagnosis.get("prior_entropy") is not None and r.diagnosis.get("uniform_entropy")]
+            entropy = spread([r.metrics.get("prior_ent") for r in finished], 2, nats)
+            if shares and entropy != "—":
+                entropy += f" ({100 * sum(shares) / len(shares):.0f}%)"
+            aer = [spread([r.aer.get(d) for r in finished], 3) for d in ("prior", "posterior")]
+            cells += [spread([r.metrics.get("ppl") for r in finished]),
+                      spread([r.metrics.get("kl", 0.0) for r in finished], 3, nats) if mode.startswith("var-")
+                      else "—", entropy,
+                      spread([r.bleu["exact"] for r in finished]),
+                      aer[0] if aer[1] == "—" else " / ".join(aer)]
+        count = " / ".join(str(len(runs[c, mode])) for c in corpora)
+        rows.append(f"| `{mode}` | " + " | ".join(cells) + f" | {count} |")
     return "\n".join(rows)
+
+
+def readme_table(repo: Path = Path(".")) -> str:
+    """The README's results table, from the archive of the comparison near the paper's recipe."""
+    return summary_table(repo / README_ARCHIVE, README_CORPORA, README_MODES)
 
 
 # ----------------------------------------------------------------------------- curves
