@@ -189,7 +189,9 @@ COMMITTED_REPORTS = [("docs/converge-runs", "docs/converge-results.md", ("ding",
                      # its first runs, at the 96-unit sizes
                      ("docs/runs/near-paper-cpu96", "docs/near-paper-cpu96-results.md", ("libreoffice",),
                       ("soft", "var-sample", "transformer-none-marginal",
-                       "transformer-none-var-enum-from-transformer-none-marginal")),
+                       "transformer-none-var-enum-from-transformer-none-marginal",
+                       "transformer-none-var-sample-qfirst-from-transformer-none-marginal",
+                       "transformer-none-var-enum-qfirst-from-transformer-none-marginal")),
                      # the Transformer's warm start from marginal (3,000 updates), q trained alone first or not
                      ("docs/runs/qfirst-probe", "docs/qfirst-probe-results.md", ("libreoffice",),
                       ("transformer-none-marginal", "transformer-none-var-enum-from-transformer-none-marginal",
