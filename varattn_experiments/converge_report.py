@@ -33,6 +33,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from var_attn_plugin.latent.modes import ATTENTION_MODES
+
 from .entries import attention_mode
 from .manifest import Manifest
 
@@ -522,8 +524,8 @@ def summary_table(root: Path, corpora: Sequence[str], modes: Sequence[str],
                 entropy += f" ({100 * sum(shares) / len(shares):.0f}%)"
             aer = [spread([r.aer.get(d) for r in finished], 3) for d in ("prior", "posterior")]
             cells += [spread([r.metrics.get("ppl") for r in finished]),
-                      spread([r.metrics.get("kl", 0.0) for r in finished], 3, nats) if mode.startswith("var-")
-                      else "—", entropy,
+                      spread([r.metrics.get("kl", 0.0) for r in finished], 3, nats)
+                      if ATTENTION_MODES[attention_mode(mode)].variational else "—", entropy,
                       spread([r.bleu["exact"] for r in finished]),
                       aer[0] if aer[1] == "—" else " / ".join(aer)]
         count = " / ".join(str(len(runs[c, mode])) for c in corpora)
