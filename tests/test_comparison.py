@@ -77,7 +77,8 @@ def fake_run(root: Path, corpus: str, mode: str, seed: int, ppl: float, bleu: fl
         (run / "eval" / "diagnose.json").write_text(json.dumps(
             {"mode": mode, "tokens": 100, "ppl": ppl, "ppl_other_source": 3 * ppl, "kl_posterior_prior": seed / 10,
              "position_spread": 1.0, "prior_entropy": 2.0, "uniform_entropy": 2.5}))
-        (run / "align" / "prior.boundaries.json").write_text(json.dumps({"links": 10, "first": seed / 10, "last": 0.5}))
+        (run / "align" / "prior.boundaries.json").write_text(
+            json.dumps({"links": 10, "first": seed / 10, "last": 0.5, "busiest": 0.2 + seed / 10}))
         finished = ["train", "validate", "diagnose", "bleu-exact", "bleu-kmax", "bleu-noeos", "align", "aer",
                     "boundaries"]
     (run / "train.log").write_text("\n".join(lines) + "\n")
@@ -137,8 +138,9 @@ def test_report_reads_manifests_and_logs_and_marks_unfinished_runs(tmp_path):
     assert [c.strip() for c in aer["var-enum"]] == ["0.500 ± 0.000", "—", "—"]
     assert [c.strip() for c in aer["diagonal baseline"]] == ["0.250"] * 3
     shares = rows_of(boundaries)
-    assert [c.strip() for c in shares["var-enum"]] == ["0.15 ± 0.05 / 0.50 ± 0.00", "—", "—"]
-    assert [c.strip() for c in shares["eflomal (the reference links)"]] == ["1.00 / 0.00"] * 3
+    assert [c.strip() for c in shares["var-enum"]] == ["0.15 ± 0.05 / 0.50 ± 0.00; 0.35 ± 0.05", "—", "—"]
+    # the reference was written before the busiest word was measured
+    assert [c.strip() for c in shares["eflomal (the reference links)"]] == ["1.00 / 0.00; —"] * 3
     assert not any(name.startswith("soft") for name in shares), "no row for a mode with no links yet"
     assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -319,14 +321,19 @@ def test_a_training_that_stopped_early_is_not_continued_when_the_maximum_rises(t
     assert not step.settled(folder)
 
 
-def test_boundary_shares_count_links_on_the_first_and_last_source_word(tmp_path):
+def test_boundary_shares_count_links_on_the_first_last_and_busiest_source_word(tmp_path):
     # sentence 1: 3 words, links to 0, 2, 2, 1; sentence 2: one word (first and last), one link; sentence 3: none
     lengths, lines = [3, 1, 4], ["0-0 2-1 2-2 1-3", "0?0", ""]
-    brute = [(i, n) for n, line in zip(lengths, lines) for i in (int(x[0]) for x in line.split())]
-    expected = {"links": len(brute), "first": sum(i == 0 for i, _ in brute) / len(brute),
-                "last": sum(i == n - 1 for i, n in brute) / len(brute)}
-    assert steps.boundary_shares(lengths, lines) == expected == {"links": 5, "first": 0.4, "last": 0.6}
-    assert steps.boundary_shares([2], [""]) == {"links": 0, "first": None, "last": None}
+    brute = [(s, i, n) for s, (n, line) in enumerate(zip(lengths, lines)) for i in (int(x[0]) for x in line.split())]
+    busiest = sum(max(sum(1 for t, j, _ in brute if t == s and j == i) for i in range(n))
+                  for s, n in enumerate(lengths))
+    expected = {"links": len(brute), "first": sum(i == 0 for _, i, _ in brute) / len(brute),
+                "last": sum(i == n - 1 for _, i, n in brute) / len(brute), "busiest": busiest / len(brute)}
+    assert steps.boundary_shares(lengths, lines) == expected == {"links": 5, "first": 0.4, "last": 0.6,
+                                                                 "busiest": 0.6}
+    assert steps.boundary_shares([2], [""]) == {"links": 0, "first": None, "last": None, "busiest": None}
+    # one position taking every link of every sentence
+    assert steps.boundary_shares([3, 2], ["1-0 1-1 1-2", "0-0 0-1"])["busiest"] == 1.0
     (tmp_path / "src").write_text("a b c\nd\ne f g h\n")
     (tmp_path / "p.align").write_text("\n".join(lines) + "\n")
     steps.main(["boundaries", str(tmp_path / "src"), str(tmp_path / "p.align")])

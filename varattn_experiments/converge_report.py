@@ -182,8 +182,9 @@ class Run:
     aer: Dict[str, Optional[float]]
     diagnosis: Dict[str, Optional[float]] = field(default_factory=dict)  # varattn-diagnose --json
     transcribed: Optional[str] = None  # where the figures of a lost run were copied from
-    # per distribution, the share of its links on the first and on the last source word (batch.py boundaries)
-    boundaries: Dict[str, Tuple[float, float]] = field(default_factory=dict)
+    # per distribution, the share of its links on the first and on the last source word and on each
+    # sentence's busiest word (steps.py boundaries; busiest None where not measured)
+    boundaries: Dict[str, Tuple[float, float, Optional[float]]] = field(default_factory=dict)
     # per decoding, the translations' length over the references' (sacreBLEU's ratio)
     length_ratio: Dict[str, Optional[float]] = field(default_factory=dict)
 
@@ -254,11 +255,12 @@ def read_run(root: Path, corpus: str, mode: str, seed: str) -> Run:
                boundaries=boundaries, length_ratio=length_ratio)
 
 
-def read_boundaries(path: Path) -> Optional[Tuple[float, float]]:
+def read_boundaries(path: Path) -> Optional[Tuple[float, float, Optional[float]]]:
+    """(first, last, busiest) shares; busiest is None in files written before it was measured."""
     shares = read_json(path)
     if not shares or shares.get("first") is None:
         return None
-    return shares["first"], shares["last"]
+    return shares["first"], shares["last"], shares.get("busiest")
 
 
 # ----------------------------------------------------------------------------- tables
@@ -369,12 +371,16 @@ def alignment_table(runs_by_mode: Dict[str, List[Run]], references: Dict[str, Op
     return rows
 
 
-def boundary_table(runs_by_mode: Dict[str, List[Run]], references: Dict[str, Tuple[float, float]]) -> List[str]:
-    """Share of the links on the first / the last source word, per distribution."""
-    rows = ["| links on the first / last source word | " + " | ".join(title for _, title in DISTRIBUTIONS) + " |",
+def boundary_table(runs_by_mode: Dict[str, List[Run]],
+                   references: Dict[str, Tuple[float, float, Optional[float]]]) -> List[str]:
+    """Share of the links on the first / the last source word, and on each sentence's busiest
+    source word, per distribution."""
+    rows = ["| links on the first / last source word; on the sentence's busiest word | "
+            + " | ".join(title for _, title in DISTRIBUTIONS) + " |",
             "|---" * (len(DISTRIBUTIONS) + 1) + "|"]
-    for name, (first, last) in references.items():
-        rows.append(f"| {name} | " + " | ".join([f"{first:.2f} / {last:.2f}"] * len(DISTRIBUTIONS)) + " |")
+    for name, (first, last, busiest) in references.items():
+        cell = f"{first:.2f} / {last:.2f}; " + (f"{busiest:.2f}" if busiest is not None else "—")
+        rows.append(f"| {name} | " + " | ".join([cell] * len(DISTRIBUTIONS)) + " |")
     for mode, runs in runs_by_mode.items():
         finished = [r for r in runs if r.boundaries]
         if not finished:
@@ -382,13 +388,13 @@ def boundary_table(runs_by_mode: Dict[str, List[Run]], references: Dict[str, Tup
         cells = []
         for distribution, _ in DISTRIBUTIONS:
             shares = [r.boundaries[distribution] for r in finished if distribution in r.boundaries]
-            firsts, lasts = [first for first, _ in shares], [last for _, last in shares]
-            cells.append(f"{spread(firsts)} / {spread(lasts)}" if shares else "—")
+            firsts, lasts, busiest = ([share[k] for share in shares] for k in range(3))
+            cells.append(f"{spread(firsts)} / {spread(lasts)}; {spread(busiest)}" if shares else "—")
         rows.append(f"| {mode}{seeds_note(runs, finished)} | " + " | ".join(cells) + " |")
     return rows
 
 
-def reference_boundaries(root: Path, corpus: str) -> Dict[str, Tuple[float, float]]:
+def reference_boundaries(root: Path, corpus: str) -> Dict[str, Tuple[float, float, Optional[float]]]:
     found = {}
     gold = "true links" if corpus.startswith("syn-") else "eflomal (the reference links)"
     for name, title in (("gold", gold), ("eflomal-forward", "eflomal, forward direction alone"),
@@ -474,7 +480,9 @@ def report(root: Path, corpora: Sequence[str], modes: Sequence[str], seeds: Sequ
         if any(r.boundaries for runs in runs_by_mode.values() for r in runs):
             lines += ["Where the links go: the share of each distribution's links on the first and on the last "
                       "source word of the sentence (the boundary states of the bidirectional encoder summarise "
-                      "the whole sentence; a model whose alignment carries little drifts there):", ""]
+                      "the whole sentence; a model whose alignment carries little drifts there), and on the word "
+                      "of each sentence that holds the most of its links (1 when one position takes them all; "
+                      "— where not measured):", ""]
             lines += boundary_table(runs_by_mode, reference_boundaries(root, corpus)) + [""]
     transcribed: Dict[str, List[str]] = {}  # provenance -> runs
     for runs_by_mode in all_runs.values():

@@ -10,7 +10,8 @@ renamed when complete:
         varattn-aer GOLD PRED --json > PRED without .align + .aer.json, for each PRED
     boundaries SRC PRED [PRED ...]
         the share of PRED's links that end on the first and on the last word of their source
-        sentence (SRC, the text the positions index) > PRED without .align + .boundaries.json:
+        sentence (SRC, the text the positions index), and on the word of its sentence with the
+        most links > PRED without .align + .boundaries.json:
         a bidirectional encoder's boundary states summarise the whole sentence, so a model whose
         alignment carries no information drifts there
     capture OUT -- COMMAND ...
@@ -63,18 +64,24 @@ def score(gold: str, predictions: Sequence[str]) -> None:
 
 
 def boundary_shares(source_lengths: Sequence[int], alignments: Sequence[str]) -> dict:
-    """How many links (Pharaoh ``i-j`` lines, source position first) there are, and the share of
-    them whose source position is the first or the last of its sentence."""
+    """How many links (Pharaoh ``i-j`` lines, source position first) there are, the share of them
+    whose source position is the first or the last of its sentence, and ``busiest``: the share
+    on the position of its sentence that holds the most links (pooled over sentences; a prior
+    that always picks one position has 1, a diagonal alignment about one over the source length)."""
     if len(alignments) != len(source_lengths):
         sys.exit(f"boundaries: {len(alignments)} lines of links for {len(source_lengths)} source sentences")
-    links = first = last = 0
+    links = first = last = busiest = 0
     for length, line in zip(source_lengths, alignments):
+        counts: dict = {}
         for link in line.split():
             i = int(link.replace("?", "-").split("-")[0])
             links += 1
             first += i == 0
             last += i == length - 1
-    return {"links": links, "first": first / links if links else None, "last": last / links if links else None}
+            counts[i] = counts.get(i, 0) + 1
+        busiest += max(counts.values(), default=0)
+    share = (lambda n: n / links) if links else (lambda n: None)
+    return {"links": links, "first": share(first), "last": share(last), "busiest": share(busiest)}
 
 
 def boundaries(source: Path, predictions: Sequence[str]) -> None:
