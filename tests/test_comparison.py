@@ -485,12 +485,13 @@ def test_the_summary_table_grows_with_the_evaluated_runs(tmp_path):
     for name in ("var-enum-seed1", "soft-seed1"):
         if (source / name).is_dir():
             shutil.copytree(source / name, tmp_path / "libreoffice" / name)
-    table = report.summary_table(tmp_path, ["libreoffice", "ding"], ["soft", "marginal", "var-enum"])
+    table = report.summary_table([("LSTM", tmp_path, ["soft", "marginal", "var-enum"]),
+                                  ("other", tmp_path / "none", ["soft"])], ["libreoffice", "ding"])
     lines = table.splitlines()
     assert "Ding" not in lines[0] and "LibreOffice" in lines[0]
-    assert [line.split(" | ")[0] for line in lines[2:]] == [
-        f"| `{m}`" for m in ("soft", "var-enum") if report.read_run(tmp_path, "libreoffice", m, "1").metrics]
-    var_enum = next(line for line in lines if line.startswith("| `var-enum`")).split(" | ")
+    assert [line.split(" | ")[:2] for line in lines[2:]] == [
+        ["| LSTM", f"`{m}`"] for m in ("soft", "var-enum") if report.read_run(tmp_path, "libreoffice", m, "1").metrics]
+    var_enum = next(line for line in lines if "`var-enum`" in line).split(" | ")[1:]
     run = report.read_run(tmp_path, "libreoffice", "var-enum", "1")
     assert var_enum[1] == f"{run.metrics['ppl']:.2f}" and var_enum[-1] == "1 |"
     assert var_enum[2] == f"{run.metrics['kl'] * math.log(2):.3f}"
