@@ -190,7 +190,7 @@ COMMITTED_REPORTS = [("docs/converge-runs", "docs/converge-results.md", ("ding",
                       comparison.NEAR_PAPER_MODES + comparison.NEAR_PAPER_TRANSFORMER_MODES),
                      # its first runs, at the 96-unit sizes
                      ("docs/runs/near-paper-cpu96", "docs/near-paper-cpu96-results.md", ("libreoffice",),
-                      ("soft", "var-sample", "transformer-none-marginal",
+                      ("soft", "var-sample", "transformer-none-soft", "transformer-soft", "transformer-none-marginal",
                        "transformer-none-var-enum-from-transformer-none-marginal",
                        "transformer-none-var-sample-qfirst-from-transformer-none-marginal",
                        "transformer-none-var-enum-qfirst-from-transformer-none-marginal")),
@@ -485,12 +485,14 @@ def test_the_summary_table_grows_with_the_evaluated_runs(tmp_path):
     for name in ("var-enum-seed1", "soft-seed1"):
         if (source / name).is_dir():
             shutil.copytree(source / name, tmp_path / "libreoffice" / name)
-    table = report.summary_table([("LSTM", tmp_path, ["soft", "marginal", "var-enum"]),
-                                  ("other", tmp_path / "none", ["soft"])], ["libreoffice", "ding"])
+    table = report.summary_table([("LSTM", tmp_path, "", ["soft", "marginal", "var-enum"]),
+                                  ("other", tmp_path / "none", "", ["soft"]),
+                                  ("named", tmp_path, "var-", ["var-enum"])], ["libreoffice", "ding"])
     lines = table.splitlines()
     assert "Ding" not in lines[0] and "LibreOffice" in lines[0]
     assert [line.split(" | ")[:2] for line in lines[2:]] == [
-        ["| LSTM", f"`{m}`"] for m in ("soft", "var-enum") if report.read_run(tmp_path, "libreoffice", m, "1").metrics]
+        ["| LSTM", f"`{m}`"] for m in ("soft", "var-enum") if report.read_run(tmp_path, "libreoffice", m, "1").metrics
+    ] + [["| named", "`enum`"]]  # the prefix dropped
     var_enum = next(line for line in lines if "`var-enum`" in line).split(" | ")[1:]
     run = report.read_run(tmp_path, "libreoffice", "var-enum", "1")
     assert var_enum[1] == f"{run.metrics['ppl']:.2f}" and var_enum[-1] == "1 |"

@@ -497,40 +497,43 @@ def report(root: Path, corpora: Sequence[str], modes: Sequence[str], seeds: Sequ
     return "\n".join(lines), all_runs
 
 
-# The README's results table: per model, its archive and its modes. The LSTM near the paper's
-# recipe, its modes in the order of the paper's Table 1 and then the remedies of var-sample's
-# collapse; then the latent Transformer whose only view of the source is the latent alignment
-# (its "transformer-none-" dropped from the names), beside the LSTM at the same
-# 96-unit sizes. A row or a corpus appears once one of its runs is evaluated, so that the table
-# grows as the comparison finishes.
+# The README's results table: per model, its label, its archive, the prefix its mode names drop
+# in the table, and its modes. The LSTM near the paper's recipe, its modes in the order of the
+# paper's Table 1 and then the remedies of var-sample's collapse; then, at the same 96-unit
+# sizes, the LSTM, the latent Transformer whose decoder reads the source only through the
+# latent alignment, and the Transformer that keeps fairseq's soft cross-attention in every layer.
+# A row or a corpus appears once one of its runs is evaluated, so that the table grows as the
+# comparison finishes.
 README_CORPORA = ("libreoffice", "ding")
 README_MODELS = (
-    ("LSTM 256", "docs/runs/near-paper",
+    ("LSTM 256", "docs/runs/near-paper", "",
      ("soft", "marginal", "hard-enum", "hard-sample", "var-enum", "var-sample", "var-gumbel", "var-wsram",
       "var-relaxed", "var-sample-joint", "var-sample-from-var-enum")),
-    ("LSTM 96", "docs/runs/near-paper-cpu96", ("soft", "var-sample")),
-    ("Transformer 96", "docs/runs/near-paper-cpu96",
+    ("LSTM 96", "docs/runs/near-paper-cpu96", "", ("soft", "var-sample")),
+    ("Transformer 96", "docs/runs/near-paper-cpu96", "transformer-none-",
      ("transformer-none-soft", "transformer-none-marginal",
       "transformer-none-var-enum-qfirst-from-transformer-none-marginal",
       "transformer-none-var-sample-qfirst-from-transformer-none-marginal")),
+    ("Transformer 96 + cross-attn", "docs/runs/near-paper-cpu96", "transformer-", ("transformer-soft",)),
 )
 
 
-def summary_table(models: Sequence[Tuple[str, Path, Sequence[str]]], corpora: Sequence[str],
+def summary_table(models: Sequence[Tuple[str, Path, str, Sequence[str]]], corpora: Sequence[str],
                   seeds: Sequence[str] = ("1", "2")) -> str:
-    """One row per model (a label, its archive, its modes) and mode with an evaluated run, per
+    """One row per model (a label, its archive, the prefix its mode names drop in the table, its
+    modes) and mode with an evaluated run, per
     corpus with one: the test perplexity (exact), the KL, the prior's entropy (and its share of
     the uniform's), BLEU (exact decoding, the paper's settings) and the AER against eflomal of
     the prior and of q, mean ± half the range over the evaluated seeds, whose number ends the row."""
     nats = math.log(2)
     runs = {(label, corpus, mode): [r for r in (read_run(root, corpus, mode, seed) for seed in seeds) if r.metrics]
-            for label, root, modes in models for corpus in corpora for mode in modes}
+            for label, root, _, modes in models for corpus in corpora for mode in modes}
     corpora = [c for c in corpora if any(runs[key] for key in runs if key[1] == c)]
     header = "| model | mode | " + " | ".join(
         f"{corpus_title(c).split(' (')[0]} PPL | KL (nats) | prior ent (nats; share of uniform) | BLEU | "
         "AER prior / q" for c in corpora) + " | seeds |"
     rows = [header, "|---" * (3 + 5 * len(corpora)) + "|"]
-    for label, _, modes in models:
+    for label, _, prefix, modes in models:
         for mode in modes:
             if not any(runs[label, c, mode] for c in corpora):
                 continue
@@ -549,14 +552,15 @@ def summary_table(models: Sequence[Tuple[str, Path, Sequence[str]]], corpora: Se
                           spread([r.bleu["exact"] for r in finished]),
                           aer[0] if aer[1] == "—" else " / ".join(aer)]
             count = " / ".join(str(len(runs[label, c, mode])) for c in corpora)
-            rows.append(f"| {label} | `{mode.replace('transformer-none-', '')}` | " + " | ".join(cells)
+            rows.append(f"| {label} | `{mode.replace(prefix, '') if prefix else mode}` | " + " | ".join(cells)
                         + f" | {count} |")
     return "\n".join(rows)
 
 
 def readme_table(repo: Path = Path(".")) -> str:
     """The README's results table (README_MODELS), from the archives."""
-    return summary_table([(label, repo / root, modes) for label, root, modes in README_MODELS], README_CORPORA)
+    return summary_table([(label, repo / root, prefix, modes) for label, root, prefix, modes in README_MODELS],
+                         README_CORPORA)
 
 
 # ----------------------------------------------------------------------------- curves
