@@ -10,6 +10,7 @@
 #   DEMO_CORPUS=ding make demo       # the Ding dictionary's example sentences instead
 #   DEMO_MODE=marginal make demo     # another latent --attention-mode (DEMO_DIR=work/demo-marginal keeps both)
 #   DING_FILE=path/to/de-en make demo    # the Ding corpus from a copy you already have
+#   bash examples/demo.sh --exclude-source-eos   # its own arguments: python -m varattn_experiments.demo --help
 #
 # Expected figures (docs/demo.md): the README's.
 set -euo pipefail
@@ -23,4 +24,4 @@ CORPUS=${DEMO_CORPUS:-$([[ -n ${DING_FILE:-} ]] && echo ding || echo lohelp)}
 args+=(--corpus "$CORPUS")
 if [[ $CORPUS == ding && -n ${DING_FILE:-} ]]; then args+=(--source "$DING_FILE"); fi
 
-exec "$PYTHON" -m varattn_experiments.demo "${args[@]}"
+exec "$PYTHON" -m varattn_experiments.demo "${args[@]}" "$@"

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import List, Sequence
 
@@ -479,3 +479,20 @@ def test_a_joint_entry_trains_the_soft_baseline_too_and_only_for_a_sampled_mode(
     for entry in ("var-enum-joint", "transformer-none-soft-joint", "var-sample-from-var-enum-joint"):
         with pytest.raises(UsageError, match="-joint trains the soft baseline of a sampled mode|unknown mode"):
             comparison.runs(["ding"], [entry], [1])
+
+
+def test_the_demo_excludes_the_source_eos_from_both_phases_when_asked(tmp_path):
+    """--exclude-source-eos (a model option saved in the checkpoint) must reach the warm start and
+    the latent phase alike: the latent phase loads the warm start's weights."""
+    from varattn_experiments.corpora import Corpus
+
+    corpus = Corpus("lohelp", vocab_size=100, valid_size=10, test_size=10, folder_name="corpus")
+    for exclude in (False, True):
+        args = demo.build_parser().parse_args(["--exclude-source-eos"] if exclude else [])
+        assert args.exclude_source_eos is exclude
+        job = demo.Demo(corpus, replace(demo.DemoSettings(), exclude_source_eos=args.exclude_source_eos))
+        trains = [step.command for step in job.steps(tmp_path) if step.name.startswith("train-")]
+        assert len(trains) == 2
+        assert all(("--exclude-source-eos" in command) is exclude for command in trains)
+        assert job.config()["exclude_source_eos"] is exclude
+    assert demo.build_parser().parse_args(["--no-exclude-source-eos"]).exclude_source_eos is False

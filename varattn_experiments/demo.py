@@ -50,6 +50,7 @@ class DemoSettings:
     mode: str = "var-enum"
     lr: float = 2e-3
     dropout: float = 0.2
+    exclude_source_eos: bool = False  # the source EOS among the alignment's candidates or not (the paper: not)
     max_tokens: int = 1000  # target tokens per update
     valid_every: int = 250
     beam: int = 5
@@ -110,7 +111,7 @@ class Demo(Job):
                    "--max-update", str(updates), "--max-epoch", "100000", "--save-dir", str(save_dir),
                    "--no-epoch-checkpoints", "--cpu", "--num-workers", "0", "--ignore-unused-valid-subsets",
                    "--validate-interval-updates", str(s.valid_every), "--log-format", "simple",
-                   "--log-interval", "10", *extra]
+                   "--log-interval", "10", *(["--exclude-source-eos"] if s.exclude_source_eos else []), *extra]
 
         def show():
             from var_attn_plugin.tools.progress import Progress
@@ -313,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", default=None, help="a copy of the corpus's raw data you already have "
                         "(ding: the dictionary file)")
     parser.add_argument("--mode", default="var-enum", help="the latent phase's --attention-mode")
+    parser.add_argument("--exclude-source-eos", action=argparse.BooleanOptionalAction,
+                        default=DemoSettings.exclude_source_eos,
+                        help="train both phases with the source EOS out of the alignment's candidates, as in the paper")
     return parser
 
 
@@ -332,7 +336,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(text, end="")
         return 0
     args = build_parser().parse_args(argv)
-    settings = replace(TINY if args.tiny else DemoSettings(), corpus=args.corpus, mode=args.mode)
+    settings = replace(TINY if args.tiny else DemoSettings(), corpus=args.corpus, mode=args.mode,
+                       exclude_source_eos=args.exclude_source_eos)
     root = args.dir or Path("work/demo-tiny" if args.tiny else "work/demo")
     corpus = Corpus(settings.corpus, vocab_size=settings.vocab_size, valid_size=settings.valid_size,
                     test_size=settings.test_size, source=args.source, max_train=settings.max_train,
