@@ -236,9 +236,9 @@ def test_iwslt14_scripts_end_to_end(tmp_path):
     # the Transformer rows: fairseq's IWSLT14 Transformer recipe
     run_script(EXAMPLES / "iwslt14" / "train-transformer.sh", "var-enum", "--cpu", "--max-epoch", "1",
                *TINY_TRANSFORMER_FLAGS, env={**env, "TOKENS": "400"})
-    log = (work / "checkpoints" / "transformer-var-enum" / "train.log").read_text()
+    log = (work / "checkpoints" / "transformer-none-var-enum" / "train.log").read_text()
     assert "varattn_transformer_iwslt_de_en" in log and "inverse_sqrt" in log and "'warmup_updates': 4000" in log
-    assert "'exclude_source_eos': True" in log
+    assert "'exclude_source_eos': True" in log and "soft_cross_attention': none" in log
     # (evaluate.sh has nothing of its own for the Transformer: the checkpoint names its architecture)
 
 

@@ -26,8 +26,8 @@ LR=3e-4; CLIP_NORM=5; MAX_EPOCH=30; SEED=3435
 # train_transformer MODE [fairseq-train arguments...]: the Transformer rows with fairseq's own
 # IWSLT14 Transformer recipe (varattn_transformer_iwslt_de_en, Adam (0.9, 0.98), lr 5e-4, 4,000
 # warm-up updates, inverse square root, weight decay 1e-4, 4,096 tokens a batch, 50,000 updates).
-train_transformer() {  # SOFT_CROSS_ATTENTION=all|below-top|none (docs/METHOD.md §10)
-    local mode=$1 design=${SOFT_CROSS_ATTENTION:-all}; shift
+train_transformer() {  # SOFT_CROSS_ATTENTION=none (default)|below-top|all (docs/METHOD.md §10)
+    local mode=$1 design=${SOFT_CROSS_ATTENTION:-none}; shift
     local save=$SAVE_ROOT/transformer-$mode
     if [[ $design != all ]]; then save=$SAVE_ROOT/transformer-$design-$mode; fi
     mkdir -p "$save"
