@@ -521,10 +521,10 @@ README_MODELS = (
 def summary_table(models: Sequence[Tuple[str, Path, str, Sequence[str]]], corpora: Sequence[str],
                   seeds: Sequence[str] = ("1", "2")) -> str:
     """One row per model (a label, its archive, the prefix its mode names drop in the table, its
-    modes) and mode with an evaluated run, per
-    corpus with one: the test perplexity (exact), the KL, the prior's entropy (and its share of
-    the uniform's), BLEU (exact decoding, the paper's settings) and the AER against eflomal of
-    the prior and of q, mean ± half the range over the evaluated seeds, whose number ends the row."""
+    modes) and mode with an evaluated run; per corpus with one: the test perplexity (exact), the
+    KL, the prior's entropy (and its share of the uniform's), BLEU (exact decoding, the paper's
+    settings) and the AER against eflomal of the prior and of q, mean ± half the range over the
+    evaluated seeds, whose number ends the row."""
     nats = math.log(2)
     runs = {(label, corpus, mode): [r for r in (read_run(root, corpus, mode, seed) for seed in seeds) if r.metrics]
             for label, root, _, modes in models for corpus in corpora for mode in modes}
@@ -552,7 +552,7 @@ def summary_table(models: Sequence[Tuple[str, Path, str, Sequence[str]]], corpor
                           spread([r.bleu["exact"] for r in finished]),
                           aer[0] if aer[1] == "—" else " / ".join(aer)]
             count = " / ".join(str(len(runs[label, c, mode])) for c in corpora)
-            rows.append(f"| {label} | `{mode.replace(prefix, '') if prefix else mode}` | " + " | ".join(cells)
+            rows.append(f"| {label} | `{mode.replace(prefix, '')}` | " + " | ".join(cells)
                         + f" | {count} |")
     return "\n".join(rows)
 
