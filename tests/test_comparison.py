@@ -180,38 +180,26 @@ def test_wall_time_leaves_out_pauses_and_attempts_before_a_fresh_start(tmp_path)
     assert log.curve.wall == [90, 3.5 * 60, 4.5 * 60 + 60]
 
 
-# the committed reports and the archives they are the report of: (archive, report, corpora, modes)
-REPORTED_MODES = ("soft", "marginal", "hard-enum", "var-enum", "var-sample", "transformer-soft",
-                  "transformer-marginal", "transformer-var-enum", "transformer-var-sample")
-COMMITTED_REPORTS = [("docs/converge-runs", "docs/converge-results.md", ("ding", "libreoffice"), REPORTED_MODES),
-                     ("docs/converge-runs-long", "docs/converge-long-results.md", ("ding", "libreoffice"),
-                      REPORTED_MODES),
-                     ("docs/runs/near-paper", "docs/near-paper-results.md", comparison.NEAR_PAPER_CORPORA,
-                      comparison.NEAR_PAPER_MODES + comparison.NEAR_PAPER_TRANSFORMER_MODES),
-                     # its first runs, at the 96-unit sizes
-                     ("docs/runs/near-paper-cpu96", "docs/near-paper-cpu96-results.md", ("libreoffice",),
-                      ("soft", "var-sample", "transformer-none-soft", "transformer-soft", "transformer-none-marginal",
-                       "transformer-none-var-enum-from-transformer-none-marginal",
-                       "transformer-none-var-sample-qfirst-from-transformer-none-marginal",
-                       "transformer-none-var-enum-qfirst-from-transformer-none-marginal")),
-                     # the Transformer's warm start from marginal (3,000 updates), q trained alone first or not
-                     ("docs/runs/qfirst-probe", "docs/qfirst-probe-results.md", ("libreoffice",),
-                      ("transformer-none-marginal", "transformer-none-var-enum-from-transformer-none-marginal",
-                       "transformer-none-var-enum-qfirst-from-transformer-none-marginal",
-                       "transformer-none-var-sample-qfirst-from-transformer-none-marginal")),
-                     # near the paper's recipe, the lr halved after every validation without improvement
-                     ("docs/runs/near-paper-eager", "docs/near-paper-eager-results.md", ("libreoffice",),
-                      ("soft", "hard-enum", "var-enum"))]
+def test_the_committed_reports_and_readme_table_are_those_of_the_committed_runs(tmp_path):
+    """A committed report is the report of its archive, curves path included, and the README's
+    table the summary of the archives: a run archived without `converge refresh` (or the
+    reverse) fails here."""
+    import shutil
 
-
-@pytest.mark.parametrize("archive, kept, corpora, modes", COMMITTED_REPORTS)
-def test_the_committed_report_is_the_report_of_the_committed_runs(tmp_path, archive, kept, corpora, modes):
-    """A committed report is the report of its archive: a run archived without regenerating the
-    report (or the reverse) fails here."""
-    again = report_text(REPO / archive, corpora, modes, ("1", "2"), out=tmp_path)
-    assert "\n".join((REPO / kept).read_text(encoding="utf-8").splitlines()[1:-1]) == again, \
-        f"regenerate it: python -m varattn_experiments converge report --archive {archive} --corpora " \
-        f"{' '.join(corpora)} --modes {' '.join(modes)} --output {kept}"
+    for archive, output, _, _, _ in comparison.COMMITTED_REPORTS:
+        shutil.copytree(REPO / archive, tmp_path / archive, dirs_exist_ok=True)
+        (tmp_path / output).write_text("stale\n")
+    shutil.copy(REPO / "README.md", tmp_path / "README.md")
+    written = comparison.refresh_reports(tmp_path)
+    assert set(written) == {path for entry in comparison.COMMITTED_REPORTS for path in entry[1::3]} | {"README.md"}
+    for _, output, _, _, curves in comparison.COMMITTED_REPORTS:
+        # the first line names the archive and the time it was made
+        again = (tmp_path / output).read_text(encoding="utf-8").splitlines()[1:]
+        assert (REPO / output).read_text(encoding="utf-8").splitlines()[1:] == again, \
+            f"{output} is not the report of its archive: python -m varattn_experiments converge refresh"
+        assert again[-1] == f"Learning curves: {curves}" and (REPO / curves).is_file()
+    assert (tmp_path / "README.md").read_text(encoding="utf-8") == (REPO / "README.md").read_text(encoding="utf-8"), \
+        "the README's results table is not the summary of the archives: python -m varattn_experiments converge refresh"
 
 
 def test_the_archive_keeps_what_the_report_reads_and_no_checkpoint(tmp_path):
@@ -460,11 +448,15 @@ def test_the_comparison_on_tiny_data_killed_resumed_and_not_redone(tmp_path):
     assert fresh.count("finished: ") == 1 and not list((tmp_path / "root2").rglob("train.log"))
 
 
-def test_the_readme_results_table_is_the_summary_of_the_committed_runs():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    block = readme.split("<!-- results:begin -->\n")[1].split("\n<!-- results:end -->")[0]
-    assert block == report.readme_table(REPO), \
-        "regenerate it: python -c 'from varattn_experiments.converge_report import readme_table; print(readme_table())'"
+def test_the_readme_table_is_written_between_its_markers_only(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n\n<!-- results:begin -->\nold\n<!-- results:end -->\n\nafter\n")
+    report.write_readme_table(readme, REPO)
+    assert readme.read_text() == ("# title\n\n<!-- results:begin -->\n" + report.readme_table(REPO)
+                                  + "\n<!-- results:end -->\n\nafter\n")
+    readme.write_text("no table\n")
+    with pytest.raises(SystemExit, match="no results table"):
+        report.write_readme_table(readme, REPO)
 
 
 def test_the_readme_results_prose_leaves_the_figures_to_its_table():

@@ -2,6 +2,7 @@
 
     python -m varattn_experiments converge run --corpora libreoffice --modes soft var-enum --seeds 1 2
     python -m varattn_experiments converge report --archive docs/converge-runs-long
+    python -m varattn_experiments converge refresh     # every committed report and the README's table
     python -m varattn_experiments dynamics run --parallel 2
     python -m varattn_experiments dynamics report
     python -m varattn_experiments pause work/converge      # and resume: every step running there
@@ -21,7 +22,9 @@ SYNTHETIC = ["syn-monotone", "syn-local", "syn-fertility", "syn-null"]
 
 def add_converge(sub) -> None:
     p = sub.add_parser("converge", help="the converged comparison of the modes (docs/results.md)")
-    p.add_argument("action", choices=["run", "prepare", "archive", "report"])
+    p.add_argument("action", choices=["run", "prepare", "archive", "report", "refresh"],
+                   help="refresh: regenerate every committed report and the README's results table from the "
+                   "archives (after archiving runs)")
     p.add_argument("--root", type=Path, default=None, help="checkpoints and data (default work/converge-RECIPE, "
                    "work/converge with --recipe cpu, work/converge-tiny with --tiny)")
     p.add_argument("--archive", type=Path, default=None,
@@ -90,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def converge(args) -> int:
+    if args.action == "refresh":
+        for path in comparison.refresh_reports():
+            print("written:", path)
+        return 0
     settings = comparison.TINY if args.tiny else comparison.RECIPES[args.recipe]
     changes = {"aligner": args.aligner, "exclude_source_eos": args.exclude_source_eos or settings.exclude_source_eos}
     if args.max_update:

@@ -102,6 +102,57 @@ NEAR_PAPER_TRANSFORMER_MODES = ("transformer-none-soft", "transformer-none-margi
                                 "transformer-none-var-enum-from-transformer-none-marginal",
                                 "transformer-none-var-sample", "transformer-soft", "transformer-marginal",
                                 "transformer-var-enum", "transformer-var-sample")
+# The committed reports, each the report of its archive: (archive, report, corpora, modes, curves).
+# `converge refresh` regenerates them all and the README's results table after runs are archived.
+FIRST_COMPARISON_MODES = ("soft", "marginal", "hard-enum", "var-enum", "var-sample", "transformer-soft",
+                          "transformer-marginal", "transformer-var-enum", "transformer-var-sample")
+COMMITTED_REPORTS = (
+    # the first comparison, at lr 1e-2
+    ("docs/converge-runs", "docs/converge-results.md", ("ding", "libreoffice"), FIRST_COMPARISON_MODES,
+     "docs/converge-curves.png"),
+    ("docs/converge-runs-long", "docs/converge-long-results.md", ("ding", "libreoffice"), FIRST_COMPARISON_MODES,
+     "docs/converge-long-curves.png"),
+    ("docs/runs/near-paper", "docs/near-paper-results.md", NEAR_PAPER_CORPORA,
+     NEAR_PAPER_MODES + NEAR_PAPER_TRANSFORMER_MODES, "docs/near-paper-results-curves.png"),
+    # its first runs, at the 96-unit sizes, and the Transformer's
+    ("docs/runs/near-paper-cpu96", "docs/near-paper-cpu96-results.md", ("libreoffice",),
+     ("soft", "var-sample", "transformer-none-soft", "transformer-soft", "transformer-none-marginal",
+      "transformer-none-var-enum-from-transformer-none-marginal",
+      "transformer-none-var-sample-qfirst-from-transformer-none-marginal",
+      "transformer-none-var-enum-qfirst-from-transformer-none-marginal"), "docs/near-paper-cpu96-results-curves.png"),
+    # the Transformer's warm start from marginal (3,000 updates), q trained alone first or not
+    ("docs/runs/qfirst-probe", "docs/qfirst-probe-results.md", ("libreoffice",),
+     ("transformer-none-marginal", "transformer-none-var-enum-from-transformer-none-marginal",
+      "transformer-none-var-enum-qfirst-from-transformer-none-marginal",
+      "transformer-none-var-sample-qfirst-from-transformer-none-marginal"), "docs/qfirst-probe-results-curves.png"),
+    # near the paper's recipe, the lr halved after every validation without improvement
+    ("docs/runs/near-paper-eager", "docs/near-paper-eager-results.md", ("libreoffice",),
+     ("soft", "hard-enum", "var-enum"), "docs/near-paper-eager-results-curves.png"),
+)
+
+
+def refresh_reports(repo: Path = Path(".")) -> List[str]:
+    """Regenerate every committed report and its curves from its archive (paths relative to
+    ``repo``, as the reports name them), and the README's results table; returns what it wrote."""
+    import os
+
+    from . import converge_report
+
+    written = []
+    here = Path.cwd()
+    os.chdir(repo)
+    try:
+        for archive, output, corpora, modes, curves in COMMITTED_REPORTS:
+            converge_report.main([archive, "--corpora", *corpora, "--modes", *modes, "--seeds", "1", "2",
+                                  "--curves", curves, "--output", output])
+            written += [output, curves]
+        converge_report.write_readme_table(Path("README.md"), Path("."))
+        written.append("README.md")
+    finally:
+        os.chdir(here)
+    return written
+
+
 TINY = Settings(max_update=30, syn_max_update=30, patience=5, sizes="tiny", syn_sizes="tiny", vocab_size=200,
                 valid_size=30, test_size=30, max_train=300, syn_train=300, syn_valid=30, syn_test=30,
                 max_tokens=1000, transformer_warmup=10, save_interval_updates=5, q_warmup_updates=5)

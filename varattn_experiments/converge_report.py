@@ -563,6 +563,19 @@ def readme_table(repo: Path = Path(".")) -> str:
                          README_CORPORA)
 
 
+README_MARKERS = ("<!-- results:begin -->\n", "\n<!-- results:end -->")
+
+
+def write_readme_table(readme: Path, repo: Path = Path(".")) -> None:
+    """Replace the README's results table (between README_MARKERS) with readme_table(repo)."""
+    text = readme.read_text(encoding="utf-8")
+    begin, end = README_MARKERS
+    if begin not in text or end not in text:
+        raise SystemExit(f"{readme}: no results table between {begin.strip()} and {end.strip()}")
+    head, rest = text.split(begin, 1)
+    readme.write_text(head + begin + readme_table(repo) + end + rest.split(end, 1)[1], encoding="utf-8")
+
+
 # ----------------------------------------------------------------------------- curves
 
 
