@@ -32,6 +32,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import List, Sequence, Union
 
@@ -72,14 +73,11 @@ def boundary_shares(source_lengths: Sequence[int], alignments: Sequence[str]) ->
         sys.exit(f"boundaries: {len(alignments)} lines of links for {len(source_lengths)} source sentences")
     links = first = last = busiest = 0
     for length, line in zip(source_lengths, alignments):
-        counts: dict = {}
-        for link in line.split():
-            i = int(link.replace("?", "-").split("-")[0])
-            links += 1
-            first += i == 0
-            last += i == length - 1
-            counts[i] = counts.get(i, 0) + 1
-        busiest += max(counts.values(), default=0)
+        positions = Counter(int(link.replace("?", "-").split("-")[0]) for link in line.split())
+        links += sum(positions.values())
+        first += positions[0]
+        last += positions[length - 1]
+        busiest += max(positions.values(), default=0)
     share = (lambda n: n / links) if links else (lambda n: None)
     return {"links": links, "first": share(first), "last": share(last), "busiest": share(busiest)}
 
