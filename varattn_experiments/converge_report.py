@@ -571,7 +571,8 @@ def write_readme_table(readme: Path, repo: Path = Path(".")) -> None:
     text = readme.read_text(encoding="utf-8")
     begin, end = README_MARKERS
     if begin not in text or end not in text:
-        raise SystemExit(f"{readme}: no results table between {begin.strip()} and {end.strip()}")
+        raise SystemExit(f"{readme}: no results table between {begin.strip()} and {end.strip()}; put the two "
+                         "markers, each on a line of its own, where the table goes, and run this again")
     head, rest = text.split(begin, 1)
     readme.write_text(head + begin + readme_table(repo) + end + rest.split(end, 1)[1], encoding="utf-8")
 
