@@ -464,6 +464,26 @@ def test_a_qfirst_entry_trains_q_alone_first_and_only_for_a_variational_mode(tmp
         comparison.runs(["ding"], ["marginal-qfirst"], [1])
 
 
+def test_var_relaxed_starts_with_the_hard_objective_in_the_near_paper_recipe_only(tmp_path):
+    """The paper starts var-relaxed with about one epoch of hard-enum's objective; the near-paper
+    recipe does (about one epoch of its corpora), the first comparison's recipe did not, and no
+    other mode takes the option."""
+    from varattn_experiments import comparison
+
+    relaxed = comparison.NEAR_PAPER.dirichlet_warmup_updates
+    assert relaxed == 100 and comparison.FULL.dirichlet_warmup_updates == 0
+    for entry, recipe, expected in (("var-relaxed", comparison.NEAR_PAPER, str(relaxed)),
+                                    ("var-relaxed", comparison.RECIPES["near-paper-cpu96"], str(relaxed)),
+                                    ("transformer-none-var-relaxed", comparison.NEAR_PAPER, str(relaxed)),
+                                    ("var-relaxed", comparison.FULL, None),
+                                    ("var-enum", comparison.NEAR_PAPER, None),
+                                    ("hard-enum", comparison.NEAR_PAPER, None)):
+        (run,) = comparison.runs(["ding"], [entry], [1], recipe)
+        command = run.train_command(tmp_path)
+        got = option(command, "--dirichlet-warmup-updates") if "--dirichlet-warmup-updates" in command else None
+        assert got == expected, (entry, recipe)
+
+
 def test_a_joint_entry_trains_the_soft_baseline_too_and_only_for_a_sampled_mode(tmp_path):
     from var_attn_plugin.errors import UsageError
     from varattn_experiments import comparison, entries
