@@ -484,6 +484,39 @@ def test_var_relaxed_starts_with_the_hard_objective_in_the_near_paper_recipe_onl
         assert got == expected, (entry, recipe)
 
 
+def test_a_cool_entry_trains_its_warm_start_at_the_rate_its_source_was_saved_with(tmp_path):
+    """-cool reads the learning rate from the source's best checkpoint (a fairseq checkpoint's
+    optimiser state) and drops the Transformer's warm-up; before the source exists the command
+    names it, and without a warm start the entry is refused."""
+    import torch
+
+    from var_attn_plugin.errors import UsageError
+    from varattn_experiments import comparison, entries
+
+    entry = "transformer-none-var-sample-qfirst-cool-from-transformer-none-marginal"
+    assert entries.cool(entry) and entries.q_first(entry) and entries.attention_mode(entry) == "var-sample"
+    assert not entries.cool("transformer-none-var-sample-qfirst-from-transformer-none-marginal")
+    (run,) = comparison.runs(["ding"], [entry], [1], comparison.NEAR_PAPER)
+    best = run.warm_start().folder(tmp_path) / "checkpoints" / "checkpoint_best.pt"
+    assert option(run.train_command(tmp_path), "--lr") == f"LR-OF-{best}"
+    best.parent.mkdir(parents=True)
+    torch.save({"last_optimizer_state": {"param_groups": [{"lr": 1.25e-4}]}}, best)
+    command = run.train_command(tmp_path)
+    assert option(command, "--lr") == "0.000125" and "--warmup-updates" not in command
+    assert option(command, "--q-warmup-updates") == "500"
+    (recipe_rate,) = comparison.runs(["ding"], ["transformer-none-var-sample-qfirst-from-transformer-none-marginal"],
+                                     [1], comparison.NEAR_PAPER)
+    command = recipe_rate.train_command(tmp_path)
+    assert option(command, "--lr") == str(comparison.NEAR_PAPER.transformer_lr) and "--warmup-updates" in command
+    (lstm,) = comparison.runs(["ding"], ["var-sample-cool-from-var-enum"], [1], comparison.NEAR_PAPER)
+    best = lstm.warm_start().folder(tmp_path) / "checkpoints" / "checkpoint_best.pt"
+    best.parent.mkdir(parents=True)
+    torch.save({"last_optimizer_state": {"param_groups": [{"lr": 2.5e-4}]}}, best)
+    assert option(lstm.train_command(tmp_path), "--lr") == "0.00025"
+    with pytest.raises(UsageError, match="'var-sample-cool': -cool trains a warm start.*var-sample-cool-from-OTHER"):
+        comparison.runs(["ding"], ["var-sample-cool"], [1])
+
+
 def test_a_joint_entry_trains_the_soft_baseline_too_and_only_for_a_sampled_mode(tmp_path):
     from var_attn_plugin.errors import UsageError
     from varattn_experiments import comparison, entries

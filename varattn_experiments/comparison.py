@@ -31,7 +31,7 @@ from var_attn_plugin.latent.modes import ATTENTION_MODES
 from var_attn_plugin.presets import LSTM_PRESETS, TRANSFORMER_PRESETS, flags
 
 from .corpora import PREPARERS, Corpus
-from .entries import attention_mode, design, is_transformer, joint, q_first, warm_start
+from .entries import attention_mode, cool, design, is_transformer, joint, q_first, warm_start
 from .fairseq_log import iter_records, select_records
 from .manifest import Manifest
 from .runner import PLUGIN_DIR, Job, Step, tool
@@ -259,8 +259,10 @@ class ComparisonRun(Job):
         if s.exclude_source_eos:
             command += ["--exclude-source-eos"]
         warm = self.warm_start()
-        if warm:
-            command += ["--finetune-from-model", str(warm.folder(root) / "checkpoints" / "checkpoint_best.pt")]
+        source = warm.folder(root) / "checkpoints" / "checkpoint_best.pt" if warm else None
+        if source:
+            command += ["--finetune-from-model", str(source)]
+        lr = saved_lr(source) if cool(self.entry) else None  # --lr of -cool entries, else the recipe's
         if q_first(self.entry):
             command += ["--q-warmup-updates", str(s.q_warmup_updates)]
         if joint(self.entry):
@@ -272,10 +274,12 @@ class ComparisonRun(Job):
             sizes = "smoke" if sizes == "tiny" else sizes  # the LSTM's tiny sizes are the Transformer's smoke sizes
             command += ["--arch", "varattn_transformer", *flags(TRANSFORMER_PRESETS[sizes]),
                         *([] if design(self.entry) == "all" else ["--soft-cross-attention", design(self.entry)]),
-                        "--adam-betas", "(0.9,0.98)", "--lr", str(s.transformer_lr),
-                        "--warmup-updates", str(s.transformer_warmup), "--warmup-init-lr", "1e-7"]
+                        "--adam-betas", "(0.9,0.98)", "--lr", lr or str(s.transformer_lr)]
+            if lr is None:
+                command += ["--warmup-updates", str(s.transformer_warmup), "--warmup-init-lr", "1e-7"]
         else:
-            command += ["--arch", "varattn_lstm", *flags(LSTM_PRESETS[sizes]), "--lr", str(s.syn_lr if syn else s.lr)]
+            lr = lr or str(s.syn_lr if syn else s.lr)
+            command += ["--arch", "varattn_lstm", *flags(LSTM_PRESETS[sizes]), "--lr", lr]
         return command
 
     def steps(self, root: Path) -> List[Step]:
@@ -328,6 +332,18 @@ def stopped_early(run_dir: Path) -> bool:
     return log.is_file() and "early stop" in log.read_text(encoding="utf-8", errors="replace")
 
 
+def saved_lr(checkpoint: Path) -> str:
+    """The learning rate a fairseq checkpoint's optimiser held when it was saved, for ``--lr``
+    (``-cool`` entries). Before the source has trained, a placeholder that names it: the runner
+    builds the command again, from the checkpoint, when the source has finished."""
+    if not checkpoint.is_file():
+        return f"LR-OF-{checkpoint}"
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    return repr(float(state["last_optimizer_state"]["param_groups"][0]["lr"]))
+
+
 def runs(corpora: Sequence[str], entries: Sequence[str], seeds: Sequence[int], settings: Settings = FULL,
          archive: Optional[Path] = None, sources: Optional[dict] = None) -> List[ComparisonRun]:
     """Seed by seed on each corpus, synthetic tasks first (the cheapest, with gold links)."""
@@ -348,6 +364,9 @@ def runs(corpora: Sequence[str], entries: Sequence[str], seeds: Sequence[int], s
             if joint(part) and not (spec.soft_output and spec.sample_from):
                 raise UsageError(f"{part!r}: -joint trains the soft baseline of a sampled mode (hard-sample, "
                                  f"var-sample) on its own likelihood; {attention_mode(part)} has none")
+        if cool(entry) and not warm_start(entry):
+            raise UsageError(f"{entry!r}: -cool trains a warm start at the learning rate its source ended "
+                             f"with; name the source: {entry}-from-OTHER")
         if warm_start(entry) and is_transformer(entry) != is_transformer(warm_start(entry)):
             raise UsageError(f"{entry!r} starts one architecture from the other's checkpoint: warm-start the "
                              "LSTM from an LSTM entry and the Transformer from a Transformer entry")

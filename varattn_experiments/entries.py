@@ -10,8 +10,10 @@ starts ENTRY's training from the best checkpoint of OTHER's run with the same se
 ``MODE-qfirst`` (a variational mode, e.g. ``var-enum-qfirst-from-marginal``) trains q alone for the
 recipe's first updates, the generative model held fixed (--q-warmup-updates). ``MODE-joint`` (a
 sampled mode with the soft baseline: ``hard-sample-joint``, ``var-sample-joint``) trains the soft
-baseline's own likelihood with the sampled objective (--soft-loss-weight). The two suffixes
-may come in either order.
+baseline's own likelihood with the sampled objective (--soft-loss-weight). ``MODE-cool`` (with a
+warm start, e.g. ``var-sample-qfirst-cool-from-marginal``) trains at the learning rate OTHER's
+best checkpoint was saved with, without warm-up, instead of the recipe's rate. The suffixes may
+come in any order.
 """
 
 from typing import Optional
@@ -30,7 +32,8 @@ def warm_start(entry: str) -> Optional[str]:
 
 QFIRST = "-qfirst"
 JOINT = "-joint"
-SUFFIXES = (QFIRST, JOINT)
+COOL = "-cool"
+SUFFIXES = (QFIRST, JOINT, COOL)
 
 
 def _suffixes(entry: str) -> tuple:
@@ -57,6 +60,11 @@ def q_first(entry: str) -> bool:
 def joint(entry: str) -> bool:
     """Does the entry train the soft baseline's likelihood jointly (``MODE-joint``)?"""
     return JOINT in _suffixes(entry)[1]
+
+
+def cool(entry: str) -> bool:
+    """Does the entry continue its warm start at the source's learning rate (``MODE-cool``)?"""
+    return COOL in _suffixes(entry)[1]
 
 
 def _transformer_rest(entry: str) -> Optional[str]:
