@@ -262,7 +262,8 @@ class ComparisonRun(Job):
         source = warm.folder(root) / "checkpoints" / "checkpoint_best.pt" if warm else None
         if source:
             command += ["--finetune-from-model", str(source)]
-        lr = saved_lr(source) if cool(self.entry) else None  # --lr of -cool entries, else the recipe's
+        recipe_lr = s.transformer_lr if transformer else s.syn_lr if syn else s.lr
+        lr = saved_lr(source) if cool(self.entry) else str(recipe_lr)
         if q_first(self.entry):
             command += ["--q-warmup-updates", str(s.q_warmup_updates)]
         if joint(self.entry):
@@ -274,11 +275,10 @@ class ComparisonRun(Job):
             sizes = "smoke" if sizes == "tiny" else sizes  # the LSTM's tiny sizes are the Transformer's smoke sizes
             command += ["--arch", "varattn_transformer", *flags(TRANSFORMER_PRESETS[sizes]),
                         *([] if design(self.entry) == "all" else ["--soft-cross-attention", design(self.entry)]),
-                        "--adam-betas", "(0.9,0.98)", "--lr", lr or str(s.transformer_lr)]
-            if lr is None:
+                        "--adam-betas", "(0.9,0.98)", "--lr", lr]
+            if not cool(self.entry):  # a -cool warm start goes on at its source's rate
                 command += ["--warmup-updates", str(s.transformer_warmup), "--warmup-init-lr", "1e-7"]
         else:
-            lr = lr or str(s.syn_lr if syn else s.lr)
             command += ["--arch", "varattn_lstm", *flags(LSTM_PRESETS[sizes]), "--lr", lr]
         return command
 
@@ -364,9 +364,9 @@ def runs(corpora: Sequence[str], entries: Sequence[str], seeds: Sequence[int], s
             if joint(part) and not (spec.soft_output and spec.sample_from):
                 raise UsageError(f"{part!r}: -joint trains the soft baseline of a sampled mode (hard-sample, "
                                  f"var-sample) on its own likelihood; {attention_mode(part)} has none")
-        if cool(entry) and not warm_start(entry):
-            raise UsageError(f"{entry!r}: -cool trains a warm start at the learning rate its source ended "
-                             f"with; name the source: {entry}-from-OTHER")
+            if cool(part) and not warm_start(part):
+                raise UsageError(f"{part!r}: -cool trains a warm start at the learning rate its source ended "
+                                 f"with; name the source: {part}-from-OTHER")
         if warm_start(entry) and is_transformer(entry) != is_transformer(warm_start(entry)):
             raise UsageError(f"{entry!r} starts one architecture from the other's checkpoint: warm-start the "
                              "LSTM from an LSTM entry and the Transformer from a Transformer entry")
