@@ -26,7 +26,7 @@ from var_attn_plugin.latent.outputs import DecodingOptions
 
 SRC_LENGTHS, TGT_LENGTHS = [4, 6, 2], [5, 3, 7]  # B = 3, pairwise-distinct lengths
 SUMMED_KEYS = ("loss", "bound", "rec", "kl", "nll_loss", "prior_ent", "post_ent", "prior_eos", "prior_max",
-               "align_info",
+               "align_info", "prior_alpha", "post_alpha", "alpha_spread",
                "ntokens", "nsentences", "sample_size")
 
 
@@ -342,3 +342,51 @@ def test_soft_loss_weight_is_refused_for_modes_without_a_soft_baseline():
         build_model("var-enum", soft_loss_weight=0.5)
     with pytest.raises(UsageError, match="--soft-loss-weight must be >= 0"):
         build_model("var-sample", soft_loss_weight=-1.0)
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["validation", "training"])
+def test_logs_var_relaxeds_dirichlet_concentrations(arch, training):
+    """prior_alpha / post_alpha / alpha_spread against a loop over the real target tokens and
+    real source positions of the concentrations recomputed from the prior's and q's scores; in
+    validation (scored by the categorical objective) as in training. No other mode logs them."""
+    model = build_model("var-relaxed", arch=arch).double().eval()
+    with torch.no_grad():  # scores away from 0 (the LSTM's start tiny): concentrations that differ
+        for parameter in model.parameters():
+            parameter.mul_(8 if arch == "lstm" else 1)
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS, seed=5)
+    net, target = batch["net_input"], batch["target"]
+    with torch.no_grad():
+        encoder_out = model.encoder(net["src_tokens"], src_lengths=net["src_lengths"])
+        states = model.decoder.extract_features(net["prev_output_tokens"], encoder_out)
+        pad = model.decoder.dictionary.pad()
+        q_scores = model.inference_network(encoder_out["src_embeddings"][0], states.src_padding_mask,
+                                           model.decoder.embed_targets(target), target.eq(pad))
+        prior_alpha = model.decoder.estimator.concentration(states.prior_scores)
+        q_alpha = model.decoder.estimator.concentration(q_scores)
+    expected = {"prior_alpha": 0.0, "post_alpha": 0.0, "alpha_spread": 0.0}
+    n = 0
+    for b in range(target.size(0)):
+        real = [j for j in range(prior_alpha.size(2)) if not states.src_padding_mask[b, j]]
+        for t in range(target.size(1)):
+            if target[b, t] != pad:
+                p = [prior_alpha[b, t, j].item() for j in real]
+                expected["prior_alpha"] += sum(p) / len(p)
+                expected["post_alpha"] += sum(q_alpha[b, t, j].item() for j in real) / len(real)
+                expected["alpha_spread"] += max(p) / min(p)
+                n += 1
+    assert expected["alpha_spread"] > 1.01 * n  # the check can tell a spread from none
+    model.train(training)
+    if training:
+        model.cfg.dropout = 0.0
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+    _, _, log = make_criterion(model)(model, batch)
+    for key, value in expected.items():
+        assert as_float(log[key]) == pytest.approx(value, rel=1e-9), key
+    with metrics.aggregate(new_root=True) as meters:
+        VarAttnCriterion.reduce_metrics([log])
+        assert meters["prior_alpha"].avg == pytest.approx(expected["prior_alpha"] / n, abs=1e-4)  # not in bits
+    other = build_model("var-enum", arch=arch).double().eval()
+    _, _, log = make_criterion(other)(other, random_batch(other, SRC_LENGTHS, TGT_LENGTHS, seed=5))
+    assert not {"prior_alpha", "post_alpha", "alpha_spread"} & set(log)

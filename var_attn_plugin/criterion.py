@@ -19,6 +19,11 @@ Logged metrics (all in base 2 like fairseq's, per target token unless said other
   here (0 under ``--exclude-source-eos``)
 - ``prior_max``: the prior's mean largest probability, per token (a probability): 1 for a
   deterministic prior, ``1/S`` for a uniform one
+- ``prior_alpha``, ``post_alpha`` (``var-relaxed`` only): the mean Dirichlet concentration of
+  the prior and of q over the real source positions, per token: near 1 the Dirichlet is flat
+  (each sample a random weighting of the source), at ``--dirichlet-max-alpha`` every sample is
+  close to the mean; ``alpha_spread``: the mean ratio of a row's largest prior concentration to
+  its smallest, 1 when the Dirichlet's mean is the uniform
 - ``align_info``: ``KL(p(z_t | x, y_≤t) ‖ p(z_t | x, y_<t))``, how much the word ``y_t`` tells
   about its alignment under the model (where the batch computed every ``ℓ_t(j)``: validation,
   and training of the enumerating modes): 0 when the next-word distribution does not depend
@@ -48,6 +53,22 @@ def check_task(task) -> None:
             f"--criterion varattn_elbo needs --task varattn_translation, got --task {task_name(task)}: "
             "pass --task varattn_translation with --arch varattn_lstm or varattn_transformer, "
             "or use varattn-train, which passes both")
+
+
+def concentration_sums(prior_alpha, posterior_alpha, src_padding_mask, target_mask) -> dict:
+    """Sums over the real target tokens of the mean prior and q concentration over the real
+    source positions, and of the ratio of the largest prior concentration to the smallest."""
+    prior_alpha, posterior_alpha = prior_alpha.detach(), posterior_alpha.detach()
+    real = ~src_padding_mask.expand_as(prior_alpha)  # B x T x S
+    count = real.sum(-1)
+
+    def mean(alpha):
+        return alpha.masked_fill(~real, 0.0).sum(-1) / count
+
+    spread = prior_alpha.masked_fill(~real, 0.0).amax(-1) / prior_alpha.masked_fill(~real, math.inf).amin(-1)
+    return {key: value.masked_fill(~target_mask, 0.0).sum().data
+            for key, value in (("prior_alpha", mean(prior_alpha)), ("post_alpha", mean(posterior_alpha)),
+                               ("alpha_spread", spread))}
 
 
 @dataclass
@@ -108,6 +129,9 @@ class VarAttnCriterion(FairseqCriterion):
         src_eos = sample["net_input"]["src_tokens"].eq(model.encoder.dictionary.eos())  # B x S
         logging_output["prior_eos"] = total(mass_on(out.prior_log_probs, src_eos.unsqueeze(1))).data
         logging_output["prior_max"] = total(out.prior_log_probs.max(dim=-1).values.exp()).data
+        if out.prior_alpha is not None:  # var-relaxed: the Dirichlet's concentrations
+            logging_output.update(concentration_sums(out.prior_alpha, out.posterior_alpha,
+                                                     out.src_padding_mask, target_mask))
         if self.report_entropy:
             logging_output["prior_ent"] = total(categorical_entropy(out.prior_log_probs)).data
             if out.posterior_log_probs is not None:
@@ -125,7 +149,7 @@ class VarAttnCriterion(FairseqCriterion):
         for key in ("bound", "rec", "kl", "nll_loss", "prior_ent", "post_ent", "align_info"):
             if any(key in log for log in logging_outputs):
                 metrics.log_scalar(key, summed(key) / ntokens / math.log(2), ntokens, round=3)
-        for key in ("prior_eos", "prior_max"):  # probabilities, not bits
+        for key in ("prior_eos", "prior_max", "prior_alpha", "post_alpha", "alpha_spread"):  # not in bits
             if any(key in log for log in logging_outputs):
                 metrics.log_scalar(key, summed(key) / ntokens, ntokens, round=4)
         metrics.log_derived("bound_ppl", lambda meters: utils.get_perplexity(meters["bound"].avg))

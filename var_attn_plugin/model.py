@@ -391,5 +391,14 @@ class VarAttnModel(FairseqEncoderDecoderModel):
             return self.inference_network(encoder_out["src_embeddings"][0], states.src_padding_mask,
                                           self.decoder.embed_targets(target), target.eq(pad))
 
-        return latent_outputs(self.decoder.alignment_output, states, target, pad, spec,
-                              self.decoder.estimator, posterior_scores)
+        out = latent_outputs(self.decoder.alignment_output, states, target, pad, spec,
+                             self.decoder.estimator, posterior_scores)
+        if self.spec.relaxation == "dirichlet" and out.prior_alpha is None and not self.training:
+            # var-relaxed validated by the categorical objective: its Dirichlet concentrations
+            # are logged too, so that a collapse of the Dirichlet shows in validation
+            with torch.no_grad():
+                estimator = self.decoder.estimator
+                out.src_padding_mask = states.src_padding_mask.unsqueeze(1)
+                out.prior_alpha = estimator.concentration(states.prior_scores)
+                out.posterior_alpha = estimator.concentration(posterior_scores())
+        return out
