@@ -460,7 +460,7 @@ def test_a_qfirst_entry_trains_q_alone_first_and_only_for_a_variational_mode(tmp
     assert option(command, "--attention-mode") == "var-enum" and run.warm_start().entry == "transformer-none-marginal"
     (plain,) = comparison.runs(["ding"], ["var-enum-from-marginal"], [1], comparison.NEAR_PAPER)
     assert "--q-warmup-updates" not in plain.train_command(tmp_path)
-    with pytest.raises(UsageError, match="'marginal-qfirst': -qfirst trains the inference network q"):
+    with pytest.raises(UsageError, match="'marginal-qfirst': -qfirst and -qlong train the inference network q"):
         comparison.runs(["ding"], ["marginal-qfirst"], [1])
 
 
@@ -549,3 +549,22 @@ def test_the_demo_excludes_the_source_eos_from_both_phases_when_asked(tmp_path):
         assert all(("--exclude-source-eos" in command) is exclude for command in trains)
         assert job.config()["exclude_source_eos"] is exclude
     assert demo.build_parser().parse_args(["--no-exclude-source-eos"]).exclude_source_eos is False
+
+
+def test_a_qlong_entry_trains_q_alone_four_times_as_long(tmp_path):
+    """-qlong: q alone for four times the recipe's q-only updates (the probe in docs/findings.md
+    ran 2,000 at the near-paper recipe); refused for a non-variational mode and beside -qfirst."""
+    from var_attn_plugin.errors import UsageError
+    from varattn_experiments import comparison, entries
+
+    entry = "transformer-none-var-sample-qlong-from-transformer-none-marginal"
+    assert entries.q_first(entry) and entries.q_long(entry) and entries.attention_mode(entry) == "var-sample"
+    assert not entries.q_long("transformer-none-var-sample-qfirst-from-transformer-none-marginal")
+    for recipe in (comparison.NEAR_PAPER, comparison.TINY):
+        (run,) = comparison.runs(["ding"], [entry], [1], recipe)
+        assert option(run.train_command(tmp_path), "--q-warmup-updates") == str(4 * recipe.q_warmup_updates)
+    assert comparison.NEAR_PAPER.q_warmup_updates * 4 == 2000
+    with pytest.raises(UsageError, match="'marginal-qlong': -qfirst and -qlong train the inference network"):
+        comparison.runs(["ding"], ["marginal-qlong"], [1])
+    with pytest.raises(UsageError, match="pass one of -qfirst .* and -qlong"):
+        comparison.runs(["ding"], ["var-enum-qfirst-qlong-from-marginal"], [1])

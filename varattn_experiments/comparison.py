@@ -31,7 +31,19 @@ from var_attn_plugin.latent.modes import ATTENTION_MODES
 from var_attn_plugin.presets import LSTM_PRESETS, TRANSFORMER_PRESETS, flags
 
 from .corpora import PREPARERS, Corpus
-from .entries import attention_mode, cool, design, is_transformer, joint, q_first, warm_start
+from .entries import (
+    QFIRST,
+    QLONG,
+    attention_mode,
+    cool,
+    design,
+    is_transformer,
+    joint,
+    q_first,
+    q_long,
+    suffixes,
+    warm_start,
+)
 from .fairseq_log import iter_records, select_records
 from .manifest import Manifest
 from .runner import PLUGIN_DIR, Job, Step, tool
@@ -69,7 +81,7 @@ class Settings:
     aligner: str = "eflomal"  # or none
     save_interval_updates: int = 0
     exclude_source_eos: bool = False
-    q_warmup_updates: int = 500  # MODE-qfirst entries: q alone for this many updates
+    q_warmup_updates: int = 500  # MODE-qfirst entries: q alone for this many updates (-qlong: four times)
     soft_loss_weight: float = 1.0  # MODE-joint entries: the soft baseline's likelihood, with this weight
     dirichlet_warmup_updates: int = 0  # var-relaxed: this many updates of hard-enum's objective first
 
@@ -265,7 +277,7 @@ class ComparisonRun(Job):
         recipe_lr = s.transformer_lr if transformer else s.syn_lr if syn else s.lr
         lr = saved_lr(source) if cool(self.entry) else str(recipe_lr)
         if q_first(self.entry):
-            command += ["--q-warmup-updates", str(s.q_warmup_updates)]
+            command += ["--q-warmup-updates", str(s.q_warmup_updates * (4 if q_long(self.entry) else 1))]
         if joint(self.entry):
             command += ["--soft-loss-weight", str(s.soft_loss_weight)]
         if attention_mode(self.entry) == "var-relaxed" and s.dirichlet_warmup_updates:
@@ -359,8 +371,11 @@ def runs(corpora: Sequence[str], entries: Sequence[str], seeds: Sequence[int], s
                                  f"{', '.join(ATTENTION_MODES)}")
             spec = ATTENTION_MODES[attention_mode(part)]
             if q_first(part) and not spec.variational:
-                raise UsageError(f"{part!r}: -qfirst trains the inference network q of a variational mode "
-                                 f"(var-*) first; {attention_mode(part)} has none")
+                raise UsageError(f"{part!r}: -qfirst and -qlong train the inference network q of a variational "
+                                 f"mode (var-*) first; {attention_mode(part)} has none")
+            if {QFIRST, QLONG} <= set(suffixes(part)):
+                raise UsageError(f"{part!r}: pass one of -qfirst (q alone for the recipe's q-only updates) "
+                                 "and -qlong (four times as many)")
             if joint(part) and not (spec.soft_output and spec.sample_from):
                 raise UsageError(f"{part!r}: -joint trains the soft baseline of a sampled mode (hard-sample, "
                                  f"var-sample) on its own likelihood; {attention_mode(part)} has none")

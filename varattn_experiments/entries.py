@@ -8,7 +8,8 @@ recipe names their checkpoints. ``ENTRY-from-OTHER`` (e.g. ``var-sample-from-var
 starts ENTRY's training from the best checkpoint of OTHER's run with the same seed (fairseq's
 --finetune-from-model: weights only, a fresh optimiser; q starts fresh where OTHER has none).
 ``MODE-qfirst`` (a variational mode, e.g. ``var-enum-qfirst-from-marginal``) trains q alone for the
-recipe's first updates, the generative model held fixed (--q-warmup-updates). ``MODE-joint`` (a
+recipe's first updates, the generative model held fixed (--q-warmup-updates); ``MODE-qlong`` the same
+for four times as many updates. ``MODE-joint`` (a
 sampled mode with the soft baseline: ``hard-sample-joint``, ``var-sample-joint``) trains the soft
 baseline's own likelihood with the sampled objective (--soft-loss-weight). ``MODE-cool`` (with a
 warm start, e.g. ``var-sample-qfirst-cool-from-marginal``) trains at the learning rate OTHER's
@@ -31,9 +32,10 @@ def warm_start(entry: str) -> Optional[str]:
 
 
 QFIRST = "-qfirst"
+QLONG = "-qlong"
 JOINT = "-joint"
 COOL = "-cool"
-SUFFIXES = (QFIRST, JOINT, COOL)
+SUFFIXES = (QFIRST, QLONG, JOINT, COOL)
 
 
 def _suffixes(entry: str) -> tuple:
@@ -53,8 +55,18 @@ def trained(entry: str) -> str:
 
 
 def q_first(entry: str) -> bool:
-    """Does the entry train q alone first (``MODE-qfirst``)?"""
-    return QFIRST in _suffixes(entry)[1]
+    """Does the entry train q alone first (``MODE-qfirst`` or ``MODE-qlong``)?"""
+    return bool({QFIRST, QLONG} & set(_suffixes(entry)[1]))
+
+
+def suffixes(entry: str) -> list:
+    """The entry's suffixes (``-qfirst``, ``-qlong``, ``-joint``, ``-cool``), warm start excluded."""
+    return _suffixes(entry)[1]
+
+
+def q_long(entry: str) -> bool:
+    """Does the entry train q alone for four times the recipe's q-only updates (``MODE-qlong``)?"""
+    return QLONG in _suffixes(entry)[1]
 
 
 def joint(entry: str) -> bool:
