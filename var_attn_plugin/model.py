@@ -387,9 +387,13 @@ class VarAttnModel(FairseqEncoderDecoderModel):
         spec = mode_spec(self.objective_name())
         pad = self.decoder.dictionary.pad()
 
+        computed = []
+
         def posterior_scores() -> Tensor:  # s_tj of q(z | x, y), (B, T, S); variational modes
-            return self.inference_network(encoder_out["src_embeddings"][0], states.src_padding_mask,
-                                          self.decoder.embed_targets(target), target.eq(pad))
+            if not computed:  # once per batch: var-relaxed's validation reads them twice
+                computed.append(self.inference_network(encoder_out["src_embeddings"][0], states.src_padding_mask,
+                                                       self.decoder.embed_targets(target), target.eq(pad)))
+            return computed[0]
 
         out = latent_outputs(self.decoder.alignment_output, states, target, pad, spec,
                              self.decoder.estimator, posterior_scores)

@@ -34,7 +34,8 @@ def add_converge(sub) -> None:
     p.add_argument("--modes", nargs="+", default=list(comparison.NEAR_PAPER_MODES),
                    help="attention modes of the LSTM, transformer-MODE (transformer-none-MODE, "
                    "transformer-below-top-MODE) for the Transformer; MODE-from-OTHER starts from OTHER's checkpoint, "
-                   "MODE-qfirst trains q alone first, MODE-joint the soft baseline's likelihood too, MODE-cool "
+                   "MODE-qfirst trains q alone first (MODE-qlong four times as long), MODE-joint the soft "
+                   "baseline's likelihood too, MODE-cool "
                    "a warm start at the rate OTHER's best checkpoint was saved with (docs/recipes.md)")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     p.add_argument("--parallel", type=int, default=2, help="runs at a time, one torch thread each")

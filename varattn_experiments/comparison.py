@@ -34,6 +34,7 @@ from .corpora import PREPARERS, Corpus
 from .entries import (
     QFIRST,
     QLONG,
+    QLONG_FACTOR,
     attention_mode,
     cool,
     design,
@@ -277,7 +278,7 @@ class ComparisonRun(Job):
         recipe_lr = s.transformer_lr if transformer else s.syn_lr if syn else s.lr
         lr = saved_lr(source) if cool(self.entry) else str(recipe_lr)
         if q_first(self.entry):
-            command += ["--q-warmup-updates", str(s.q_warmup_updates * (4 if q_long(self.entry) else 1))]
+            command += ["--q-warmup-updates", str(s.q_warmup_updates * (QLONG_FACTOR if q_long(self.entry) else 1))]
         if joint(self.entry):
             command += ["--soft-loss-weight", str(s.soft_loss_weight)]
         if attention_mode(self.entry) == "var-relaxed" and s.dirichlet_warmup_updates:

@@ -33,6 +33,7 @@ def warm_start(entry: str) -> Optional[str]:
 
 QFIRST = "-qfirst"
 QLONG = "-qlong"
+QLONG_FACTOR = 4  # -qlong: q alone for this many times the recipe's q-only updates
 JOINT = "-joint"
 COOL = "-cool"
 SUFFIXES = (QFIRST, QLONG, JOINT, COOL)
@@ -56,7 +57,7 @@ def trained(entry: str) -> str:
 
 def q_first(entry: str) -> bool:
     """Does the entry train q alone first (``MODE-qfirst`` or ``MODE-qlong``)?"""
-    return bool({QFIRST, QLONG} & set(_suffixes(entry)[1]))
+    return bool({QFIRST, QLONG} & set(suffixes(entry)))
 
 
 def suffixes(entry: str) -> list:
@@ -65,18 +66,18 @@ def suffixes(entry: str) -> list:
 
 
 def q_long(entry: str) -> bool:
-    """Does the entry train q alone for four times the recipe's q-only updates (``MODE-qlong``)?"""
-    return QLONG in _suffixes(entry)[1]
+    """Does the entry train q alone for QLONG_FACTOR times the recipe's q-only updates (``MODE-qlong``)?"""
+    return QLONG in suffixes(entry)
 
 
 def joint(entry: str) -> bool:
     """Does the entry train the soft baseline's likelihood jointly (``MODE-joint``)?"""
-    return JOINT in _suffixes(entry)[1]
+    return JOINT in suffixes(entry)
 
 
 def cool(entry: str) -> bool:
     """Does the entry continue its warm start at the source's learning rate (``MODE-cool``)?"""
-    return COOL in _suffixes(entry)[1]
+    return COOL in suffixes(entry)
 
 
 def _transformer_rest(entry: str) -> Optional[str]:
