@@ -112,7 +112,7 @@ def test_summed_padded_and_batched_equal_unsummed_unpadded_one_by_one(arch, mode
         assert as_float(value) == pytest.approx(one_by_one[key], rel=1e-10, abs=1e-12), key
 
 
-@pytest.mark.parametrize("mode", ["soft", "marginal", "var-enum"])
+@pytest.mark.parametrize("mode", ["soft", "marginal", "var-enum", "var-relaxed"])
 def test_left_and_right_padded_sources_give_the_same_loss(arch, mode):
     model = eval_model(mode, arch=arch)
     criterion = make_criterion(model)
@@ -348,7 +348,7 @@ def test_soft_loss_weight_is_refused_for_modes_without_a_soft_baseline():
 def test_logs_var_relaxeds_dirichlet_concentrations(arch, training):
     """prior_alpha / post_alpha / alpha_spread against a loop over the real target tokens and
     real source positions of the concentrations recomputed from the prior's and q's scores; in
-    validation (scored by the categorical objective) as in training. No other mode logs them."""
+    validation (scored by its Dirichlet ELBO) as in training. No other mode logs them."""
     model = build_model("var-relaxed", arch=arch).double().eval()
     with torch.no_grad():  # scores away from 0 (the LSTM's start tiny): concentrations that differ
         for parameter in model.parameters():

@@ -7,7 +7,8 @@
   Once on the pure objective functions, once through a tiny model and the criterion.
 - The soft baseline b_t lowers the variance of that gradient (ratio printed, ``pytest -s``).
 - Wake-sleep weights: the weighted samples converge to the exact posterior as K grows.
-- Every sampled mode validates with its exact objective; var-relaxed's warm-up objective.
+- Every sampled mode validates with its exact objective, var-relaxed with its Dirichlet ELBO
+  (noise fixed per sentence, checked to sample the Dirichlet); var-relaxed's warm-up objective.
 
 Many samples are drawn at once by repeating the same rows N times along B: each copy has
 its own leaf tensors, so one backward pass gives N independent per-sample gradients.
@@ -27,9 +28,11 @@ from helpers import Z_SCORE, assert_mean_matches, build_model, random_batch, sta
 
 from var_attn_plugin.criterion import VarAttnCriterion
 from var_attn_plugin.latent.distributions import (
+    dirichlet_rsample_per_sentence,
     expand_padding_mask,
     log_marginal,
     masked_log_softmax,
+    noise_from,
     sample_categorical,
 )
 from var_attn_plugin.latent.modes import ATTENTION_MODES
@@ -42,12 +45,13 @@ from var_attn_plugin.latent.objectives import (
     var_wsram_objective,
     wake_sleep_weights,
 )
-from var_attn_plugin.latent.outputs import DecodingOptions
+from var_attn_plugin.latent.outputs import DecodingOptions, relaxed_log_probs
 
 B, T, S = 2, 3, 4
 SRC_PADDING_MASK = torch.tensor([[True, False, False, False], [False] * S])  # B x S
 NUM_COPIES = 20_000
 SAMPLED_MODES = [m for m, spec in ATTENTION_MODES.items() if spec.validation is not None]
+CATEGORICAL_SAMPLED_MODES = [m for m in SAMPLED_MODES if ATTENTION_MODES[m].validation in ATTENTION_MODES]
 SRC_LENGTHS, TGT_LENGTHS = [4, 2, 5], [3, 5, 2]  # model batches, B = 3
 WIDE_INIT = 1.0  # wider than the paper's 0.1, so that ℓ_t(j) differ across positions j
 
@@ -331,7 +335,7 @@ def test_wake_sleep_weights_converge_to_the_exact_posterior_as_k_grows():
 # ---------------------------------------------------------------------------- model wiring
 
 
-@pytest.mark.parametrize("mode", SAMPLED_MODES)
+@pytest.mark.parametrize("mode", CATEGORICAL_SAMPLED_MODES)
 def test_sampled_modes_validate_with_the_exact_objective_of_the_same_parameters(arch, mode):
     """In eval mode a sampled-mode model reports exactly what a model of its exact mode with
     the same parameters reports: no sampling noise, loss and every logged term."""
@@ -346,15 +350,106 @@ def test_sampled_modes_validate_with_the_exact_objective_of_the_same_parameters(
     exact_loss, exact_size, exact_log = make_criterion(exact_model)(exact_model, batch)
     assert size == exact_size and torch.equal(loss, again)
     torch.testing.assert_close(loss, exact_loss)
-    # var-relaxed also logs its Dirichlet concentrations, which its exact mode does not have
-    dirichlet = set()
-    if ATTENTION_MODES[mode].relaxation == "dirichlet":
-        dirichlet = {"prior_alpha", "post_alpha", "alpha_spread"}
-    assert set(log) == set(exact_log) | dirichlet and "nll_loss" in log
+    assert set(log) == set(exact_log) and "nll_loss" in log
     for key in log:
-        if key not in dirichlet:
-            torch.testing.assert_close(torch.as_tensor(log[key]), torch.as_tensor(exact_log[key]))
+        torch.testing.assert_close(torch.as_tensor(log[key]), torch.as_tensor(exact_log[key]))
         assert torch.equal(torch.as_tensor(log[key]), torch.as_tensor(log_again[key]))
+
+
+def var_relaxed_validation(model, batch):
+    """The concentrations of a var-relaxed model in eval mode, recomputed from its scores."""
+    net, target = batch["net_input"], batch["target"]
+    with torch.no_grad():
+        encoder_out = model.encoder(net["src_tokens"], src_lengths=net["src_lengths"])
+        states = model.decoder.extract_features(net["prev_output_tokens"], encoder_out)
+        pad = model.decoder.dictionary.pad()
+        q_scores = model.inference_network(encoder_out["src_embeddings"][0], states.src_padding_mask,
+                                           model.decoder.embed_targets(target), target.eq(pad))
+        estimator = model.decoder.estimator
+        return estimator.concentration(states.prior_scores), estimator.concentration(q_scores), states
+
+
+def test_var_relaxed_validates_with_its_dirichlet_elbo_and_the_exact_categorical_terms(arch):
+    """var-relaxed's validation: loss = reconstruction + the Dirichlet KL (a loop over real tokens
+    with torch.distributions as the oracle); the exact terms (perplexity, entropies, what each
+    word tells, the prior's EOS mass and maximum) are var-enum's for the same parameters; the
+    value is the same on every call, whatever torch's global generator or an open noise block."""
+    model = build_model("var-relaxed", arch=arch).double().eval()
+    with torch.no_grad():  # concentrations away from 1: a KL clearly above 0
+        for parameter in model.parameters():
+            parameter.mul_(8 if arch == "lstm" else 1)
+    var_enum = build_model("var-enum", seed=1, arch=arch).double().eval()
+    var_enum.load_state_dict(model.state_dict())
+    assert model.objective_name() == "dirichlet-elbo"
+    batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS, seed=6)
+    criterion = make_criterion(model)
+    torch.manual_seed(0)
+    loss, _, log = criterion(model, batch)
+    torch.manual_seed(1)
+    with noise_from(torch.Generator().manual_seed(7)):
+        again, _, log_again = criterion(model, batch)
+    assert torch.equal(loss, again)
+    assert all(torch.equal(torch.as_tensor(log[k]), torch.as_tensor(log_again[k])) for k in log)
+    _, _, exact_log = criterion(var_enum, batch)
+    for key in ("nll_loss", "prior_ent", "post_ent", "align_info", "prior_eos", "prior_max"):
+        torch.testing.assert_close(torch.as_tensor(log[key]), torch.as_tensor(exact_log[key]), msg=key)
+    assert float(log["kl"]) != pytest.approx(float(exact_log["kl"]), rel=1e-3)  # not the categorical KL
+
+    prior_alpha, q_alpha, states = var_relaxed_validation(model, batch)
+    src_pads = states.src_padding_mask
+    target, pad = batch["target"], model.decoder.dictionary.pad()
+    expected_kl = 0.0
+    for b in range(target.size(0)):
+        real = ~src_pads[b]
+        for t in range(target.size(1)):
+            if target[b, t] != pad:
+                expected_kl += float(torch.distributions.kl_divergence(
+                    torch.distributions.Dirichlet(q_alpha[b, t, real]),
+                    torch.distributions.Dirichlet(prior_alpha[b, t, real])))
+    assert expected_kl > 0.01
+    assert float(log["kl"]) == pytest.approx(expected_kl, rel=1e-9)
+    assert float(log["loss"]) == pytest.approx(float(log["rec"]) + float(log["kl"]), rel=1e-12)
+    assert float(loss) == pytest.approx(float(log["loss"]), rel=1e-12)
+    # the reconstruction reads the output at a sample of q's Dirichlet, drawn per sentence
+    weights = dirichlet_rsample_per_sentence(q_alpha, src_pads.unsqueeze(1), target.ne(pad), target)
+    with torch.no_grad():
+        word = relaxed_log_probs(model.decoder.alignment_output, states, weights)  # B x T x V
+    token = word.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    assert float(log["rec"]) == pytest.approx(-float(token[target.ne(pad)].sum()), rel=1e-9)
+
+
+def test_per_sentence_dirichlet_samples_follow_the_dirichlet_and_ignore_the_batch():
+    """dirichlet_rsample_per_sentence: over many sentence pairs with the same concentrations the
+    samples have the Dirichlet's mean and variance (Z_SCORE standard errors); a sentence's
+    sample is the same alone or in a batch, padded on either side; pads get 0."""
+    alpha = torch.tensor([0.5, 2.0, 4.0], dtype=torch.float64)
+    n = 4000
+    targets = torch.arange(n).unsqueeze(1) + 10  # n one-token sentences, distinct tokens
+    weights = dirichlet_rsample_per_sentence(
+        alpha.expand(n, 1, 3), torch.zeros(n, 1, 3, dtype=torch.bool), torch.ones(n, 1, dtype=torch.bool),
+        targets)[:, 0]  # n x 3
+    total = alpha.sum()
+    mean = alpha / total
+    variance = alpha * (total - alpha) / (total ** 2 * (total + 1))
+    assert_mean_matches(weights, mean, variance.sqrt(), "per-sentence Dirichlet sample")
+    assert_mean_matches((weights - mean) ** 2, variance, what="its squared deviation")
+
+    alpha = torch.rand(2, 3, 4, dtype=torch.float64) * 3 + 0.2
+    target = torch.tensor([[5, 6, 2], [7, 2, 1]])  # the second sentence: 2 tokens and a pad (1)
+    target_mask = target.ne(1)
+    right = torch.tensor([[[False, False, False, True]], [[False, False, True, True]]])  # B x 1 x S
+    batched = dirichlet_rsample_per_sentence(alpha, right, target_mask, target)
+    assert torch.all(batched[right.expand_as(batched)] == 0) and torch.all(batched[1, 2] == 0)
+    torch.testing.assert_close(batched.sum(-1)[target_mask], torch.ones(5, dtype=torch.float64))
+    for b, (n_src, n_tgt) in enumerate(((3, 3), (2, 2))):
+        alone = dirichlet_rsample_per_sentence(
+            alpha[b:b + 1, :n_tgt, :n_src], torch.zeros(1, 1, n_src, dtype=torch.bool),
+            torch.ones(1, n_tgt, dtype=torch.bool), target[b:b + 1, :n_tgt])
+        torch.testing.assert_close(batched[b, :n_tgt, :n_src], alone[0])
+        left = torch.cat([torch.ones(1, 3, 4 - n_src, dtype=torch.float64), alpha[b:b + 1, :, :n_src]], dim=-1)
+        left_mask = torch.arange(4).lt(4 - n_src).view(1, 1, 4)
+        shifted = dirichlet_rsample_per_sentence(left, left_mask, target_mask[b:b + 1], target[b:b + 1])
+        torch.testing.assert_close(shifted[0, :n_tgt, 4 - n_src:], alone[0])
 
 
 @pytest.mark.parametrize("mode", SAMPLED_MODES)
@@ -363,7 +458,7 @@ def test_sampled_modes_train_with_their_own_objective(arch, mode):
     assert model.objective_name() == mode
 
 
-def test_var_relaxed_trains_hard_enum_during_warmup_then_var_relaxed_and_validates_var_enum(arch):
+def test_var_relaxed_trains_hard_enum_during_warmup_then_var_relaxed_and_validates_its_elbo(arch):
     warmup = 3
     model = build_model("var-relaxed", dirichlet_warmup_updates=warmup, arch=arch).double()
     hard_enum = build_model("hard-enum", seed=1, arch=arch).double()
@@ -384,9 +479,9 @@ def test_var_relaxed_trains_hard_enum_during_warmup_then_var_relaxed_and_validat
     out = model(**batch["net_input"], target=batch["target"])
     assert out.posterior_alpha is not None and out.relaxed_token_log_probs is not None
     model.eval()
-    assert model.objective_name() == "var-enum"
+    assert model.objective_name() == "dirichlet-elbo"
     model.set_num_updates(0)
-    assert model.objective_name() == "var-enum"
+    assert model.objective_name() == "dirichlet-elbo"
 
 
 @pytest.mark.parametrize("mode", [m for m in ATTENTION_MODES if m != "var-relaxed"])

@@ -11,8 +11,10 @@ Logged metrics (all in base 2 like fairseq's, per target token unless said other
 - ``nll_loss`` / ``ppl``: the model's exact log-likelihood (docs/METHOD.md eq. (26)): the marginal under the prior
   for latent modes (enumeration), the soft output for ``soft``
 - ``bound`` / ``bound_ppl``: the objective per token (for variational modes the negative
-  ELBO, the paper's model-selection metric)
-- ``rec``, ``kl``: reconstruction term and KL(q || p) of the objective
+  ELBO, the paper's model-selection metric; ``var-relaxed``: its Dirichlet ELBO, in validation
+  from one sample per token whose noise each sentence pair fixes)
+- ``rec``, ``kl``: reconstruction term and KL(q || p) of the objective (``var-relaxed``: of the
+  Dirichlets)
 - ``prior_ent``, ``post_ent``: entropy of the prior and of the posterior, per token
 - ``prior_eos``: the prior's mean probability on the source EOS, per token (a probability,
   not in bits): a prior that collapses onto that fixed-position summary of the sentence shows

@@ -276,10 +276,11 @@ class VarAttnModel(FairseqEncoderDecoderModel):
         return [p for p in self.parameters() if id(p) not in q]
 
     def objective_name(self) -> str:
-        """The row of ATTENTION_MODES whose objective applies now.
+        """The row of the modes table whose objective applies now.
 
         Training: the attention mode (its ``warmup`` row during --dirichlet-warmup-updates).
-        Evaluation: the exact objective the mode is validated with.
+        Evaluation: the objective the mode is validated with (exact; var-relaxed's Dirichlet
+        ELBO with noise fixed per sentence).
         """
         if not self.training:
             return self.spec.validation or self.attention_mode
@@ -387,22 +388,9 @@ class VarAttnModel(FairseqEncoderDecoderModel):
         spec = mode_spec(self.objective_name())
         pad = self.decoder.dictionary.pad()
 
-        computed = []
-
         def posterior_scores() -> Tensor:  # s_tj of q(z | x, y), (B, T, S); variational modes
-            if not computed:  # once per batch: var-relaxed's validation reads them twice
-                computed.append(self.inference_network(encoder_out["src_embeddings"][0], states.src_padding_mask,
-                                                       self.decoder.embed_targets(target), target.eq(pad)))
-            return computed[0]
+            return self.inference_network(encoder_out["src_embeddings"][0], states.src_padding_mask,
+                                          self.decoder.embed_targets(target), target.eq(pad))
 
-        out = latent_outputs(self.decoder.alignment_output, states, target, pad, spec,
-                             self.decoder.estimator, posterior_scores)
-        if self.spec.relaxation == "dirichlet" and out.prior_alpha is None and not self.training:
-            # var-relaxed validated by the categorical objective: its Dirichlet concentrations
-            # are logged too, so that a collapse of the Dirichlet shows in validation
-            with torch.no_grad():
-                estimator = self.decoder.estimator
-                out.src_padding_mask = states.src_padding_mask.unsqueeze(1)
-                out.prior_alpha = estimator.concentration(states.prior_scores)
-                out.posterior_alpha = estimator.concentration(posterior_scores())
-        return out
+        return latent_outputs(self.decoder.alignment_output, states, target, pad, spec,
+                              self.decoder.estimator, posterior_scores)

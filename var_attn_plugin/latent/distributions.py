@@ -15,6 +15,8 @@ here draws from that generator; outside it, from torch's global generator. In tr
 ``varattn_translation`` task opens that block around each update with a generator seeded from
 ``(--seed, data-parallel rank, update number)`` (:func:`noise_seed`), so each rank draws its own
 noise, and a run resumed from a checkpoint draws the same noise as the uninterrupted run.
+Validation draws noise only for ``var-relaxed``'s Dirichlet ELBO, and that noise is fixed by
+each sentence pair (:func:`dirichlet_rsample_per_sentence`), never by a generator's state.
 
 Numerics: sampling and the Dirichlet compute in float32 (or float64 for float64 inputs)
 whatever the activation dtype (``--fp16``, ``--amp``, autocast): Gumbel noise,
@@ -194,6 +196,48 @@ def dirichlet_rsample(alpha: Tensor, src_padding_mask: Tensor) -> Tensor:
     mask = src_padding_mask.expand_as(alpha)
     gamma = torch._standard_gamma(alpha.masked_fill(mask, 1.0), generator=_generator).masked_fill(mask, 0.0)
     return gamma / gamma.sum(dim=-1, keepdim=True)
+
+
+def sentence_noise_seed(target_tokens: Tensor, num_sources: int) -> int:
+    """A 63-bit seed that depends only on one sentence pair: its real target tokens and its
+    number of real source positions (validation's fixed Dirichlet noise)."""
+    entropy = [VALIDATION_STREAM, int(num_sources)] + [int(token) for token in target_tokens.tolist()]
+    state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
+    return (int(state[0]) << 31 | int(state[1]) >> 1) & (2**63 - 1)
+
+
+VALIDATION_STREAM = 0x5A11D  # keeps validation's seeds apart from training's (seed, rank, update)
+
+
+def dirichlet_rsample_per_sentence(alpha: Tensor, src_padding_mask: Tensor, target_mask: Tensor,
+                                   target: Tensor) -> Tensor:
+    """A sample of ``Dir(α)`` whose noise is fixed by each sentence pair, not by the batch.
+
+    Each sentence draws from a generator of its own seeded by :func:`sentence_noise_seed`,
+    over its real target tokens and real source positions only, so its sample is the same
+    whatever the batch, its padding (left or right), the data-parallel rank or the global
+    generator: validation of ``var-relaxed`` is a function of the parameters and the data.
+
+    Args:
+        alpha: ``(B, T, S)`` positive concentrations.
+        src_padding_mask: ``(B, 1, S)`` True at source pads.
+        target_mask: ``(B, T)`` True at real target tokens.
+        target: ``(B, T)`` target tokens (their values seed the noise).
+
+    Returns:
+        ``(B, T, S)`` points of the simplex over the real source positions, 0 at pads and at
+        target pads.
+    """
+    alpha = at_least_float32(alpha)
+    weights = torch.zeros_like(alpha)
+    for b in range(alpha.size(0)):
+        steps = target_mask[b].nonzero().squeeze(1)
+        sources = (~src_padding_mask[b, 0]).nonzero().squeeze(1)
+        generator = torch.Generator(device=alpha.device)
+        generator.manual_seed(sentence_noise_seed(target[b, steps], sources.numel()))
+        gamma = torch._standard_gamma(alpha[b][steps][:, sources], generator=generator)  # T_b x S_b
+        weights[b, steps.unsqueeze(1), sources.unsqueeze(0)] = gamma / gamma.sum(dim=-1, keepdim=True)
+    return weights
 
 
 def dirichlet_kl(alpha_q: Tensor, alpha_p: Tensor, src_padding_mask: Tensor) -> Tensor:

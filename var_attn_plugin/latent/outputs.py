@@ -30,6 +30,7 @@ from .distributions import (
     dirichlet_concentration,
     dirichlet_mean,
     dirichlet_rsample,
+    dirichlet_rsample_per_sentence,
     expand_padding_mask,
     gumbel_softmax,
     masked_log_softmax,
@@ -199,6 +200,9 @@ def latent_outputs(layer: AlignmentOutputLayer, states: AlignmentStates, target:
         out.src_padding_mask = mask
         out.prior_alpha = estimator.concentration(states.prior_scores)
         out.posterior_alpha = estimator.concentration(scores)
-        weights = dirichlet_rsample(out.posterior_alpha, mask)
+        if spec.fixed_noise:  # validation: the same noise for a sentence in any batch
+            weights = dirichlet_rsample_per_sentence(out.posterior_alpha, mask, target.ne(pad), target)
+        else:
+            weights = dirichlet_rsample(out.posterior_alpha, mask)
         out.relaxed_token_log_probs = target_log_probs(layer.mix_sources(weights, states.output_sources))
     return out
