@@ -344,12 +344,13 @@ def test_soft_loss_weight_is_refused_for_modes_without_a_soft_baseline():
         build_model("var-sample", soft_loss_weight=-1.0)
 
 
+@pytest.mark.parametrize("transform", ["softplus", "softmax"])
 @pytest.mark.parametrize("training", [False, True], ids=["validation", "training"])
-def test_logs_var_relaxeds_dirichlet_concentrations(arch, training):
+def test_logs_var_relaxeds_dirichlet_concentrations(arch, training, transform):
     """prior_alpha / post_alpha / alpha_spread against a loop over the real target tokens and
     real source positions of the concentrations recomputed from the prior's and q's scores; in
     validation (scored by its Dirichlet ELBO) as in training. No other mode logs them."""
-    model = build_model("var-relaxed", arch=arch).double().eval()
+    model = build_model("var-relaxed", arch=arch, dirichlet_transform=transform).double().eval()
     with torch.no_grad():  # scores away from 0 (the LSTM's start tiny): concentrations that differ
         for parameter in model.parameters():
             parameter.mul_(8 if arch == "lstm" else 1)
@@ -361,8 +362,9 @@ def test_logs_var_relaxeds_dirichlet_concentrations(arch, training):
         pad = model.decoder.dictionary.pad()
         q_scores = model.inference_network(encoder_out["src_embeddings"][0], states.src_padding_mask,
                                            model.decoder.embed_targets(target), target.eq(pad))
-        prior_alpha = model.decoder.estimator.concentration(states.prior_scores)
-        q_alpha = model.decoder.estimator.concentration(q_scores)
+        mask = states.src_padding_mask.unsqueeze(1)
+        prior_alpha = model.decoder.estimator.concentration(states.prior_scores, mask)
+        q_alpha = model.decoder.estimator.concentration(q_scores, mask)
     expected = {"prior_alpha": 0.0, "post_alpha": 0.0, "alpha_spread": 0.0}
     n = 0
     for b in range(target.size(0)):

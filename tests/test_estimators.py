@@ -366,7 +366,8 @@ def var_relaxed_validation(model, batch):
         q_scores = model.inference_network(encoder_out["src_embeddings"][0], states.src_padding_mask,
                                            model.decoder.embed_targets(target), target.eq(pad))
         estimator = model.decoder.estimator
-        return estimator.concentration(states.prior_scores), estimator.concentration(q_scores), states
+        mask = states.src_padding_mask.unsqueeze(1)
+        return estimator.concentration(states.prior_scores, mask), estimator.concentration(q_scores, mask), states
 
 
 def test_var_relaxed_validates_with_its_dirichlet_elbo_and_the_exact_categorical_terms(arch):

@@ -568,3 +568,21 @@ def test_a_qlong_entry_trains_q_alone_four_times_as_long(tmp_path):
         comparison.runs(["ding"], ["marginal-qlong"], [1])
     with pytest.raises(UsageError, match="pass one of -qfirst .* and -qlong"):
         comparison.runs(["ding"], ["var-enum-qfirst-qlong-from-marginal"], [1])
+
+
+def test_a_softmax_entry_takes_var_relaxeds_concentrations_from_the_softmax(tmp_path):
+    """-softmax: --dirichlet-transform softmax in var-relaxed's command (with its warm start),
+    absent otherwise; refused for a mode without a Dirichlet."""
+    from var_attn_plugin.errors import UsageError
+    from varattn_experiments import comparison, entries
+
+    entry = "var-relaxed-softmax-from-hard-enum"
+    assert entries.softmax_concentrations(entry) and entries.attention_mode(entry) == "var-relaxed"
+    assert entries.warm_start(entry) == "hard-enum"
+    (run,) = comparison.runs(["ding"], [entry], [1], comparison.NEAR_PAPER)
+    command = run.train_command(tmp_path)
+    assert option(command, "--dirichlet-transform") == "softmax" and "--finetune-from-model" in command
+    (plain,) = comparison.runs(["ding"], ["var-relaxed"], [1], comparison.NEAR_PAPER)
+    assert "--dirichlet-transform" not in plain.train_command(tmp_path)
+    with pytest.raises(UsageError, match="'var-enum-softmax': -softmax sets the Dirichlet concentrations"):
+        comparison.runs(["ding"], ["var-enum-softmax"], [1])

@@ -132,12 +132,12 @@ def padding_mask():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("value", EXTREMES)
-@pytest.mark.parametrize("transform", ["softplus", "exp"])
+@pytest.mark.parametrize("transform", ["softplus", "exp", "softmax"])
 def test_dirichlet_paths_stay_finite_in_value_and_gradient_for_extreme_scores(transform, value, dtype):
     prior_scores, posterior_scores = extreme_scores(value, dtype), extreme_scores(-value / 2, dtype)
     mask = padding_mask()
-    alpha_p = dirichlet_concentration(prior_scores, transform, 0.01, 100.0)
-    alpha_q = dirichlet_concentration(posterior_scores, transform, 0.01, 100.0)
+    alpha_p = dirichlet_concentration(prior_scores, transform, 0.01, 100.0, mask)
+    alpha_q = dirichlet_concentration(posterior_scores, transform, 0.01, 100.0, mask)
     for alpha in (alpha_p, alpha_q):
         assert alpha.dtype == torch.float32  # concentrations are float32 whatever the scores
         assert alpha.min() >= 0.01 and alpha.max() <= 100.0

@@ -258,6 +258,32 @@ def test_dirichlet_concentration_is_the_clamped_transform(transform, f):
     assert alpha.min() == 0.01 and alpha.max() == 100.0
 
 
+def test_softmax_concentrations_are_n_times_the_softmax_over_real_positions_whatever_the_offset():
+    """--dirichlet-transform softmax: over a row's n real positions ``α = n · softmax(scores)``,
+    so the Dirichlet's mean is the categorical distribution of the same scores and its total is
+    n; a constant added to a row (a warm start's large scores) changes nothing, where softplus
+    puts every concentration at the clamp; pads are ignored, whatever their score."""
+    torch.manual_seed(3)
+    scores = torch.randn(B, T, S, dtype=torch.float64)
+    mask = SRC_PADDING_MASK.unsqueeze(1)  # B x 1 x S
+    alpha = dirichlet_concentration(scores, "softmax", 1e-6, 1e6, mask)
+    for b in range(B):
+        real = ~SRC_PADDING_MASK[b]
+        n = int(real.sum())
+        expected = n * torch.softmax(scores[b][:, real], dim=-1)
+        torch.testing.assert_close(alpha[b][:, real], expected)
+        torch.testing.assert_close(dirichlet_mean(alpha, mask)[b][:, real], torch.softmax(scores[b][:, real], -1))
+    shifted = scores + 500.0
+    shifted[0, :, :2] = -1e9  # pads' scores do not count
+    torch.testing.assert_close(dirichlet_concentration(shifted, "softmax", 1e-6, 1e6, mask)[~mask.expand_as(alpha)],
+                               alpha[~mask.expand_as(alpha)])
+    assert torch.all(dirichlet_concentration(shifted, "softplus", 0.01, 100.0)[~mask.expand_as(alpha)] == 100.0)
+    clamped = dirichlet_concentration(scores * 50, "softmax", 0.01, 100.0, mask)
+    assert clamped.min() == 0.01
+    with pytest.raises(ValueError, match="softmax needs the source padding mask"):
+        dirichlet_concentration(scores, "softmax", 0.01, 100.0)
+
+
 def test_dirichlet_concentration_names_the_flag_for_an_unknown_transform():
     with pytest.raises(ValueError, match="--dirichlet-transform"):
         dirichlet_concentration(torch.zeros(3), "square", 0.01, 100.0)

@@ -79,8 +79,10 @@ class LatentModelConfig(FairseqDataclass):
     wsram_samples: int = field(default=5, metadata={"help": "var-wsram: samples from q per target token"})
     gumbel_temperature: float = field(
         default=0.1, metadata={"help": "var-gumbel: temperature τ of the Gumbel-softmax relaxation"})
-    dirichlet_transform: ChoiceEnum(["softplus", "exp"]) = field(
-        default="softplus", metadata={"help": "var-relaxed: positive transform of scores into concentrations"})
+    dirichlet_transform: ChoiceEnum(["softplus", "exp", "softmax"]) = field(
+        default="softplus", metadata={"help": "var-relaxed: positive transform of scores into concentrations "
+                                      "(softmax: n times the softmax over the n source positions, a Dirichlet "
+                                      "whose mean is the categorical distribution of the same scores)"})
     dirichlet_min_alpha: float = field(default=0.01, metadata={"help": "var-relaxed: smallest concentration"})
     dirichlet_max_alpha: float = field(default=100.0, metadata={"help": "var-relaxed: largest concentration"})
     dirichlet_warmup_updates: int = field(

@@ -36,7 +36,8 @@ def add_converge(sub) -> None:
                    "transformer-below-top-MODE) for the Transformer; MODE-from-OTHER starts from OTHER's checkpoint, "
                    "MODE-qfirst trains q alone first (MODE-qlong four times as long), MODE-joint the soft "
                    "baseline's likelihood too, MODE-cool "
-                   "a warm start at the rate OTHER's best checkpoint was saved with (docs/recipes.md)")
+                   "a warm start at the rate OTHER's best checkpoint was saved with, var-relaxed-softmax "
+                   "concentrations from the softmax of the scores (docs/recipes.md)")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     p.add_argument("--parallel", type=int, default=2, help="runs at a time, one torch thread each")
     p.add_argument("--tiny", action="store_true", help="the whole pipeline on a few hundred pairs (minutes)")

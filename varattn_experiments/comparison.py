@@ -42,6 +42,7 @@ from .entries import (
     joint,
     q_first,
     q_long,
+    softmax_concentrations,
     suffixes,
     warm_start,
 )
@@ -283,6 +284,8 @@ class ComparisonRun(Job):
             command += ["--soft-loss-weight", str(s.soft_loss_weight)]
         if attention_mode(self.entry) == "var-relaxed" and s.dirichlet_warmup_updates:
             command += ["--dirichlet-warmup-updates", str(s.dirichlet_warmup_updates)]
+        if softmax_concentrations(self.entry):
+            command += ["--dirichlet-transform", "softmax"]
         sizes = s.syn_sizes if syn else s.sizes
         if transformer:
             sizes = "smoke" if sizes == "tiny" else sizes  # the LSTM's tiny sizes are the Transformer's smoke sizes
@@ -380,6 +383,9 @@ def runs(corpora: Sequence[str], entries: Sequence[str], seeds: Sequence[int], s
             if joint(part) and not (spec.soft_output and spec.sample_from):
                 raise UsageError(f"{part!r}: -joint trains the soft baseline of a sampled mode (hard-sample, "
                                  f"var-sample) on its own likelihood; {attention_mode(part)} has none")
+            if softmax_concentrations(part) and spec.relaxation != "dirichlet":
+                raise UsageError(f"{part!r}: -softmax sets the Dirichlet concentrations of var-relaxed; "
+                                 f"{attention_mode(part)} has none")
             if cool(part) and not warm_start(part):
                 raise UsageError(f"{part!r}: -cool trains a warm start at the learning rate its source ended "
                                  f"with; name the source: {part}-from-OTHER")

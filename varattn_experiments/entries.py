@@ -13,8 +13,9 @@ for four times as many updates. ``MODE-joint`` (a
 sampled mode with the soft baseline: ``hard-sample-joint``, ``var-sample-joint``) trains the soft
 baseline's own likelihood with the sampled objective (--soft-loss-weight). ``MODE-cool`` (with a
 warm start, e.g. ``var-sample-qfirst-cool-from-marginal``) trains at the learning rate OTHER's
-best checkpoint was saved with, without warm-up, instead of the recipe's rate. The suffixes may
-come in any order.
+best checkpoint was saved with, without warm-up, instead of the recipe's rate. ``var-relaxed-softmax``
+takes its Dirichlet concentrations as n times the softmax of the scores (--dirichlet-transform
+softmax) instead of their softplus. The suffixes may come in any order.
 """
 
 from typing import Optional
@@ -36,7 +37,8 @@ QLONG = "-qlong"
 QLONG_FACTOR = 4  # -qlong: q alone for this many times the recipe's q-only updates
 JOINT = "-joint"
 COOL = "-cool"
-SUFFIXES = (QFIRST, QLONG, JOINT, COOL)
+SOFTMAX = "-softmax"
+SUFFIXES = (QFIRST, QLONG, JOINT, COOL, SOFTMAX)
 
 
 def _suffixes(entry: str) -> tuple:
@@ -61,7 +63,7 @@ def q_first(entry: str) -> bool:
 
 
 def suffixes(entry: str) -> list:
-    """The entry's suffixes (``-qfirst``, ``-qlong``, ``-joint``, ``-cool``), warm start excluded."""
+    """The entry's suffixes (``-qfirst``, ``-qlong``, ``-joint``, ``-cool``, ``-softmax``), warm start excluded."""
     return _suffixes(entry)[1]
 
 
@@ -78,6 +80,11 @@ def joint(entry: str) -> bool:
 def cool(entry: str) -> bool:
     """Does the entry continue its warm start at the source's learning rate (``MODE-cool``)?"""
     return COOL in suffixes(entry)
+
+
+def softmax_concentrations(entry: str) -> bool:
+    """Does the entry take var-relaxed's concentrations from the softmax of its scores (``MODE-softmax``)?"""
+    return SOFTMAX in suffixes(entry)
 
 
 def _transformer_rest(entry: str) -> Optional[str]:

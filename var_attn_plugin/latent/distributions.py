@@ -261,20 +261,34 @@ def dirichlet_kl(alpha_q: Tensor, alpha_p: Tensor, src_padding_mask: Tensor) -> 
     )
 
 
-def dirichlet_concentration(scores: Tensor, transform: str, min_alpha: float, max_alpha: float) -> Tensor:
-    """Positive concentrations ``α = clamp(f(scores))`` with f = softplus or exp (docs/METHOD.md eq. (24)),
-    in at least float32.
+def dirichlet_concentration(scores: Tensor, transform: str, min_alpha: float, max_alpha: float,
+                            src_padding_mask: Optional[Tensor] = None) -> Tensor:
+    """Positive concentrations ``α = clamp(f(scores))`` (docs/METHOD.md eq. (24)), in at least
+    float32. ``f``:
 
-    For ``exp`` the scores are clamped at ``log max`` before ``exp``: the same values, but a
-    large score no longer overflows to ``inf`` (whose gradient ``inf · 0`` was NaN).
+    - ``softplus`` (the default) or ``exp`` of each score: for ``exp`` the scores are clamped at
+      ``log max`` first (the same values, but a large score no longer overflows to ``inf``,
+      whose gradient ``inf · 0`` was NaN);
+    - ``softmax``: ``n · softmax(scores)`` over the row's ``n`` real positions
+      (``src_padding_mask``, broadcastable to ``scores``, True at pads, is then required): the
+      Dirichlet's mean is the softmax of the scores, the categorical distribution of the same
+      scores, and its total concentration is ``n`` (the flat Dirichlet when that softmax is
+      uniform). It does not change when a constant is added to a row's scores, so the scores of
+      a warm start (``hard-enum``'s, far above the clamp) keep their meaning.
     """
     scores = at_least_float32(scores)
     if transform == "softplus":
         alpha = torch.nn.functional.softplus(scores)
     elif transform == "exp":
         alpha = scores.clamp(max=math.log(max_alpha)).exp()
+    elif transform == "softmax":
+        if src_padding_mask is None:
+            raise ValueError("--dirichlet-transform softmax needs the source padding mask")
+        mask = src_padding_mask.expand_as(scores)
+        real = (~mask).sum(dim=-1, keepdim=True).to(scores.dtype)
+        alpha = real * torch.softmax(scores.masked_fill(mask, -math.inf), dim=-1)
     else:
-        raise ValueError(f"--dirichlet-transform must be softplus or exp, got {transform!r}")
+        raise ValueError(f"--dirichlet-transform must be softplus, exp or softmax, got {transform!r}")
     return alpha.clamp(min=min_alpha, max=max_alpha)
 
 

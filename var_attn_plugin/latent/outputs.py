@@ -85,10 +85,11 @@ class EstimatorSettings:
     def num_samples(self, spec: ModeSpec) -> int:
         return int(getattr(self, spec.samples_option)) if spec.samples_option else 1
 
-    def concentration(self, scores: Tensor) -> Tensor:
-        """Dirichlet concentrations from prior or posterior scores (var-relaxed)."""
-        return dirichlet_concentration(
-            scores, self.dirichlet_transform, self.dirichlet_min_alpha, self.dirichlet_max_alpha)
+    def concentration(self, scores: Tensor, src_padding_mask: Tensor) -> Tensor:
+        """Dirichlet concentrations from prior or posterior scores ``(B, T, S)`` (var-relaxed);
+        ``src_padding_mask`` broadcastable to them, True at source pads."""
+        return dirichlet_concentration(scores, self.dirichlet_transform, self.dirichlet_min_alpha,
+                                       self.dirichlet_max_alpha, src_padding_mask)
 
 
 # ---------------------------------------------------------------------------- generation
@@ -112,8 +113,9 @@ def word_log_probs(layer: AlignmentOutputLayer, states: AlignmentStates, decodin
     if decoding.latent_decoding == "soft":
         return soft_log_probs(layer, states.hidden, states.context)
     if decoding.latent_decoding == "dirichlet-mean":
-        alpha = estimator.concentration(states.prior_scores)
-        return relaxed_log_probs(layer, states, dirichlet_mean(alpha, states.src_padding_mask.unsqueeze(1)))
+        mask = states.src_padding_mask.unsqueeze(1)
+        alpha = estimator.concentration(states.prior_scores, mask)
+        return relaxed_log_probs(layer, states, dirichlet_mean(alpha, mask))
     B, T, S = states.prior_log_probs.shape
     queries = layer.query_proj(states.hidden).view(B * T, -1)  # N x O
     row_batch = torch.arange(B, device=queries.device).repeat_interleave(T)  # N
@@ -198,8 +200,8 @@ def latent_outputs(layer: AlignmentOutputLayer, states: AlignmentStates, target:
     elif spec.relaxation == "dirichlet":
         mask = src_padding_mask.unsqueeze(1)  # B x 1 x S
         out.src_padding_mask = mask
-        out.prior_alpha = estimator.concentration(states.prior_scores)
-        out.posterior_alpha = estimator.concentration(scores)
+        out.prior_alpha = estimator.concentration(states.prior_scores, mask)
+        out.posterior_alpha = estimator.concentration(scores, mask)
         if spec.fixed_noise:  # validation: the same noise for a sentence in any batch
             weights = dirichlet_rsample_per_sentence(out.posterior_alpha, mask, target.ne(pad), target)
         else:
