@@ -108,6 +108,21 @@ def random_batch(model: VarAttnModel, lengths_src: List[int], lengths_tgt: List[
 # ------------------------------------------------------------------ synthetic corpora
 
 
+def var_relaxed_concentrations(model: VarAttnModel, batch):
+    """The Dirichlet concentrations of the prior and of q of a var-relaxed ``model`` on ``batch``,
+    recomputed from its scores (no gradient), and the decoder's states."""
+    net, target = batch["net_input"], batch["target"]
+    with torch.no_grad():
+        encoder_out = model.encoder(net["src_tokens"], src_lengths=net["src_lengths"])
+        states = model.decoder.extract_features(net["prev_output_tokens"], encoder_out)
+        pad = model.decoder.dictionary.pad()
+        q_scores = model.inference_network(encoder_out["src_embeddings"][0], states.src_padding_mask,
+                                           model.decoder.embed_targets(target), target.eq(pad))
+        mask = states.src_padding_mask.unsqueeze(1)
+        estimator = model.decoder.estimator
+        return estimator.concentration(states.prior_scores, mask), estimator.concentration(q_scores, mask), states
+
+
 def permutation_pair(words: List[str]) -> List[str]:
     """The synthetic task with a known alignment: reverse the sentence and map each word
     w_k to W_k. Target position i is aligned to source position n-1-i."""

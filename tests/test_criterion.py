@@ -18,7 +18,7 @@ import pytest
 import torch
 from fairseq.criterions.cross_entropy import CrossEntropyCriterion
 from fairseq.logging import metrics
-from helpers import build_model, random_batch
+from helpers import build_model, random_batch, var_relaxed_concentrations
 
 from var_attn_plugin.criterion import VarAttnCriterion
 from var_attn_plugin.latent.modes import ATTENTION_MODES
@@ -355,16 +355,8 @@ def test_logs_var_relaxeds_dirichlet_concentrations(arch, training, transform):
         for parameter in model.parameters():
             parameter.mul_(8 if arch == "lstm" else 1)
     batch = random_batch(model, SRC_LENGTHS, TGT_LENGTHS, seed=5)
-    net, target = batch["net_input"], batch["target"]
-    with torch.no_grad():
-        encoder_out = model.encoder(net["src_tokens"], src_lengths=net["src_lengths"])
-        states = model.decoder.extract_features(net["prev_output_tokens"], encoder_out)
-        pad = model.decoder.dictionary.pad()
-        q_scores = model.inference_network(encoder_out["src_embeddings"][0], states.src_padding_mask,
-                                           model.decoder.embed_targets(target), target.eq(pad))
-        mask = states.src_padding_mask.unsqueeze(1)
-        prior_alpha = model.decoder.estimator.concentration(states.prior_scores, mask)
-        q_alpha = model.decoder.estimator.concentration(q_scores, mask)
+    prior_alpha, q_alpha, states = var_relaxed_concentrations(model, batch)
+    target, pad = batch["target"], model.decoder.dictionary.pad()
     expected = {"prior_alpha": 0.0, "post_alpha": 0.0, "alpha_spread": 0.0}
     n = 0
     for b in range(target.size(0)):

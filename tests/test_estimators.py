@@ -24,7 +24,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import Z_SCORE, assert_mean_matches, build_model, random_batch, standard_errors
+from helpers import (
+    Z_SCORE,
+    assert_mean_matches,
+    build_model,
+    random_batch,
+    standard_errors,
+    var_relaxed_concentrations,
+)
 
 from var_attn_plugin.criterion import VarAttnCriterion
 from var_attn_plugin.latent.distributions import (
@@ -356,20 +363,6 @@ def test_sampled_modes_validate_with_the_exact_objective_of_the_same_parameters(
         assert torch.equal(torch.as_tensor(log[key]), torch.as_tensor(log_again[key]))
 
 
-def var_relaxed_validation(model, batch):
-    """The concentrations of a var-relaxed model in eval mode, recomputed from its scores."""
-    net, target = batch["net_input"], batch["target"]
-    with torch.no_grad():
-        encoder_out = model.encoder(net["src_tokens"], src_lengths=net["src_lengths"])
-        states = model.decoder.extract_features(net["prev_output_tokens"], encoder_out)
-        pad = model.decoder.dictionary.pad()
-        q_scores = model.inference_network(encoder_out["src_embeddings"][0], states.src_padding_mask,
-                                           model.decoder.embed_targets(target), target.eq(pad))
-        estimator = model.decoder.estimator
-        mask = states.src_padding_mask.unsqueeze(1)
-        return estimator.concentration(states.prior_scores, mask), estimator.concentration(q_scores, mask), states
-
-
 def test_var_relaxed_validates_with_its_dirichlet_elbo_and_the_exact_categorical_terms(arch):
     """var-relaxed's validation: loss = reconstruction + the Dirichlet KL (a loop over real tokens
     with torch.distributions as the oracle); the exact terms (perplexity, entropies, what each
@@ -396,7 +389,7 @@ def test_var_relaxed_validates_with_its_dirichlet_elbo_and_the_exact_categorical
         torch.testing.assert_close(torch.as_tensor(log[key]), torch.as_tensor(exact_log[key]), msg=key)
     assert float(log["kl"]) != pytest.approx(float(exact_log["kl"]), rel=1e-3)  # not the categorical KL
 
-    prior_alpha, q_alpha, states = var_relaxed_validation(model, batch)
+    prior_alpha, q_alpha, states = var_relaxed_concentrations(model, batch)
     src_pads = states.src_padding_mask
     target, pad = batch["target"], model.decoder.dictionary.pad()
     expected_kl = 0.0
