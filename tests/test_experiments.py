@@ -467,7 +467,8 @@ def test_a_qfirst_entry_trains_q_alone_first_and_only_for_a_variational_mode(tmp
 def test_var_relaxed_starts_with_the_hard_objective_in_the_near_paper_recipe_only(tmp_path):
     """The paper starts var-relaxed with about one epoch of hard-enum's objective; the near-paper
     recipe does (about one epoch of its corpora), the first comparison's recipe did not, and no
-    other mode takes the option."""
+    other mode takes the option; a -qfirst entry trains q alone first instead (the model
+    refuses both at once)."""
     from varattn_experiments import comparison
 
     relaxed = comparison.NEAR_PAPER.dirichlet_warmup_updates
@@ -476,12 +477,15 @@ def test_var_relaxed_starts_with_the_hard_objective_in_the_near_paper_recipe_onl
                                     ("var-relaxed", comparison.RECIPES["near-paper-cpu96"], str(relaxed)),
                                     ("transformer-none-var-relaxed", comparison.NEAR_PAPER, str(relaxed)),
                                     ("var-relaxed", comparison.FULL, None),
+                                    ("var-relaxed-softmax-qfirst-from-hard-enum", comparison.NEAR_PAPER, None),
                                     ("var-enum", comparison.NEAR_PAPER, None),
                                     ("hard-enum", comparison.NEAR_PAPER, None)):
         (run,) = comparison.runs(["ding"], [entry], [1], recipe)
         command = run.train_command(tmp_path)
         got = option(command, "--dirichlet-warmup-updates") if "--dirichlet-warmup-updates" in command else None
         assert got == expected, (entry, recipe)
+        if "qfirst" in entry:
+            assert option(command, "--q-warmup-updates") == str(recipe.q_warmup_updates)
 
 
 def test_a_cool_entry_trains_its_warm_start_at_the_rate_its_source_was_saved_with(tmp_path):

@@ -282,7 +282,8 @@ class ComparisonRun(Job):
             command += ["--q-warmup-updates", str(s.q_warmup_updates * (QLONG_FACTOR if q_long(self.entry) else 1))]
         if joint(self.entry):
             command += ["--soft-loss-weight", str(s.soft_loss_weight)]
-        if attention_mode(self.entry) == "var-relaxed" and s.dirichlet_warmup_updates:
+        if attention_mode(self.entry) == "var-relaxed" and s.dirichlet_warmup_updates and not q_first(self.entry):
+            # (-qfirst: q alone first instead; both at once would train θ without q while q waits)
             command += ["--dirichlet-warmup-updates", str(s.dirichlet_warmup_updates)]
         if softmax_concentrations(self.entry):
             command += ["--dirichlet-transform", "softmax"]
