@@ -142,11 +142,16 @@ def noise_from(generator: Optional[torch.Generator]) -> Iterator[None]:
         _generator = previous
 
 
-def noise_seed(seed: int, rank: int, num_updates: int) -> int:
-    """A 63-bit seed for the sampling noise of one update on one data-parallel rank: distinct
-    (well mixed, numpy's ``SeedSequence``) for every ``(seed, rank, num_updates)``."""
-    state = np.random.SeedSequence([seed, rank, num_updates]).generate_state(2, np.uint32)
+def seed_from(entropy) -> int:
+    """A 63-bit seed, well mixed (numpy's ``SeedSequence``), distinct for every list of
+    non-negative integers ``entropy``."""
+    state = np.random.SeedSequence(list(entropy)).generate_state(2, np.uint32)
     return (int(state[0]) << 31 | int(state[1]) >> 1) & (2**63 - 1)
+
+
+def noise_seed(seed: int, rank: int, num_updates: int) -> int:
+    """The seed of the sampling noise of one update on one data-parallel rank."""
+    return seed_from([seed, rank, num_updates])
 
 
 def gumbel_noise(shape, like: Tensor) -> Tensor:
@@ -198,15 +203,13 @@ def dirichlet_rsample(alpha: Tensor, src_padding_mask: Tensor) -> Tensor:
     return gamma / gamma.sum(dim=-1, keepdim=True)
 
 
-def sentence_noise_seed(target_tokens: Tensor, num_sources: int) -> int:
-    """A 63-bit seed that depends only on one sentence pair: its real target tokens and its
-    number of real source positions (validation's fixed Dirichlet noise)."""
-    entropy = [VALIDATION_STREAM, int(num_sources)] + [int(token) for token in target_tokens.tolist()]
-    state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
-    return (int(state[0]) << 31 | int(state[1]) >> 1) & (2**63 - 1)
-
-
 VALIDATION_STREAM = 0x5A11D  # keeps validation's seeds apart from training's (seed, rank, update)
+
+
+def sentence_noise_seed(target_tokens: Tensor, num_sources: int) -> int:
+    """A seed that depends only on one sentence pair: its real target tokens and its number of
+    real source positions (validation's fixed Dirichlet noise)."""
+    return seed_from([VALIDATION_STREAM, int(num_sources)] + [int(token) for token in target_tokens.tolist()])
 
 
 def dirichlet_rsample_per_sentence(alpha: Tensor, src_padding_mask: Tensor, target_mask: Tensor,
