@@ -386,7 +386,7 @@ def runs(corpora: Sequence[str], entries: Sequence[str], seeds: Sequence[int], s
                                  f"var-sample) on its own likelihood; {attention_mode(part)} has none")
             if softmax_concentrations(part) and spec.relaxation != "dirichlet":
                 raise UsageError(f"{part!r}: -softmax sets the Dirichlet concentrations of var-relaxed; "
-                                 f"{attention_mode(part)} has none")
+                                 f"{attention_mode(part)} has none: drop -softmax, or use var-relaxed-softmax")
             if cool(part) and not warm_start(part):
                 raise UsageError(f"{part!r}: -cool trains a warm start at the learning rate its source ended "
                                  f"with; name the source: {part}-from-OTHER")
