@@ -5,6 +5,7 @@ and fairseq's logs. Jobs here are tiny Python commands, no training."""
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -590,3 +591,51 @@ def test_a_softmax_entry_takes_var_relaxeds_concentrations_from_the_softmax(tmp_
     assert "--dirichlet-transform" not in plain.train_command(tmp_path)
     with pytest.raises(UsageError, match="'var-enum-softmax': -softmax sets the Dirichlet concentrations"):
         comparison.runs(["ding"], ["var-enum-softmax"], [1])
+
+
+@dataclass(frozen=True)
+class Threads(runner.Job):
+    """Writes the torch threads its step was given (OMP_NUM_THREADS) to ROOT/NAME/threads.txt."""
+
+    name: str
+
+    def folder(self, root: Path) -> Path:
+        return Path(root) / self.name
+
+    def config(self) -> dict:
+        return {"name": self.name}
+
+    def steps(self, root: Path) -> List[runner.Step]:
+        code = "import os, pathlib, sys; pathlib.Path(sys.argv[1]).write_text(os.environ['OMP_NUM_THREADS'])"
+        return [runner.Step("threads", [sys.executable, "-c", code, str(self.folder(root) / "threads.txt")], "log.txt")]
+
+
+def test_each_run_gets_the_threads_asked_for_and_its_manifest_records_them(tmp_path):
+    assert runner.execute(tmp_path, [Threads("a"), Threads("b")], parallel=1, threads=2) == []
+    for name in ("a", "b"):
+        assert (tmp_path / name / "threads.txt").read_text() == "2"
+        assert Manifest(tmp_path / name).data["steps"]["threads"]["attempts"][0]["threads"] == 2
+
+
+def test_converge_hands_its_threads_to_the_runner_and_refuses_oversubscribed_cores(tmp_path, monkeypatch, capsys):
+    from varattn_experiments import __main__ as cli
+
+    class Called(Exception):
+        pass
+
+    def execute(root, jobs, **kwargs):
+        raise Called(kwargs)
+
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cli.runner, "execute", execute)
+    command = ["converge", "run", "--tiny", "--root", str(tmp_path), "--corpora", "syn-null", "--modes", "soft",
+               "--seeds", "1", "--parallel", "1"]
+    with pytest.raises(Called) as called:
+        cli.main(command + ["--threads", "2"])
+    assert called.value.args[0]["threads"] == 2 and called.value.args[0]["parallel"] == 1
+    for bad, says in ((["--threads", "0"], "both must be at least 1"),
+                      (["--parallel", "2", "--threads", "2"],
+                       "4 torch threads on 2 cores.*--parallel 1 with --threads 2")):
+        with pytest.raises(SystemExit):
+            cli.main(command + bad)
+        assert re.search(says, capsys.readouterr().err)

@@ -10,6 +10,7 @@
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -39,7 +40,9 @@ def add_converge(sub) -> None:
                    "a warm start at the rate OTHER's best checkpoint was saved with, var-relaxed-softmax "
                    "concentrations from the softmax of the scores (docs/recipes.md)")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
-    p.add_argument("--parallel", type=int, default=2, help="runs at a time, one torch thread each")
+    p.add_argument("--parallel", type=int, default=2, help="runs at a time")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads of each run (e.g. --parallel 1 --threads 2: one long run on two cores)")
     p.add_argument("--tiny", action="store_true", help="the whole pipeline on a few hundred pairs (minutes)")
     p.add_argument("--recipe", choices=list(comparison.RECIPES), default="near-paper",
                    help="near-paper: 256-unit models, Adam 1e-3, dropout 0.3, no source EOS, up to 30,000 updates "
@@ -95,6 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_threads(parser: argparse.ArgumentParser, parallel: int, threads: int, cores: Optional[int] = None) -> None:
+    """Refuse thread counts that cannot run, or would oversubscribe the cores: torch's threads that
+    share a core with other busy threads run many times slower than one thread alone."""
+    cores = cores or os.cpu_count() or 1
+    if parallel < 1 or threads < 1:
+        parser.error(f"--parallel {parallel} --threads {threads}: both must be at least 1")
+    if threads > 1 and parallel * threads > cores:
+        parser.error(f"--parallel {parallel} --threads {threads} asks for {parallel * threads} torch threads on "
+                     f"{cores} cores, which runs many times slower than fewer threads; use at most "
+                     f"--parallel {max(1, cores // threads)} with --threads {threads}, or --threads 1")
+
+
 def converge(args) -> int:
     if args.action == "refresh":
         for path in comparison.refresh_reports():
@@ -121,7 +136,8 @@ def converge(args) -> int:
                 print(f"finished: {run.corpus.name} {run.name} (kept in {args.archive})")
             # each finished run goes to the archive at once, not only when the whole queue has run
             keep = (lambda job: comparison.archive(root, args.archive, corpora)) if args.archive else None
-            failures = runner.execute(root, plan.todo, parallel=args.parallel, on_done=keep)
+            failures = runner.execute(root, plan.todo, parallel=args.parallel, threads=args.threads,
+                                      on_done=keep)
         for failure in failures:
             print("FAILED:", failure)
         if args.archive:
@@ -167,7 +183,10 @@ def run_dynamics(args) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     runner.add_screen_handler()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "converge":
+        check_threads(parser, args.parallel, args.threads)
     if args.command in ("pause", "resume"):
         touched = getattr(runner, args.command)(args.root)
         print(f"{args.command}d: {', '.join(touched) if touched else 'nothing was running'}")
