@@ -635,7 +635,8 @@ def test_converge_hands_its_threads_to_the_runner_and_refuses_oversubscribed_cor
     assert called.value.args[0]["threads"] == 2 and called.value.args[0]["parallel"] == 1
     for bad, says in ((["--threads", "0"], "both must be at least 1"),
                       (["--parallel", "2", "--threads", "2"],
-                       "4 torch threads on 2 cores.*--parallel 1 with --threads 2")):
+                       "4 torch threads on 2 cores.*--parallel 1 with --threads 2"),
+                      (["--threads", "3"], "3 torch threads on 2 cores.*at most --threads 2, or --threads 1")):
         with pytest.raises(SystemExit):
             cli.main(command + bad)
         assert re.search(says, capsys.readouterr().err)

@@ -98,16 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_threads(parser: argparse.ArgumentParser, parallel: int, threads: int, cores: Optional[int] = None) -> None:
+def check_threads(parser: argparse.ArgumentParser, parallel: int, threads: int) -> None:
     """Refuse thread counts that cannot run, or would oversubscribe the cores: torch's threads that
     share a core with other busy threads run many times slower than one thread alone."""
-    cores = cores or os.cpu_count() or 1
+    cores = os.cpu_count() or 1
     if parallel < 1 or threads < 1:
         parser.error(f"--parallel {parallel} --threads {threads}: both must be at least 1")
     if threads > 1 and parallel * threads > cores:
+        fix = (f"use at most --parallel {cores // threads} with --threads {threads}" if threads <= cores
+               else f"use at most --threads {cores}")
         parser.error(f"--parallel {parallel} --threads {threads} asks for {parallel * threads} torch threads on "
-                     f"{cores} cores, which runs many times slower than fewer threads; use at most "
-                     f"--parallel {max(1, cores // threads)} with --threads {threads}, or --threads 1")
+                     f"{cores} cores, which runs many times slower than fewer threads; {fix}, or --threads 1")
 
 
 def converge(args) -> int:
