@@ -180,6 +180,41 @@ def test_wall_time_leaves_out_pauses_and_attempts_before_a_fresh_start(tmp_path)
     assert log.curve.wall == [90, 3.5 * 60, 4.5 * 60 + 60]
 
 
+def set_threads(run: Path, threads) -> None:
+    """Give the manifest's training attempts these thread counts (as the runner's --threads records them)."""
+    data = json.loads((run / "manifest.json").read_text())
+    for attempt, count in zip(data["steps"]["train"]["attempts"], threads):
+        attempt["threads"] = count
+    (run / "manifest.json").write_text(json.dumps(data))
+
+
+def test_wall_time_is_marked_when_a_run_trained_with_more_than_one_thread(tmp_path):
+    fake_comparison(tmp_path)
+    def translation_rows():
+        return rows_of(report_text(tmp_path).split("Does the model use its alignment?")[0])
+
+    assert translation_rows()["var-enum"][10].strip() == "5.0 ± 0.0"  # the attempts record 1 thread or none
+    set_threads(tmp_path / "ding" / "var-enum-seed2", [1, 2])  # the second attempt took two threads
+    rows = translation_rows()
+    assert rows["var-enum"][10].strip() == "5.0 ± 0.0 ‡"
+    assert report.read_train_log(tmp_path / "ding" / "var-enum-seed2" / "train.log",
+                                 Manifest(tmp_path / "ding" / "var-enum-seed2")).threads == 2
+
+
+def test_threads_of_attempts_before_a_fresh_start_do_not_count(tmp_path):
+    (tmp_path / "train.log").write_text("\n".join([
+        "2026-01-01 10:00:05 | INFO | fairseq.trainer | No existing checkpoint found /x/checkpoint_last.pt",
+        valid("10:01:00", 10, 50),
+        "2026-01-01 11:00:30 | INFO | fairseq.trainer | No existing checkpoint found /x/checkpoint_last.pt",
+        valid("11:01:30", 10, 40),
+    ]) + "\n")
+    write_manifest(tmp_path, [("10:00:00", "10:02:00"), ("11:00:00", "11:02:00")])
+    set_threads(tmp_path, [2, 1])
+    assert report.read_train_log(tmp_path / "train.log", Manifest(tmp_path)).threads == 1
+    set_threads(tmp_path, [1, 2])
+    assert report.read_train_log(tmp_path / "train.log", Manifest(tmp_path)).threads == 2
+
+
 def test_the_committed_reports_and_readme_table_are_those_of_the_committed_runs(tmp_path):
     """A committed report is the report of its archive, curves path included, and the README's
     table the summary of the archives: a run archived without `converge refresh` (or the

@@ -70,6 +70,7 @@ class TrainLog:
     curve: Curve = field(default_factory=Curve)
     last_valid: Dict[str, str] = field(default_factory=dict)  # the last validation's record, as logged
     lr: Optional[float] = None  # the last logged learning rate
+    threads: int = 1  # the most torch threads an attempt that counts trained with (runner's --threads)
 
 
 def parse_time(text: str) -> datetime:
@@ -143,6 +144,7 @@ def read_train_log(path: Path, manifest: Optional[Manifest]) -> TrainLog:
     # a running attempt counts to its log's last line, so that the report is the same whenever made
     log.wall = sum(active(a, a["ended"] if a["ended"] is not None else max(logged.get(k, 0.0), a["started"]))
                    for k, a in enumerate(attempts) if k >= first)
+    log.threads = max([int(a.get("threads") or 1) for a in attempts[first:]], default=1)
     for updates in sorted(points):
         log.curve.updates.append(updates)
         log.curve.wall.append(points[updates][0])
@@ -277,8 +279,10 @@ def spread(values: Sequence[Optional[float]], digits: int = 2, scale: float = 1.
     return f"{mean:.{digits}f} ± {(max(values) - min(values)) / 2:.{digits}f}"
 
 
-def minutes(seconds: Sequence[float]) -> str:
-    return spread([s / 60 for s in seconds], digits=1)
+def minutes(logs: Sequence[TrainLog]) -> str:
+    """The runs' wall time in minutes, marked ``‡`` when one trained with more than one thread."""
+    mark = " ‡" if any(log.threads > 1 for log in logs) else ""
+    return spread([log.wall / 60 for log in logs], digits=1) + mark
 
 
 def seeds_note(runs: Sequence[Run], finished: Sequence[Run]) -> str:
@@ -303,7 +307,7 @@ def translation_table(runs_by_mode: Dict[str, List[Run]]) -> List[str]:
         if not finished:
             rows.append(f"| {mode}{note} | — | — | — | — | — | — | — | — | — | "
                         f"{spread([r.train.updates for r in runs if r.train.updates is not None], 0)} | "
-                        f"{minutes([r.train.wall for r in runs if r.train.attempts])} | — |")
+                        f"{minutes([r.train for r in runs if r.train.attempts])} | — |")
             continue
         m = [r.metrics for r in finished]
         kmax = "—" if attention_mode(mode) == "soft" else spread([r.bleu["kmax"] for r in finished])
@@ -315,7 +319,7 @@ def translation_table(runs_by_mode: Dict[str, List[Run]]) -> List[str]:
             f"{spread([r.length_ratio.get('exact') for r in finished])}; "
             f"{spread([r.length_ratio.get('noeos') for r in finished])} | "
             f"{spread([r.train.updates for r in finished], 0)} | "
-            f"{minutes([r.train.wall for r in finished])} | {sum(r.train.early_stop for r in trained)}/{len(runs)} |")
+            f"{minutes([r.train for r in finished])} | {sum(r.train.early_stop for r in trained)}/{len(runs)} |")
     return rows
 
 
@@ -338,7 +342,7 @@ def progress_table(runs_by_mode: Dict[str, List[Run]]) -> List[str]:
             rows.append(f"| {mode} seed {r.seed} | {r.train.updates} | {lr} | {value(v, 'ppl', 2)} | "
                         f"{value(v, 'bound_ppl', 2)} | {value(v, 'kl', 3, nats)} | {value(v, 'prior_ent', 3, nats)} | "
                         f"{value(v, 'post_ent', 3, nats)} | {value(v, 'prior_max', 2)} | {value(v, 'prior_eos', 2)} | "
-                        f"{r.train.wall / 60:.1f} |")
+                        f"{minutes([r.train])} |")
     return rows if len(rows) > 2 else []
 
 
@@ -452,7 +456,8 @@ def report(root: Path, corpora: Sequence[str], modes: Sequence[str], seeds: Sequ
              "--eos-penalty 3 (the paper's), exact or K-max (K=5) marginalisation (soft attention decodes "
              "softly), and exact without the EOS penalty; length / reference: the translations' length over "
              "the references' (sacreBLEU's ratio); updates and wall time until the training stopped (early stop "
-             "or the maximum).", ""]
+             "or the maximum), one torch thread per run unless marked ‡ (more threads for some or all of its "
+             "attempts, the runner's --threads: not comparable with the others).", ""]
     all_runs = {}
     for corpus in corpora:
         runs_by_mode = {mode: [read_run(root, corpus, mode, seed) for seed in seeds] for mode in modes}
@@ -605,7 +610,7 @@ def plot_curves(all_runs: dict, corpora: Sequence[str], output: Path) -> None:
                 axes[row][0].plot(curve.updates, curve.ppl, style, color=colour, label=label, marker=".")
                 axes[row][1].plot([w / 60 for w in curve.wall], curve.ppl, style, color=colour, label=label,
                                   marker=".")
-        for col, xlabel in enumerate(("updates", "wall time (minutes, one CPU thread)")):
+        for col, xlabel in enumerate(("updates", "wall time (minutes; threads per run: its manifest)")):
             ax = axes[row][col]
             ax.set_xlabel(xlabel)
             ax.set_ylabel("validation perplexity (exact)")
