@@ -50,6 +50,11 @@ def valid(clock, updates, ppl):
     return f'2026-01-01 {clock} | INFO | valid | {{"epoch": 1, "valid_ppl": "{ppl}", "valid_num_updates": "{updates}"}}'
 
 
+def fresh_start(clock):
+    """fairseq's line for a training that starts from scratch (no checkpoint to resume)."""
+    return f"2026-01-01 {clock} | INFO | fairseq.trainer | No existing checkpoint found /x/checkpoint_last.pt"
+
+
 def fake_run(root: Path, corpus: str, mode: str, seed: int, ppl: float, bleu: float, done=True):
     run = root / corpus / f"{mode}-seed{seed}"
     (run / "eval").mkdir(parents=True)
@@ -162,9 +167,9 @@ def test_a_run_still_training_is_reported_at_its_last_validation_and_its_last_lo
 
 def test_wall_time_leaves_out_pauses_and_attempts_before_a_fresh_start(tmp_path):
     (tmp_path / "train.log").write_text("\n".join([
-        "2026-01-01 10:00:05 | INFO | fairseq.trainer | No existing checkpoint found /x/checkpoint_last.pt",
+        fresh_start("10:00:05"),
         valid("10:01:00", 10, 50),
-        "2026-01-01 11:00:30 | INFO | fairseq.trainer | No existing checkpoint found /x/checkpoint_last.pt",
+        fresh_start("11:00:30"),
         valid("11:01:30", 10, 40),
         valid("11:33:30", 20, 35),  # after a pause of 30 minutes
         "2026-01-01 12:00:10 | INFO | fairseq.trainer | Loaded checkpoint /x/checkpoint_last.pt (epoch 1 @ 20 updates)",
@@ -203,9 +208,9 @@ def test_wall_time_is_marked_when_a_run_trained_with_more_than_one_thread(tmp_pa
 
 def test_threads_of_attempts_before_a_fresh_start_do_not_count(tmp_path):
     (tmp_path / "train.log").write_text("\n".join([
-        "2026-01-01 10:00:05 | INFO | fairseq.trainer | No existing checkpoint found /x/checkpoint_last.pt",
+        fresh_start("10:00:05"),
         valid("10:01:00", 10, 50),
-        "2026-01-01 11:00:30 | INFO | fairseq.trainer | No existing checkpoint found /x/checkpoint_last.pt",
+        fresh_start("11:00:30"),
         valid("11:01:30", 10, 40),
     ]) + "\n")
     write_manifest(tmp_path, [("10:00:00", "10:02:00"), ("11:00:00", "11:02:00")])
