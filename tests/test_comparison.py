@@ -137,7 +137,8 @@ def test_report_reads_manifests_and_logs_and_marks_unfinished_runs(tmp_path):
     # BLEU exact, K-max, without the EOS penalty, length ratios, updates, wall time (minutes), early stops
     assert cells[5:] == ["11.00 ± 1.00", "10.00 ± 1.00", "13.00 ± 1.00", "1.50 ± 0.00; 1.15 ± 0.05", "20 ± 0",
                          "5.0 ± 0.0", "1/2"]
-    assert "soft (0/2 seeds; not started, training)" in rows and "marginal (0/2 seeds; not started)" in rows
+    assert "soft (0/2 seeds; seed 2 not started; seed 1 training)" in rows
+    assert "marginal (0/2 seeds; seeds 1, 2 not started)" in rows
     alignment, boundaries = alignment.split("Where the links go")
     aer = rows_of(alignment)
     assert [c.strip() for c in aer["var-enum"]] == ["0.500 ± 0.000", "—", "—"]

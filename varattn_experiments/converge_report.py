@@ -290,8 +290,12 @@ def seeds_note(runs: Sequence[Run], finished: Sequence[Run]) -> str:
     mark = " †" if any(r.transcribed for r in finished) else ""
     if len(finished) == len(runs):
         return mark
-    states = sorted({r.status for r in runs if r not in finished})
-    return f"{mark} ({len(finished)}/{len(runs)} seeds; {', '.join(states)})"
+    waiting = [r for r in runs if r not in finished]
+    states = []
+    for state in sorted({r.status for r in waiting}):
+        seeds = [r.seed for r in waiting if r.status == state]
+        states.append(f"{'seed' if len(seeds) == 1 else 'seeds'} {', '.join(seeds)} {state}")
+    return f"{mark} ({len(finished)}/{len(runs)} seeds; {'; '.join(states)})"
 
 
 def translation_table(runs_by_mode: Dict[str, List[Run]]) -> List[str]:
