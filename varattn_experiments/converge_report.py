@@ -286,7 +286,8 @@ def minutes(logs: Sequence[TrainLog]) -> str:
 
 
 def seeds_note(runs: Sequence[Run], finished: Sequence[Run]) -> str:
-    """`` †`` when a finished run's figures are transcribed; how many seeds a row has, if not all."""
+    """`` †`` when a finished run's figures are transcribed; if not all seeds are finished, how many
+    are and what each of the others is doing."""
     mark = " †" if any(r.transcribed for r in finished) else ""
     if len(finished) == len(runs):
         return mark
