@@ -131,7 +131,7 @@ COMMITTED_REPORTS = (
     ("docs/runs/near-paper", "docs/near-paper-results.md", NEAR_PAPER_CORPORA,
      NEAR_PAPER_MODES + NEAR_PAPER_TRANSFORMER_MODES, "docs/near-paper-results-curves.png"),
     # its first runs, at the 96-unit sizes, and the Transformer's
-    ("docs/runs/near-paper-cpu96", "docs/near-paper-cpu96-results.md", ("libreoffice", "ding"),
+    ("docs/runs/near-paper-cpu96", "docs/near-paper-cpu96-results.md", NEAR_PAPER_CORPORA,
      ("soft", "var-sample", "transformer-none-soft", "transformer-soft", "transformer-none-marginal",
       "transformer-none-var-enum-from-transformer-none-marginal",
       "transformer-none-var-sample-qfirst-from-transformer-none-marginal",
